@@ -1,0 +1,175 @@
+"""Running a study end to end: waves through the cached runner, then analysis and the run folder.
+
+    from personae import load_spec, run_study
+    outcome = run_study(load_spec("examples/tour.yaml"), out_dir="runs/tour")
+    print(outcome.summary.verdict)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import json
+import math
+import subprocess
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .backends import create_backend
+from .backends.base import Backend
+from .errors import PersonaeError
+from .progress import Progress
+from .report import figure_to_data_uri, write_report
+from .runner import Result, Runner, RunStats
+from .spec import ResolvedSpec
+from .store import Store
+from .studies import Summary, get_study
+
+_SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a finished run returns."""
+
+    summary: Summary
+    results: list[Result]
+    stats: RunStats
+    out_dir: Path | None
+    run: dict[str, Any]
+
+
+def clean_json(value: Any) -> Any:
+    """NaN and infinities become null so that files are valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    return value
+
+
+def redact(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Backend options for run.json: anything that looks like a secret is replaced."""
+    return {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) and not k.endswith("_env") else v)
+            for k, v in options.items()}
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(clean_json(data), indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+async def run_study_async(
+    resolved: ResolvedSpec,
+    out_dir: str | Path | None = None,
+    *,
+    store: Store | None = None,
+    backends: Mapping[str, Backend] | None = None,
+    quiet: bool = True,
+) -> RunOutcome:
+    """Run every wave of the study, write the run folder (if `out_dir`), and return the outcome.
+
+    `backends` overrides backend creation (e.g. a FakeBackend with a Python responder).
+    On a failure the run folder still gets run.json (status 'aborted') and the results so far.
+    """
+    spec = resolved.spec
+    study = get_study(spec.study)(resolved)
+    own_store = store is None
+    store = store or Store()
+    made: dict[str, Backend] = {}
+    if backends is None:
+        for model in spec.model:
+            made[model] = create_backend(model, spec.backend, file=str(resolved.path) if resolved.path else None)
+        backends = made
+    out = Path(out_dir) if out_dir is not None else None
+    run_id = uuid.uuid4().hex[:12]
+    run: dict[str, Any] = {
+        "run_id": run_id, "status": "running", "study": spec.study, "title": resolved.name,
+        "spec_file": str(resolved.path) if resolved.path else None,
+        "spec": {**spec.model_dump(mode="json"), "backend": redact(spec.backend)},
+        "personas": [p.model_dump(mode="json") for p in resolved.personas],
+        "models": list(spec.model), "backends": [b.describe() for b in backends.values()],
+        "version": __version__, "git_revision": git_revision(), "seed": spec.seed,
+        "store": str(store.path), "started_at": _now(), "finished_at": None,
+    }
+    rows_file = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "run.json", {**run, "counts": RunStats().as_dict()})
+        rows_file = (out / "results.jsonl").open("w", encoding="utf-8")
+
+    def on_result(res: Result) -> None:
+        if rows_file is not None:
+            rows_file.write(json.dumps(clean_json(res.to_row()), ensure_ascii=False) + "\n")
+            rows_file.flush()
+
+    store.start_run(run_id, spec.study, str(out) if out else None, {"spec_file": run["spec_file"]})
+    results: list[Result] = []
+    with Progress(enabled=not quiet) as progress:
+        runner = Runner(backends, store, concurrency=spec.concurrency.requests, retry=spec.concurrency.retry,
+                        run_id=run_id, progress=progress, seed=spec.seed, on_result=on_result)
+        try:
+            for wave in range(study.max_waves):
+                requests = study.plan(results)
+                if not requests:
+                    break
+                label = f"{spec.study} wave {wave + 1}" if wave else spec.study
+                results.extend(await runner.run(requests, label=label))
+            else:
+                raise PersonaeError(f"the study planned more than {study.max_waves} waves.",
+                                    fix="this is a bug in the study's plan(); please report it.")
+        except BaseException:
+            run.update(status="aborted", finished_at=_now(), counts=runner.stats.as_dict())
+            if out is not None:
+                _write_json(out / "run.json", run)
+            store.finish_run(run_id, {"status": "aborted"})
+            raise
+        finally:
+            if rows_file is not None:
+                rows_file.close()
+            for b in made.values():
+                await b.aclose()
+            if own_store:
+                pass
+    summary = study.analyze(results)
+    run.update(status="complete", finished_at=_now(), counts=runner.stats.as_dict(),
+               tokens={"prompt": runner.stats.prompt_tokens, "completion": runner.stats.completion_tokens})
+    store.finish_run(run_id, {"status": "complete", "counts": runner.stats.as_dict()})
+    if own_store:
+        store.close()
+    if out is not None:
+        _write_json(out / "summary.json", summary.model_dump(mode="json"))
+        figures = [(caption, figure_to_data_uri(fig)) for caption, fig in study.figures(results, summary)]
+        write_report(out / "report.html", title=resolved.name, summary=clean_json(summary.model_dump(mode="json")),
+                     run=run, rows=[r.to_row() for r in results], figures=figures)
+        _write_json(out / "run.json", run)
+    return RunOutcome(summary=summary, results=results, stats=runner.stats, out_dir=out, run=run)
+
+
+def run_study(resolved: ResolvedSpec, out_dir: str | Path | None = None, **kwargs: Any) -> RunOutcome:
+    """Synchronous facade over `run_study_async`."""
+    return asyncio.run(run_study_async(resolved, out_dir, **kwargs))
+
+
+def results_rows(results: Sequence[Result]) -> list[dict[str, Any]]:
+    return [r.to_row() for r in results]

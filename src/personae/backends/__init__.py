@@ -1,0 +1,97 @@
+"""Backends by provider name, imported lazily. Model ids look like `provider/model`."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .._loading import suggest, validation_to_config_error
+from ..errors import UnknownModelError
+from .base import Backend, Generation, Message, Request, Sampling, Score, Tags
+
+__all__ = ["Backend", "Generation", "Message", "Request", "Sampling", "Score", "Tags", "create_backend",
+           "parse_model_id", "provider_status", "PROVIDERS"]
+
+# provider -> (module, backend class, options class, extra to install)
+PROVIDERS: dict[str, tuple[str, str, str, str]] = {
+    "local": ("personae.backends.local", "LocalBackend", "LocalOptions", "local"),
+    "openai": ("personae.backends.openai", "OpenAIBackend", "OpenAIOptions", "openai"),
+    "fake": ("personae.backends.fake", "FakeBackend", "FakeOptions", "core"),
+}
+
+
+def parse_model_id(model_id: str) -> tuple[str, str]:
+    """'local/smollm2-135m' -> ('local', 'smollm2-135m'), with a suggestion for typos."""
+    provider, sep, name = model_id.partition("/")
+    if not sep or not name:
+        raise UnknownModelError(
+            f"model id '{model_id}' has no provider.", field="model",
+            fix="write provider/model, e.g. local/smollm2-135m, openai/gpt-4o-mini or fake/test.")
+    if provider not in PROVIDERS:
+        raise UnknownModelError(
+            f"No model '{model_id}': unknown provider '{provider}'.{suggest(provider, PROVIDERS)}", field="model",
+            fix=f"providers: {', '.join(PROVIDERS)}.")
+    return provider, name
+
+
+def options_model(provider: str) -> type[BaseModel]:
+    module, _, opts, _ = PROVIDERS[provider]
+    return getattr(importlib.import_module(module), opts)
+
+
+def create_backend(model_id: str, options: Mapping[str, Any] | BaseModel | None = None, *,
+                   file: str | None = None) -> Backend:
+    """Create the backend for a model id, validating its options (a typo is an error)."""
+    provider, _ = parse_model_id(model_id)
+    module, cls_name, _, _ = PROVIDERS[provider]
+    mod = importlib.import_module(module)
+    opts_cls = options_model(provider)
+    if options is None or isinstance(options, Mapping):
+        try:
+            opts = opts_cls.model_validate(dict(options or {}))
+        except ValidationError as exc:
+            raise validation_to_config_error(exc, opts_cls, file=file, prefix=("backend",)) from None
+    else:
+        opts = options
+    return getattr(mod, cls_name)(model_id, opts)
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    provider: str
+    available: bool
+    detail: str
+    example: str
+
+
+def provider_status() -> list[ProviderStatus]:
+    """Which backends can run here, and why not."""
+    rows: list[ProviderStatus] = []
+    try:
+        from .local import smollm2_path  # noqa: PLC0415
+        import llama_cpp  # noqa: F401, PLC0415
+
+        path = smollm2_path()
+        ok = path.exists()
+        rows.append(ProviderStatus("local", ok, f"llama-cpp-python {llama_cpp.__version__}; embedded model "
+                                   f"{'at ' + str(path) if ok else 'missing'}", "local/smollm2-135m"))
+    except Exception as exc:  # missing package: say which
+        rows.append(ProviderStatus("local", False, str(exc), "local/smollm2-135m"))
+    try:
+        import openai  # noqa: PLC0415
+
+        from .openai import _env_base_url  # noqa: PLC0415
+
+        url = _env_base_url()
+        rows.append(ProviderStatus("openai", True, f"openai {openai.__version__}; base URL "
+                                   f"{url or 'not set (PERSONAE_OPENAI_BASE_URL)'}", "openai/MODEL"))
+    except ImportError as exc:
+        rows.append(ProviderStatus("openai", False, str(exc), "openai/MODEL"))
+    rows.append(ProviderStatus("fake", True, "deterministic, for tests", "fake/test"))
+    return rows
+
+

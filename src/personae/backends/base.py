@@ -1,0 +1,168 @@
+"""The backend protocol and the request/response data models every model call goes through."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import BackendError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Message(_Frozen):
+    """One chat message."""
+
+    role: Literal["system", "user", "assistant"]
+    """Who speaks."""
+    content: str
+    """What is said."""
+
+
+class Sampling(_Frozen):
+    """Sampling parameters; all of them are part of the cache key."""
+
+    temperature: float = Field(default=0.0, ge=0.0, le=5.0)
+    """0 means greedy."""
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass."""
+    max_tokens: int = Field(default=128, ge=1, le=32768)
+    """Upper bound on generated tokens."""
+    seed: int | None = None
+    """Sampling seed (backends that support it)."""
+    stop: tuple[str, ...] = ()
+    """Stop strings."""
+
+
+class Tags(_Frozen):
+    """Where a request sits in a study. Not part of the cache key."""
+
+    persona: str | None = None
+    """Persona id (None for the no-persona condition)."""
+    item: str | None = None
+    """Item or question id."""
+    condition: str | None = None
+    """Study condition label."""
+    wave: int = 0
+    """Wave number (turn of a dialogue, round of a debate)."""
+    extra: dict[str, Any] = Field(default_factory=dict)
+    """Anything else a study wants back with the result."""
+
+
+class Request(_Frozen):
+    """One model call: generate a reply, or score a continuation."""
+
+    kind: Literal["generate", "score"] = "generate"
+    """'generate' a reply, or 'score' the log-probability of `continuation`."""
+    model: str
+    """Model id, e.g. 'local/smollm2-135m'."""
+    messages: tuple[Message, ...] = ()
+    """Chat messages. Empty when `prompt` is used."""
+    prompt: str | None = None
+    """Raw text prompt (no chat template), instead of messages."""
+    continuation: str | None = None
+    """For kind='score': the text whose log-probability is wanted."""
+    per_token: bool = False
+    """For kind='score': also return per-token log-probabilities."""
+    sampling: Sampling = Sampling()
+    """Sampling parameters."""
+    json_schema: dict[str, Any] | None = None
+    """Constrain the output to JSON matching this schema."""
+    grammar: str | None = None
+    """Constrain the output with a GBNF grammar (llama.cpp backends)."""
+    replicate: int = Field(default=0, ge=0)
+    """Replicate index: repeats are distinct requests and never collapse in the cache."""
+    persona_version: int | None = None
+    """Version of the persona in the prompt; bumping it invalidates the cache."""
+    tags: Tags = Tags()
+    """Study bookkeeping, returned with the result; not part of the cache key."""
+
+    def cache_key(self) -> str:
+        """sha256 of the canonical JSON of everything that changes the output."""
+        payload = self.model_dump(mode="json", exclude={"tags"})
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def last_user(self) -> str:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.content
+        return self.prompt or ""
+
+
+class Generation(_Frozen):
+    """A generated reply."""
+
+    text: str
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+
+class Score(_Frozen):
+    """Log-probability of a continuation given the prompt (natural log)."""
+
+    logprob: float
+    """Sum of the continuation's token log-probabilities."""
+    n_tokens: int
+    """Number of continuation tokens."""
+    token_logprobs: tuple[float, ...] | None = None
+    """Per-token log-probabilities, when asked for."""
+    tokens: tuple[str, ...] | None = None
+    """The continuation's tokens, when asked for."""
+    latency_s: float = 0.0
+
+
+class Backend(ABC):
+    """A model behind one async interface. Only `generate` is required."""
+
+    provider: ClassVar[str] = ""
+    supports_scoring: bool = False
+    """Can return log-probabilities of a given continuation."""
+    supports_logits: bool = False
+    """Can return next-token logits (local backends)."""
+    supports_json: bool = False
+    """Can constrain output to a JSON schema."""
+    supports_grammar: bool = False
+    """Can constrain output with a GBNF grammar."""
+    supports_seed: bool = False
+    """Honours `sampling.seed`."""
+    max_concurrency: int | None = None
+    """Upper bound on useful concurrency (1 for an in-process model)."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    @abstractmethod
+    async def generate(self, request: Request) -> Generation:
+        """Generate a reply."""
+
+    async def score(self, request: Request) -> Score:
+        """Log-probability of `request.continuation`."""
+        raise BackendError(
+            f"backend '{self.model_id}' cannot score text.", backend=self.model_id,
+            fix="use a backend with scoring: local/..., or openai/... with scoring: prompt_logprobs (vLLM).",
+        )
+
+    async def aclose(self) -> None:
+        """Release connections or models."""
+
+    def capabilities(self) -> dict[str, bool]:
+        return {
+            "scoring": self.supports_scoring,
+            "logits": self.supports_logits,
+            "json": self.supports_json,
+            "grammar": self.supports_grammar,
+            "seed": self.supports_seed,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records about this backend (never secrets)."""
+        return {"model": self.model_id, "provider": self.provider, "capabilities": self.capabilities()}

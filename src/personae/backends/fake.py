@@ -1,0 +1,171 @@
+"""A deterministic fake backend for tests and dry runs.
+
+Replies come from, in order: a script (a list of replies, consumed in order; running out is an
+error), a responder callable (registered by name so specs can use it), or a hash of the request.
+Scripted failures exercise the runner: `transient_failures` makes the first N calls of each
+request fail with a 503, `fail_when` makes any request whose last user message contains the
+string fail permanently. Every call is recorded in `history`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Callable
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._loading import suggest
+from ..errors import BackendError, ConfigError, TransientBackendError
+from .base import Backend, Generation, Request, Score
+
+Responder = Callable[[Request], str]
+Scorer = Callable[[Request], float]
+
+_RESPONDERS: dict[str, Responder] = {}
+_SCORERS: dict[str, Scorer] = {}
+
+_WORDS = ("yes", "no", "maybe", "the", "sea", "stars", "tea", "dog", "farm", "city", "rain", "light",
+          "A", "B", "C", "D", "because", "often", "never", "always")
+
+
+def register_responder(name: str, fn: Responder) -> None:
+    """Make `fn(request) -> text` usable from a spec as `backend: {responder: name}`."""
+    _RESPONDERS[name] = fn
+
+
+def register_scorer(name: str, fn: Scorer) -> None:
+    """Make `fn(request) -> logprob` usable from a spec as `backend: {scorer: name}`."""
+    _SCORERS[name] = fn
+
+
+def _digest(request: Request) -> bytes:
+    return hashlib.sha256(request.cache_key().encode()).digest()
+
+
+def hash_reply(request: Request) -> str:
+    """A deterministic reply that differs between requests (and so between replicates)."""
+    d = _digest(request)
+    n = 3 + d[0] % 6
+    words = [_WORDS[d[i + 1] % len(_WORDS)] for i in range(n)]
+    return " ".join(words).capitalize() + "."
+
+
+def echo_reply(request: Request) -> str:
+    return request.last_user()
+
+
+def persona_reply(request: Request) -> str:
+    """Names the persona from the system prompt: proves the prompt reached the model."""
+    system = next((m.content for m in request.messages if m.role == "system"), "")
+    who = system.split(",")[0].removeprefix("You are ").strip() if system else "nobody"
+    return f"As {who}: {hash_reply(request)}"
+
+
+register_responder("hash", hash_reply)
+register_responder("echo", echo_reply)
+register_responder("persona", persona_reply)
+
+
+class FakeOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    responder: str = "hash"
+    """Registered responder name: 'hash', 'echo', 'persona', or one you registered."""
+    scorer: str | None = None
+    """Registered scorer name; default: a deterministic function of the request."""
+    script: tuple[str, ...] | None = None
+    """Replies returned in order; running out is an error."""
+    transient_failures: int = Field(default=0, ge=0)
+    """The first N calls of each distinct request fail with HTTP 503."""
+    retry_after: float | None = None
+    """With transient_failures: fail with 429 and this Retry-After instead of 503."""
+    fail_when: str | None = None
+    """Requests whose last user message contains this string fail permanently (HTTP 400)."""
+    delay_s: float = Field(default=0.0, ge=0.0)
+    """Simulated latency per call."""
+
+
+class FakeBackend(Backend):
+    """Deterministic, scriptable, records every call."""
+
+    provider: ClassVar[str] = "fake"
+    supports_scoring = True
+    supports_json = True
+    supports_seed = True
+
+    def __init__(
+        self,
+        model_id: str = "fake/test",
+        options: FakeOptions | None = None,
+        *,
+        responder: Responder | None = None,
+        scorer: Scorer | None = None,
+    ) -> None:
+        super().__init__(model_id)
+        self.options = options or FakeOptions()
+        if responder is None:
+            name = self.options.responder
+            if name not in _RESPONDERS:
+                raise ConfigError(f"no fake responder '{name}'.{suggest(name, _RESPONDERS)}",
+                                  field="backend.responder",
+                                  fix=f"use one of {', '.join(sorted(_RESPONDERS))} or register_responder().")
+            responder = _RESPONDERS[name]
+        if scorer is None and self.options.scorer is not None:
+            if self.options.scorer not in _SCORERS:
+                raise ConfigError(f"no fake scorer '{self.options.scorer}'.{suggest(self.options.scorer, _SCORERS)}",
+                                  field="backend.scorer", fix="register it with register_scorer().")
+            scorer = _SCORERS[self.options.scorer]
+        self.responder = responder
+        self.scorer = scorer
+        self._script = list(self.options.script) if self.options.script is not None else None
+        self.history: list[Request] = []
+        self.calls_per_key: Counter[str] = Counter()
+
+    def _maybe_fail(self, request: Request) -> None:
+        key = request.cache_key()
+        self.calls_per_key[key] += 1
+        self.history.append(request)
+        o = self.options
+        if o.fail_when is not None and o.fail_when in request.last_user():
+            raise BackendError(f"fake backend refused the request (contains {o.fail_when!r}).",
+                               backend=self.model_id, status=400)
+        if self.calls_per_key[key] <= o.transient_failures:
+            if o.retry_after is not None:
+                raise TransientBackendError("rate limited (429)", backend=self.model_id, status=429,
+                                            retry_after=o.retry_after)
+            raise TransientBackendError("service unavailable (503)", backend=self.model_id, status=503)
+
+    async def generate(self, request: Request) -> Generation:
+        if self.options.delay_s:
+            await asyncio.sleep(self.options.delay_s)
+        self._maybe_fail(request)
+        if self._script is not None:
+            if not self._script:
+                raise BackendError("the fake backend's script ran out of replies.", backend=self.model_id,
+                                   fix="add more replies to the script.")
+            text = self._script.pop(0)
+        else:
+            text = self.responder(request)
+        n = max(1, len(text.split()))
+        return Generation(text=text, finish_reason="stop", prompt_tokens=sum(len(m.content.split()) for m in request.messages),
+                          completion_tokens=n)
+
+    async def score(self, request: Request) -> Score:
+        if self.options.delay_s:
+            await asyncio.sleep(self.options.delay_s)
+        self._maybe_fail(request)
+        cont = request.continuation or ""
+        n = max(1, len(cont.split()))
+        if self.scorer is not None:
+            lp = float(self.scorer(request))
+        else:
+            lp = -n * (1.0 + _digest(request)[0] / 255.0)
+        per = tuple([lp / n] * n) if request.per_token else None
+        if not math.isfinite(lp):
+            raise BackendError("fake scorer returned a non-finite log-probability.", backend=self.model_id)
+        return Score(logprob=lp, n_tokens=n, token_logprobs=per,
+                     tokens=tuple(cont.split()) if request.per_token else None)

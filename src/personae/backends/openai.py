@@ -1,0 +1,224 @@
+"""Any OpenAI-compatible server: vLLM, llama.cpp server, Ollama, hosted APIs.
+
+`openai/MODEL` with `base_url` and the key from options or the environment
+(`PERSONAE_OPENAI_BASE_URL` / `OPENAI_BASE_URL`, and the variable named by `api_key_env`).
+Retries are the runner's job: the client is created with `max_retries=0` and every failure is
+mapped to a transient or permanent BackendError.
+
+Scoring (log-probability of a continuation) needs server support:
+- `scoring: prompt_logprobs` (vLLM): a completions call with `prompt_logprobs` and max_tokens 1;
+- `scoring: echo` (servers that return correct echoed prompt log-probs);
+- `scoring: none` (default). llama.cpp's server echoes misaligned prompt log-probs: do not
+  enable `echo` for it.
+Chat messages are rendered with ChatML for scoring; set `prompt` for other formats.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from ..errors import BackendError, BackendUnavailableError, TransientBackendError
+from .base import Backend, Generation, Request, Score
+
+
+def _env_base_url() -> str | None:
+    return os.environ.get("PERSONAE_OPENAI_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+
+
+class OpenAIOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str | None = Field(default_factory=_env_base_url)
+    """Server URL ending in /v1; default from PERSONAE_OPENAI_BASE_URL or OPENAI_BASE_URL."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the key (the key itself never enters a spec)."""
+    api_key: SecretStr | None = Field(default=None, exclude=True)
+    """The key, for Python callers; never written to the store, logs or reports."""
+    mode: Literal["chat", "completions"] = "chat"
+    """Use /chat/completions (messages) or /completions (raw prompt)."""
+    scoring: Literal["none", "prompt_logprobs", "echo"] = "none"
+    """How the server returns prompt log-probabilities (see module docs)."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Client-side timeout per HTTP request."""
+    max_connections: int = Field(default=16, ge=1)
+    """Connections per backend."""
+
+
+def _http_client(max_connections: int, timeout: float) -> Any:
+    """The openai package's own async HTTP client (httpx or httpx2, whichever it uses), with limits."""
+    import importlib  # noqa: PLC0415
+
+    import openai  # noqa: PLC0415
+
+    http_mod = importlib.import_module(type(openai.DefaultAsyncHttpxClient()).__module__.split(".")[0])
+    limits = http_mod.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
+
+
+def chatml(messages: list[dict[str, str]]) -> str:
+    body = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return body + "<|im_start|>assistant\n"
+
+
+class OpenAIBackend(Backend):
+    """An OpenAI-compatible HTTP server."""
+
+    provider: ClassVar[str] = "openai"
+    supports_json = True
+    supports_seed = True
+
+    def __init__(self, model_id: str, options: OpenAIOptions | None = None, *, http_client: Any = None) -> None:
+        super().__init__(model_id)
+        self.options = options or OpenAIOptions()
+        self.model_name = model_id.split("/", 1)[1]
+        self.supports_scoring = self.options.scoring != "none"
+        if not self.options.base_url:
+            raise BackendUnavailableError(
+                f"no server URL for '{model_id}'.", backend=model_id,
+                fix="set backend.base_url in the spec or PERSONAE_OPENAI_BASE_URL, e.g. http://127.0.0.1:8000/v1.")
+        self._http_client = http_client
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import openai  # noqa: PLC0415
+
+            key = (self.options.api_key.get_secret_value() if self.options.api_key
+                   else os.environ.get(self.options.api_key_env) or "sk-no-key")
+            http = self._http_client or _http_client(self.options.max_connections, self.options.timeout_s)
+            self._client = openai.AsyncOpenAI(base_url=self.options.base_url, api_key=key, max_retries=0,
+                                       timeout=self.options.timeout_s, http_client=http)
+        return self._client
+
+    def _map_error(self, exc: Exception) -> BackendError:
+        import openai  # noqa: PLC0415
+
+        url = self.options.base_url
+        if isinstance(exc, openai.APITimeoutError):
+            return TransientBackendError(f"request to {url} timed out.", backend=self.model_id)
+        if isinstance(exc, openai.APIConnectionError):
+            return TransientBackendError(
+                f"cannot reach the server at {url} ({exc.__cause__ or exc}).", backend=self.model_id,
+                fix=f"start the server or correct backend.base_url (now {url}).")
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            retry_after = None
+            header = exc.response.headers.get("retry-after") if exc.response is not None else None
+            if header:
+                try:
+                    retry_after = float(header)
+                except ValueError:
+                    retry_after = None
+            text = str(exc.message)[:200]
+            if status == 429 or status >= 500 or status == 408:
+                return TransientBackendError(f"{url} answered {status}: {text}", backend=self.model_id,
+                                             status=status, retry_after=retry_after)
+            fix = "check the API key (env var " + self.options.api_key_env + ")." if status in (401, 403) else (
+                "check the model name: the server does not know it." if status == 404 else None)
+            return BackendError(f"{url} answered {status}: {text}", backend=self.model_id, status=status, fix=fix)
+        return BackendError(f"unexpected error from {url}: {type(exc).__name__}: {exc}", backend=self.model_id)
+
+    async def generate(self, request: Request) -> Generation:
+        s = request.sampling
+        common: dict[str, Any] = dict(model=self.model_name, max_tokens=s.max_tokens, temperature=s.temperature,
+                                      top_p=s.top_p)
+        if s.seed is not None:
+            common["seed"] = s.seed
+        if s.stop:
+            common["stop"] = list(s.stop)
+        start = time.perf_counter()
+        try:
+            if self.options.mode == "completions" or (request.prompt is not None and not request.messages):
+                prompt = request.prompt if request.prompt is not None else chatml([m.model_dump() for m in request.messages])
+                out = await self.client.completions.create(prompt=prompt, **common)
+                choice = out.choices[0]
+                text, finish = choice.text, choice.finish_reason
+            else:
+                if request.json_schema is not None:
+                    common["response_format"] = {"type": "json_schema", "json_schema": {
+                        "name": "answer", "schema": request.json_schema, "strict": True}}
+                out = await self.client.chat.completions.create(
+                    messages=[m.model_dump() for m in request.messages], **common)
+                choice = out.choices[0]
+                text, finish = choice.message.content or "", choice.finish_reason
+        except Exception as exc:
+            raise self._map_error(exc) from None
+        usage = out.usage
+        return Generation(text=text, finish_reason=finish,
+                          prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                          latency_s=time.perf_counter() - start)
+
+    async def score(self, request: Request) -> Score:
+        if not self.supports_scoring:
+            return await super().score(request)
+        prompt = request.prompt if request.prompt is not None else chatml([m.model_dump() for m in request.messages])
+        cont = request.continuation or ""
+        full = prompt + cont
+        start = time.perf_counter()
+        try:
+            if self.options.scoring == "prompt_logprobs":
+                out = await self.client.completions.create(
+                    model=self.model_name, prompt=full, max_tokens=1, temperature=0.0,
+                    extra_body={"prompt_logprobs": 0})
+                raw = out.model_extra.get("prompt_logprobs") or out.choices[0].model_extra.get("prompt_logprobs")
+                pairs = _pairs_from_prompt_logprobs(raw)
+            else:
+                out = await self.client.completions.create(
+                    model=self.model_name, prompt=full, max_tokens=0, echo=True, logprobs=0, temperature=0.0)
+                lp = out.choices[0].logprobs
+                pairs = list(zip(lp.tokens, lp.token_logprobs))
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise self._map_error(exc) from None
+        return score_from_token_pairs(pairs, len(prompt), request.per_token, time.perf_counter() - start,
+                                      backend=self.model_id)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "base_url": self.options.base_url, "scoring": self.options.scoring}
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _pairs_from_prompt_logprobs(raw: Any) -> list[tuple[str, float | None]]:
+    """vLLM's prompt_logprobs: a list (None for the first token) of {token_id: {logprob, decoded_token}}."""
+    if not isinstance(raw, list):
+        raise BackendError("the server returned no prompt_logprobs.",
+                           fix="use a server that supports prompt_logprobs (vLLM) or set scoring: none.")
+    pairs: list[tuple[str, float | None]] = []
+    for entry in raw:
+        if entry is None:
+            pairs.append(("", None))
+            continue
+        # the prompt token itself is the entry whose rank is not necessarily 1: vLLM puts it first
+        first = next(iter(entry.values()))
+        pairs.append((first.get("decoded_token", ""), float(first["logprob"])))
+    return pairs
+
+
+def score_from_token_pairs(pairs: list[tuple[str, float | None]], prompt_chars: int, per_token: bool,
+                           latency: float, backend: str | None = None) -> Score:
+    """Sum the log-probs of the tokens that start at or after `prompt_chars` in the decoded text."""
+    pos = 0
+    chosen: list[tuple[str, float]] = []
+    for tok, lp in pairs:
+        if pos >= prompt_chars:
+            if lp is None:
+                raise BackendError("the server returned no log-probability for a continuation token.", backend=backend)
+            chosen.append((tok, float(lp)))
+        pos += len(tok)
+    if not chosen:
+        raise BackendError("could not locate the continuation in the server's tokens.", backend=backend,
+                           fix="the server's tokenizer merges the prompt and continuation; add a leading space.")
+    return Score(logprob=sum(lp for _, lp in chosen), n_tokens=len(chosen),
+                 token_logprobs=tuple(lp for _, lp in chosen) if per_token else None,
+                 tokens=tuple(t for t, _ in chosen) if per_token else None, latency_s=latency)

@@ -1,0 +1,67 @@
+"""Shared CLI plumbing: error handling (one red line, exit 2), tables, store option."""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import PersonaeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("PERSONAE_DEBUG", "") not in ("", "0")
+
+
+def handle_errors(fn: F) -> F:
+    """Turn PersonaeError into one red line and exit code 2 (traceback only with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PersonaeError as exc:
+            if debug_enabled():
+                err.print(traceback.format_exc(), markup=False)
+            err.print(f"error: {exc.one_line()}", style="bold red", markup=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: finished requests are kept in the store; run the same command to resume.",
+                      style="yellow", markup=False)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def table_from_rows(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, show_lines=False)
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    return table
+
+
+StoreOption = typer.Option(None, "--store", envvar="PERSONAE_STORE",
+                           help="SQLite store (cache). Default: ~/.cache/personae/store.sqlite.")
+
+
+def open_store(path: Path | None) -> Any:
+    from ..store import Store  # noqa: PLC0415
+
+    return Store(path)

@@ -1,0 +1,88 @@
+"""personae chat PERSONA"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from ._common import StoreOption, err, handle_errors, open_store, out
+
+
+def _persona(ref: str):  # type: ignore[no-untyped-def]
+    from ..errors import ConfigError  # noqa: PLC0415
+    from ..persona import builtin_persona, builtin_personas, load_personas  # noqa: PLC0415
+
+    if ref.startswith("builtin:"):
+        return builtin_persona(ref.removeprefix("builtin:"))
+    path = Path(ref)
+    if path.exists():
+        found = load_personas(path)
+        if len(found) != 1:
+            raise ConfigError(f"holds {len(found)} personas; chat needs one.", file=str(path),
+                              fix="give a file with a single persona, or use builtin:ID.")
+        return found[0]
+    if ref in builtin_personas():
+        return builtin_persona(ref)
+    raise ConfigError(f"'{ref}' is neither a persona file nor a built-in persona.",
+                      fix="give a YAML/JSON persona file or builtin:ID (see 'personae personas').")
+
+
+@handle_errors
+def chat(
+    persona: str = typer.Argument(..., help="Persona file (YAML/JSON) or builtin:ID."),
+    model: str = typer.Option("local/smollm2-135m", "--model", "-m", envvar="PERSONAE_MODEL", help="Model id."),
+    template: str = typer.Option("you-are", "--template", "-t", help="Persona template."),
+    temperature: float = typer.Option(0.7, help="Sampling temperature."),
+    max_tokens: int = typer.Option(128, help="Longest reply, in tokens."),
+    seed: int = typer.Option(0, help="Base seed; turn t uses seed + t."),
+    store: Path = StoreOption,
+) -> None:
+    """Talk with a persona at the terminal; the whole history is kept. /reset starts over, /quit ends.
+
+    Example: personae chat builtin:pirate-captain
+    """
+    from ..backends import create_backend  # noqa: PLC0415
+    from ..backends.base import Message, Request, Sampling, Tags  # noqa: PLC0415
+    from ..persona import render_persona  # noqa: PLC0415
+    from ..runner import Runner  # noqa: PLC0415
+
+    p = _persona(persona)
+    system = render_persona(p, template)
+    backend = create_backend(model)
+
+    async def loop() -> None:
+        with open_store(store) as st:
+            runner = Runner({model: backend}, st, concurrency=1)
+            history: list[Message] = []
+            err.print(f"Chatting with {p.name} ({p.description}) on {model}. /reset, /quit.", markup=False)
+            while True:
+                try:
+                    line = await asyncio.to_thread(input, "you> ")
+                except EOFError:
+                    break
+                line = line.strip()
+                if not line:
+                    continue
+                if line in ("/quit", "/exit"):
+                    break
+                if line == "/reset":
+                    history = []
+                    err.print("(history cleared)")
+                    continue
+                history.append(Message(role="user", content=line))
+                turn = sum(m.role == "user" for m in history) - 1
+                req = Request(model=model, messages=(Message(role="system", content=system), *history),
+                              sampling=Sampling(temperature=temperature, max_tokens=max_tokens, seed=seed + turn),
+                              persona_version=p.version, tags=Tags(persona=p.id, wave=turn))
+                (res,) = await runner.run([req])
+                if not res.ok:
+                    history.pop()
+                    err.print(f"error: {res.error}", style="red", markup=False)
+                    continue
+                history.append(Message(role="assistant", content=res.text or ""))
+                out.print(f"{p.name}> {res.text}", markup=False)
+            await backend.aclose()
+
+    asyncio.run(loop())

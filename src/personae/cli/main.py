@@ -1,0 +1,40 @@
+"""The `personae` command. Thin: parse, build the spec, call the library."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from .chat import chat
+from .models import models
+from .personas import personas
+from .run import run
+from .tour import tour
+from .validate import validate
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Use LLM personas honestly: measure what a persona does, and use it where it works.")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", envvar="PERSONAE_DEBUG",
+                                     help="Show tracebacks for errors.")) -> None:
+    if debug:
+        os.environ["PERSONAE_DEBUG"] = "1"
+
+
+app.command()(run)
+app.command()(validate)
+app.command()(chat)
+app.command()(models)
+app.command()(personas)
+app.command()(tour)
+
+
+def main() -> None:
+    app(prog_name="personae")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""personae run SPEC --out DIR"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import StoreOption, handle_errors, open_store, out, table_from_rows
+
+
+@handle_errors
+def run(
+    spec: Path = typer.Argument(..., help="Study spec (YAML or JSON)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    store: Path = StoreOption,
+    quiet: bool = typer.Option(False, "--quiet", "-q", envvar="PERSONAE_QUIET", help="No progress bar."),
+) -> None:
+    """Run a study spec and write DIR/run.json, results.jsonl, summary.json and report.html.
+
+    Running it again answers from the store (zero backend calls); a killed run resumes where it
+    stopped.
+
+    Example: personae run examples/grid.yaml --out runs/grid
+    """
+    from ..api import run_study  # noqa: PLC0415
+    from ..spec import load_spec  # noqa: PLC0415
+
+    resolved = load_spec(spec)
+    with open_store(store) as st:
+        outcome = run_study(resolved, out_dir, store=st, quiet=quiet)
+    print_outcome(outcome)
+
+
+def print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
+    s = outcome.stats
+    out.print(table_from_rows(outcome.summary.table, title=outcome.run["title"]))
+    out.print(f"[bold]verdict:[/bold] {outcome.summary.verdict}")
+    out.print(f"{s.requests} requests: {s.backend_calls} backend calls, {s.cache_hits} cache hits, "
+              f"{s.errors} errors, {s.retries} retries")
+    if outcome.out_dir is not None:
+        out.print(f"wrote {outcome.out_dir}/run.json, results.jsonl, summary.json, report.html")

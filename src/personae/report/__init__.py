@@ -1,0 +1,52 @@
+"""Self-contained HTML reports: summary table, statistics, plots (embedded PNG), transcripts.
+
+Everything a model wrote is escaped (jinja2 autoescape): a reply containing <script> is shown,
+never run.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("personae", "report/templates"),
+    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def figure_to_data_uri(fig: Any) -> str:
+    """A matplotlib figure as a base64 PNG data URI (the figure is closed)."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def render_report(*, title: str, summary: dict[str, Any], run: dict[str, Any], rows: Sequence[dict[str, Any]],
+                  figures: Sequence[tuple[str, str]] = (), max_transcripts: int = 200) -> str:
+    """The report as one HTML string."""
+    columns: list[str] = []
+    for row in summary.get("table", []):
+        for k in row:
+            if k not in columns:
+                columns.append(k)
+    return _env.get_template("report.html.j2").render(
+        title=title, summary=summary, run=run, columns=columns, figures=figures,
+        transcripts=list(rows)[:max_transcripts], n_rows=len(rows),
+        stats_json=json.dumps(summary.get("stats", {}), indent=2, default=str),
+    )
+
+
+def write_report(path: Path, **kwargs: Any) -> Path:
+    path.write_text(render_report(**kwargs), encoding="utf-8")
+    return path

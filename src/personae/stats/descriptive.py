@@ -1,0 +1,43 @@
+"""Descriptive estimates with confidence intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a confidence interval."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    n: int
+    level: float = 0.95
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Estimate:
+    """Mean with a Student-t confidence interval. One value gives a degenerate interval (NaN)."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1:
+        raise ValueError("values must be one-dimensional")
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    n = int(x.size)
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0, level)
+    m = float(x.mean())
+    if n == 1:
+        return Estimate(m, float("nan"), float("nan"), 1, level)
+    se = float(x.std(ddof=1)) / np.sqrt(n)
+    if se == 0:
+        return Estimate(m, m, m, n, level)
+    half = float(sps.t.ppf(0.5 + level / 2, df=n - 1)) * se
+    return Estimate(m, m - half, m + half, n, level)

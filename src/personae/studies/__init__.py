@@ -1,0 +1,25 @@
+"""Studies by name. Each module registers one Study subclass."""
+
+from __future__ import annotations
+
+import importlib
+
+from .._loading import suggest
+from ..errors import ConfigError
+from .base import Study, Summary
+
+__all__ = ["Study", "Summary", "get_study", "STUDIES"]
+
+# name -> module that defines it (imported lazily)
+STUDIES: dict[str, str] = {
+    "grid": "personae.studies.grid",
+    "dialogue": "personae.studies.dialogue",
+}
+
+
+def get_study(name: str, *, file: str | None = None, line: int | None = None) -> type[Study]:
+    if name not in STUDIES:
+        raise ConfigError(f"no study '{name}'.{suggest(name, STUDIES)}", file=file, line=line, field="study",
+                          fix=f"use one of {', '.join(sorted(STUDIES))}.")
+    module = importlib.import_module(STUDIES[name])
+    return module.STUDY

@@ -1,0 +1,100 @@
+"""The study interface: plan waves of requests, then analyse the results.
+
+A study is a small state machine over waves. `plan(done)` receives every result so far and
+returns the next wave of requests ([] when finished). A static grid returns everything in
+wave 0; a dialogue returns turn t of every dialogue in wave t, built from turn t-1's replies.
+Because each wave goes through the cached runner and `plan` is a pure function of the results,
+a killed run replays finished waves from the store and resumes at the wave it reached.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..backends.base import Message, Request, Sampling, Tags
+from ..persona import Persona, render_persona
+from ..runner import Result
+
+
+class Summary(BaseModel):
+    """What summary.json holds: a verdict, a table, and every statistic with its CI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study: str
+    """Study name."""
+    verdict: str
+    """Plain-language conclusion."""
+    table: list[dict[str, Any]] = Field(default_factory=list)
+    """Rows of the main table (one per persona/condition/model)."""
+    stats: dict[str, Any] = Field(default_factory=dict)
+    """Estimates with CIs and tests with statistics and p-values."""
+    counts: dict[str, int] = Field(default_factory=dict)
+    """Requests, errors, parse failures."""
+    notes: list[str] = Field(default_factory=list)
+    """Caveats (e.g. errors excluded, judge disagreement)."""
+
+
+class Study(ABC):
+    """Base class of every study."""
+
+    name: ClassVar[str]
+    """Registered name used in specs."""
+    Options: ClassVar[type[BaseModel]]
+    """The study's own options (frozen, extra='forbid')."""
+    max_waves: ClassVar[int] = 10_000
+    """Safety cap on the number of waves."""
+
+    def __init__(self, resolved: Any) -> None:
+        self.resolved = resolved
+        self.spec = resolved.spec
+        self.options = resolved.options
+        self.personas: tuple[Persona, ...] = resolved.personas
+
+    @classmethod
+    def check(cls, resolved: Any) -> None:
+        """Extra validation of a resolved spec (raise ConfigError). Default: nothing."""
+
+    @abstractmethod
+    def plan(self, done: Sequence[Result]) -> list[Request]:
+        """The next wave of requests given every result so far; [] when the study is finished."""
+
+    @abstractmethod
+    def analyze(self, results: Sequence[Result]) -> Summary:
+        """Statistics and verdict from all results (errors included, and counted)."""
+
+    def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
+        """(caption, matplotlib Figure) pairs for the report. Default: none."""
+        return []
+
+    # ---------------------------------------------------------------- helpers for subclasses
+    def system_prompt(self, persona: Persona | None) -> str | None:
+        if persona is None:
+            return None
+        return render_persona(persona, self.spec.template, self.spec.templates)
+
+    def sampling_for(self, replicate: int, sampling: Sampling | None = None) -> Sampling:
+        """The spec's sampling with a per-replicate seed (seed + replicate)."""
+        base = sampling or self.spec.sampling
+        return base.model_copy(update={"seed": self.spec.seed + replicate})
+
+    def chat_request(self, model: str, persona: Persona | None, history: Sequence[Message], *, replicate: int,
+                     tags: Tags, sampling: Sampling | None = None, **extra: Any) -> Request:
+        """A generation request with the persona rendered as the system prompt."""
+        system = self.system_prompt(persona)
+        messages = ((Message(role="system", content=system),) if system else ()) + tuple(history)
+        return Request(kind="generate", model=model, messages=messages, sampling=self.sampling_for(replicate, sampling),
+                       replicate=replicate, persona_version=persona.version if persona else None, tags=tags, **extra)
+
+
+def count_results(results: Sequence[Result]) -> dict[str, int]:
+    return {
+        "requests": len(results),
+        "ok": sum(r.ok for r in results),
+        "errors": sum(not r.ok for r in results),
+        "cached": sum(r.cached for r in results),
+    }

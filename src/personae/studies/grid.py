@@ -1,0 +1,150 @@
+"""grid: persona x question x replicate, with a no-persona baseline.
+
+The smallest honest study: it asks every persona every question R times and reports, per
+persona, how long the answers are, next to the run-to-run noise of the same persona; a
+Kruskal-Wallis test says whether answer length differs between personas at all.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from scipy import stats as sps
+
+from ..backends.base import Message, Request, Tags
+from ..errors import ConfigError
+from ..runner import Result
+from ..stats import mean_ci
+from .base import Study, Summary, count_results
+
+BASELINE = "baseline"
+
+
+class Question(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    """Question id, unique in the study."""
+    text: str = Field(min_length=1)
+    """What the user asks."""
+
+
+class GridOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    questions: tuple[Question, ...] = Field(min_length=1)
+    """Questions: strings or {id, text} mappings."""
+    include_baseline: bool = True
+    """Also ask with no persona (condition 'baseline')."""
+
+    @field_validator("questions", mode="before")
+    @classmethod
+    def _strings_are_questions(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [{"id": f"q{i + 1}", "text": v} if isinstance(v, str) else v for i, v in enumerate(value)]
+        return value
+
+
+def words(text: str | None) -> int:
+    return len(text.split()) if text else 0
+
+
+class GridStudy(Study):
+    name = "grid"
+    Options = GridOptions
+
+    @classmethod
+    def check(cls, resolved: Any) -> None:
+        ids = [q.id for q in resolved.options.questions]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ConfigError(f"question ids repeat: {', '.join(sorted(dup))}.", field="options.questions",
+                              fix="give each question a unique id.")
+        if not resolved.personas and not resolved.options.include_baseline:
+            raise ConfigError("nothing to run: no personas and include_baseline is false.", field="personas",
+                              fix="add personas or set options.include_baseline: true.")
+
+    def conditions(self) -> list[tuple[str, Any]]:
+        conds: list[tuple[str, Any]] = [(BASELINE, None)] if self.options.include_baseline else []
+        return conds + [(p.id, p) for p in self.personas]
+
+    def plan(self, done: Sequence[Result]) -> list[Request]:
+        if done:
+            return []
+        reqs = []
+        for model in self.spec.model:
+            for cond, persona in self.conditions():
+                for q in self.options.questions:
+                    for r in range(self.spec.replicates):
+                        reqs.append(self.chat_request(
+                            model, persona, [Message(role="user", content=q.text)], replicate=r,
+                            tags=Tags(persona=persona.id if persona else None, item=q.id, condition=cond)))
+        return reqs
+
+    def analyze(self, results: Sequence[Result]) -> Summary:
+        table = []
+        groups: dict[tuple[str, str], list[Result]] = defaultdict(list)
+        for res in results:
+            groups[(res.request.model, res.request.tags.condition or "")].append(res)
+        stats: dict[str, Any] = {"per_model": {}}
+        verdicts = []
+        for model in self.spec.model:
+            lengths: dict[str, list[int]] = {}
+            for cond, _ in self.conditions():
+                rs = groups.get((model, cond), [])
+                ok = [r for r in rs if r.ok]
+                lens = [words(r.text) for r in ok]
+                lengths[cond] = lens
+                est = mean_ci(lens)
+                # run-to-run noise: SD of lengths across replicates of the same question, averaged
+                by_q: dict[str, list[int]] = defaultdict(list)
+                for r in ok:
+                    by_q[r.request.tags.item or ""].append(words(r.text))
+                sds = [float(np.std(v, ddof=1)) for v in by_q.values() if len(v) > 1]
+                table.append({
+                    "model": model, "condition": cond, "n": len(ok), "errors": len(rs) - len(ok),
+                    "mean_words": round(est.estimate, 2), "ci_low": round(est.ci_low, 2),
+                    "ci_high": round(est.ci_high, 2),
+                    "run_to_run_sd": round(float(np.mean(sds)), 2) if sds else None,
+                    "distinct_share": round(len({r.text for r in ok}) / len(ok), 3) if ok else None,
+                })
+            usable = [v for v in lengths.values() if len(v) > 0]
+            test: dict[str, Any] = {"test": "Kruskal-Wallis H on answer length (words) across conditions"}
+            if len(usable) >= 2 and len({x for v in usable for x in v}) > 1:
+                h, p = sps.kruskal(*usable)
+                test.update(statistic=float(h), p_value=float(p), groups=len(usable))
+                verdicts.append(f"{model}: answer length {'differs' if p < 0.05 else 'does not differ detectably'} "
+                                f"between conditions (H={h:.2f}, p={p:.3g}).")
+            else:
+                test.update(statistic=None, p_value=None, groups=len(usable))
+                verdicts.append(f"{model}: not enough varied answers to test.")
+            stats["per_model"][model] = {"length_test": test}
+        counts = count_results(results)
+        notes = [f"{counts['errors']} failed requests are excluded from the means and counted in 'errors'."] \
+            if counts["errors"] else []
+        return Summary(study=self.name, verdict=" ".join(verdicts), table=table, stats=stats, counts=counts,
+                       notes=notes)
+
+    def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        rows = summary.table
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(rows) + 1.2))
+        labels = [f"{r['condition']} ({r['model'].split('/')[-1]})" for r in rows]
+        means = [r["mean_words"] for r in rows]
+        err = [[max(0.0, (r["mean_words"] - r["ci_low"]) if r["ci_low"] == r["ci_low"] else 0) for r in rows],
+               [max(0.0, (r["ci_high"] - r["mean_words"]) if r["ci_high"] == r["ci_high"] else 0) for r in rows]]
+        ax.barh(labels, means, xerr=err, color="#4c72b0")
+        ax.set_xlabel("mean answer length (words), 95% CI")
+        fig.tight_layout()
+        return [("Answer length per condition", fig)]
+
+
+STUDY = GridStudy
