@@ -12,8 +12,10 @@ export TRANSFORMERS_OFFLINE := 1
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch first (this machine's disk has it): an unpinned torch pulls CUDA.
+	$(PY) -m pip install --quiet torch==2.13.0
 	# llama-cpp-python compiles from source here (about 5 minutes on 2 cores; pip caches the wheel).
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,embed]'
 	touch $(STAMP)
 
 demo: $(STAMP)

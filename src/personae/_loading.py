@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +23,41 @@ from .errors import ConfigError
 LineMap = dict[tuple[Any, ...], int]
 
 
-def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: LineMap) -> None:
+def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: LineMap,
+                dups: list[tuple[tuple[Any, ...], int, int]] | None = None) -> None:
+    """Fill `out` with the line of every key and item; record keys that a mapping repeats in `dups`."""
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value
-            out[path + (key,)] = key_node.start_mark.line + 1
-            _node_lines(value_node, path + (key,), out)
-            out[path + (key,)] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            if dups is not None and isinstance(key_node, yaml.ScalarNode) and key != "<<":
+                if key in seen:
+                    dups.append((path + (key,), seen[key], line))
+                seen[key] = line
+            out[path + (key,)] = line
+            _node_lines(value_node, path + (key,), out, dups)
+            out[path + (key,)] = line
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _node_lines(item, path + (i,), out)
+            _node_lines(item, path + (i,), out, dups)
+
+
+def _lines_of(node: yaml.Node | None, file: str) -> LineMap:
+    """The line map of a composed document; a key written twice in one mapping is an error
+    (YAML and JSON loaders silently keep the last value, which hides copy-paste mistakes)."""
+    lines: LineMap = {(): 1}
+    if node is None:
+        return lines
+    dups: list[tuple[tuple[Any, ...], int, int]] = []
+    _node_lines(node, (), lines, dups)
+    if dups:
+        where, first, second = dups[0]
+        raise ConfigError(f"appears twice in the same mapping (lines {first} and {second}); only the last "
+                          "one would be used.", file=file, line=second,
+                          field=".".join(str(p) for p in where), fix="delete or merge one of them.")
+    return lines
 
 
 def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
@@ -40,14 +66,19 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
     YAML and JSON files hold one document; JSONL holds one per line.
     """
     if not path.exists():
-        raise ConfigError(
-            "file not found.", file=str(path), fix="check the path (relative paths are resolved "
-            "against the spec file's folder)."
-        )
+        raise ConfigError("file not found.", file=str(path), fix=f"check the path (looked for {path.absolute()}).")
+    if path.is_dir():
+        raise ConfigError("is a folder, not a file.", file=str(path), fix="give the path of a YAML, JSON or JSONL file.")
     try:
         text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError("is not UTF-8 text.", file=str(path), fix="save the file as UTF-8.")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}).",
+                          file=str(path), line=line,
+                          fix="save the file as UTF-8 (most editors offer 'UTF-8' under 'Save with encoding').") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot be read: {exc.strerror or exc}.", file=str(path),
+                          fix="check the file's permissions.") from None
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         docs: list[tuple[Any, LineMap]] = []
@@ -65,14 +96,16 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
             raise ConfigError("the file is empty.", file=str(path), fix="add at least one record.")
         return docs
     if suffix == ".json":
+        if not text.strip():
+            raise ConfigError("the file is empty.", file=str(path), fix="add the content it should hold.")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"invalid JSON: {exc.msg} (column {exc.colno}).", file=str(path), line=exc.lineno,
-                fix="check brackets, commas and quotes near that line.",
+                fix="check brackets, commas and quotes near that line (JSON allows no trailing comma).",
             ) from None
-        return [(data, {(): 1})]
+        return [(data, _json_lines(text, str(path)))]
     if suffix not in (".yaml", ".yml"):
         raise ConfigError(
             f"unknown file type '{suffix}'.", file=str(path),
@@ -82,19 +115,44 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(
-            f"invalid YAML: {problem}.", file=str(path),
-            line=(mark.line + 1) if mark else None,
-            fix="check indentation and quoting near that line (a ':' inside a value needs quotes).",
-        ) from None
+        raise _yaml_error(exc, str(path)) from None
     if data is None:
         raise ConfigError("the file is empty.", file=str(path), fix="add the content it should hold.")
-    lines: LineMap = {}
-    if node is not None:
-        _node_lines(node, (), lines)
-    return [(data, lines)]
+    return [(data, _lines_of(node, str(path)))]
+
+
+def _json_lines(text: str, file: str) -> LineMap:
+    """Line numbers for a JSON document (JSON is YAML, so the YAML composer finds them)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:  # valid JSON that PyYAML cannot read (rare): file-level lines only
+        return {(): 1}
+    return _lines_of(node, file)
+
+
+def _yaml_error(exc: yaml.YAMLError, file: str) -> ConfigError:
+    """A one-line ConfigError for a YAML syntax error, pointing at the line that needs editing."""
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    problem = (getattr(exc, "problem", None) or str(exc).splitlines()[0]).strip()
+    context = (getattr(exc, "context", None) or "").strip()
+    line = (problem_mark.line + 1) if problem_mark else None
+    context_line = (context_mark.line + 1) if context_mark else None
+    fix = "check indentation and quoting near that line (a ': ' inside a value needs quotes)."
+    if "end of stream" in problem and context_line:
+        # an unclosed quote or bracket: the error surfaces at the end of the file, the cause is earlier
+        line = context_line
+        fix = f"close the quote or bracket opened on line {context_line}."
+    elif "\\t" in problem or "\t" in problem:
+        fix = "indent with spaces, not tabs."
+    elif "mapping values are not allowed" in problem:
+        fix = "put the value in quotes: a ': ' inside an unquoted value starts a new mapping."
+    elif "expected <block end>" in problem or "could not find expected ':'" in problem:
+        fix = "align items of the same list or mapping at the same indentation."
+    where = ""
+    if context and context_line:
+        where = f" ({context})" if context_line == line else f" ({context} on line {context_line})"
+    return ConfigError(f"invalid YAML: {problem}{where}.", file=file, line=line, fix=fix)
 
 
 def line_for(lines: LineMap, loc: tuple[Any, ...]) -> int | None:
@@ -132,10 +190,56 @@ def _first_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def suggest(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
-    """' Did you mean 'x'?' or an empty string."""
-    close = difflib.get_close_matches(str(word), sorted(map(str, choices)), n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+def suggest(word: str, choices: Iterable[str], prefix: str = "", cutoff: float = 0.6) -> str:
+    """' Did you mean 'x'?' (with `prefix` put before x, e.g. 'builtin:') or an empty string."""
+    close = difflib.get_close_matches(str(word), sorted(map(str, choices)), n=1, cutoff=cutoff)
+    return f" Did you mean '{prefix}{close[0]}'?" if close else ""
+
+
+# Examples for fields whose fix is more useful with one ("add 'model: ...'" teaches nothing).
+_EXAMPLES: dict[str, str] = {
+    "study": "study: grid",
+    "model": "model: local/smollm2-135m",
+    "id": "id: dr-ada-park",
+    "name": "name: Dr. Ada Park",
+    "description": "description: a senior physicist",
+    "questions": 'questions: ["Why is the sky blue?"]',
+    "user_turns": 'user_turns: ["Hello! Who are you?"]',
+    "text": 'text: "Why is the sky blue?"',
+}
+
+# pydantic error types, by what they mean for someone editing a YAML file
+_INT_TYPES = {"int_type", "int_parsing", "int_from_float", "int_parsing_size"}
+_FLOAT_TYPES = {"float_type", "float_parsing", "finite_number"}
+_BOOL_TYPES = {"bool_type", "bool_parsing"}
+_LIST_TYPES = {"list_type", "tuple_type", "set_type", "frozen_set_type", "iterable_type"}
+_MAPPING_TYPES = {"dict_type", "model_type", "model_attributes_type", "mapping_type", "dataclass_type"}
+_ONE_OR_MANY = {"model", "personas", "facts", "style"}  # fields that also accept a single value
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+
+
+def _slug(value: Any) -> str:
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", str(value).strip().lower()).strip("-_.")
+    return slug or "my-id"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "an empty list" if not value else f"a list of {len(value)}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _pick_error(exc: ValidationError) -> dict[str, Any]:
+    """The error most worth showing: a misspelt field explains a 'missing' one, so it comes first."""
+    errors = exc.errors()
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            return err
+    return errors[0]
 
 
 def validation_to_config_error(
@@ -146,33 +250,71 @@ def validation_to_config_error(
     lines: LineMap | None = None,
     prefix: tuple[Any, ...] = (),
 ) -> ConfigError:
-    """Turn the first pydantic error into a one-line ConfigError with a fix."""
-    err = exc.errors()[0]
+    """Turn the most useful pydantic error into a one-line ConfigError with a fix."""
+    err = _pick_error(exc)
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     field = ".".join(str(p) for p in prefix + loc) or None
     line = line_for(lines or {}, prefix + loc) if lines else None
     kind = err["type"]
+    given = err.get("input")
+    ctx = err.get("ctx") or {}
+    name = str(loc[-1]) if loc else ""
+
+    def fail(message: str, fix: str) -> ConfigError:
+        return ConfigError(message, file=file, line=line, field=field, fix=fix)
+
     if kind == "extra_forbidden":
         allowed = _fields_at(model, loc)
-        hint = suggest(loc[-1], allowed)
-        fix = f"remove or rename it.{hint} Allowed here: {', '.join(allowed)}." if allowed else "remove it."
-        return ConfigError("unknown field.", file=file, line=line, field=field, fix=fix)
+        hint = suggest(name, allowed)
+        fix = f"rename or remove it. Allowed here: {', '.join(allowed)}." if allowed else "remove it."
+        return fail(f"unknown field.{hint}", fix)
     if kind == "missing":
-        return ConfigError("is required but missing.", file=file, line=line, field=field,
-                           fix=f"add '{loc[-1]}: ...'.")
+        example = _EXAMPLES.get(name, f"{name}: ...")
+        return fail("is required but missing.", f"add '{example}'.")
     if kind in ("literal_error", "enum"):
-        expected = err.get("ctx", {}).get("expected", "")
-        given = err.get("input")
-        hint = ""
+        expected = ctx.get("expected", "")
         options = [o.strip().strip("'") for o in str(expected).replace(" or ", ",").split(",") if o.strip()]
-        if options:
-            hint = suggest(str(given), options)
-        return ConfigError(f"{given!r} is not allowed.{hint}", file=file, line=line, field=field,
-                           fix=f"use one of {expected}.")
-    msg = err["msg"]
-    given = err.get("input")
-    shown = repr(given) if not isinstance(given, (dict, list)) else type(given).__name__
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return ConfigError(f"{msg} (got {shown}).", file=file, line=line, field=field,
-                       fix="correct the value; see the docs for this field.")
+        hint = suggest(str(given), options) if options else ""
+        return fail(f"{given!r} is not allowed.{hint}", f"use one of {expected}.")
+    if kind in _BOUNDS:
+        op, key = _BOUNDS[kind]
+        return fail(f"must be {op} {ctx.get(key)} (got {_shown(given)}).", f"use a value {op} {ctx.get(key)}.")
+    if kind == "too_short":
+        least = ctx.get("min_length", 1)
+        return fail(f"needs at least {least} item{'s' if least != 1 else ''} (got {_shown(given)}).",
+                    f"add {'an item' if least == 1 else f'{least} items'}"
+                    + (f", e.g. '{_EXAMPLES[name]}'." if name in _EXAMPLES else "."))
+    if kind == "too_long":
+        return fail(f"holds more than {ctx.get('max_length')} items.", f"keep at most {ctx.get('max_length')}.")
+    if kind == "string_too_short":
+        return fail("must not be empty.", f"write a value, e.g. '{_EXAMPLES.get(name, name + ': ...')}'.")
+    if kind == "string_too_long":
+        return fail(f"is longer than {ctx.get('max_length')} characters.",
+                    f"shorten it to at most {ctx.get('max_length')} characters.")
+    if kind == "string_pattern_mismatch":
+        pattern = ctx.get("pattern", "")
+        if name == "id" or name.endswith("_id"):
+            return fail(f"{given!r} is not a valid id.",
+                        f"use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit, "
+                        f"e.g. '{_slug(given)}'.")
+        return fail(f"{given!r} does not match the pattern {pattern}.", f"write a value that matches {pattern}.")
+    if kind in _INT_TYPES:
+        return fail(f"must be a whole number (got {_shown(given)}).", "write an integer without quotes, e.g. 3.")
+    if kind in _FLOAT_TYPES:
+        return fail(f"must be a number (got {_shown(given)}).", "write a number without quotes, e.g. 0.7.")
+    if kind in _BOOL_TYPES:
+        return fail(f"must be true or false (got {_shown(given)}).", "write true or false.")
+    if kind in ("string_type", "str_type"):
+        return fail(f"must be text (got {_shown(given)}).",
+                    "write a string; quote values that YAML would read as numbers, dates or yes/no.")
+    if kind in _LIST_TYPES:
+        example = f"write e.g. '{_EXAMPLES[name]}'." if name in _EXAMPLES else \
+            "write a list: '[a, b]' or one '- item' per line."
+        what = "a list (or one value)" if name in _ONE_OR_MANY else "a list"
+        return fail(f"must be {what} (got {_shown(given)}).", example)
+    if kind == "invalid_key":
+        return fail(f"keys must be text (got {_shown(given)}).", "quote the key or remove it.")
+    if kind in _MAPPING_TYPES:
+        return fail(f"must be a mapping of fields (got {_shown(given)}).", "write 'key: value' pairs under it.")
+    msg = str(err["msg"]).rstrip(".")
+    return fail(f"{msg} (got {_shown(given)}).", "correct the value; see the docs for this field.")

@@ -143,14 +143,14 @@ async def run_study_async(
             if out is not None:
                 _write_json(out / "run.json", run)
             store.finish_run(run_id, {"status": "aborted"})
+            if own_store:
+                store.close()
             raise
         finally:
             if rows_file is not None:
                 rows_file.close()
             for b in made.values():
                 await b.aclose()
-            if own_store:
-                pass
     summary = study.analyze(results)
     run.update(status="complete", finished_at=_now(), counts=runner.stats.as_dict(),
                tokens={"prompt": runner.stats.prompt_tokens, "completion": runner.stats.completion_tokens})
@@ -168,7 +168,16 @@ async def run_study_async(
 
 def run_study(resolved: ResolvedSpec, out_dir: str | Path | None = None, **kwargs: Any) -> RunOutcome:
     """Synchronous facade over `run_study_async`."""
-    return asyncio.run(run_study_async(resolved, out_dir, **kwargs))
+    # The outcome is handed back through a list, not as the main task's result: on Python 3.11,
+    # asyncio.run's SIGINT clean-up formats the main task's repr, result included, which costs
+    # ~0.2 s per 10,000 results (a third of a fully cached 10,000-request rerun).
+    box: list[RunOutcome] = []
+
+    async def main() -> None:
+        box.append(await run_study_async(resolved, out_dir, **kwargs))
+
+    asyncio.run(main())
+    return box[0]
 
 
 def results_rows(results: Sequence[Result]) -> list[dict[str, Any]]:

@@ -30,6 +30,8 @@ class ConfigError(PersonaeError):
         self.file = file
         self.line = line
         self.field = field
+        self.detail = message
+        """The message without the 'file:line: field' prefix (to re-raise with a better location)."""
         where = ""
         if file:
             where = f"{file}:{line}: " if line else f"{file}: "

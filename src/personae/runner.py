@@ -216,7 +216,16 @@ class Runner:
             keys.reverse()  # pop() from the end keeps plan order
             width = min(self.concurrency, backend.max_concurrency or self.concurrency, len(keys))
             jobs.extend(worker(keys) for _ in range(width))
-        await asyncio.gather(*jobs)
+        tasks = [asyncio.ensure_future(job) for job in jobs]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # gather does not stop the other workers: cancel them, or they keep calling the
+            # backend (and reporting results) after the run was aborted
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         if abort:
             raise abort[0]
 
@@ -227,9 +236,11 @@ class Runner:
             return
         self._failures_without_success += 1
         if self._successes == 0 and self._failures_without_success >= self.abort_after:
+            # one line: the last error carries its own fix, so it goes last
             raise RunAborted(
-                f"the first {self._failures_without_success} requests all failed; last error: {result.error}",
-                fix="fix the cause above and run again: finished requests are kept in the store.")
+                f"stopped: the first {self._failures_without_success} requests all failed (finished requests "
+                f"are kept in the store; run the same command again once fixed). Last error: {result.error}",
+                fix=None if "Fix:" in (result.error or "") else "fix the cause above and run again.")
 
     async def _one(self, request: Request, key: str) -> Result:
         backend = self.backend_for(request)

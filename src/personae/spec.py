@@ -21,10 +21,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._loading import LineMap, line_for, read_documents, suggest, validation_to_config_error
-from .backends import create_backend, parse_model_id
+from .backends import check_model_id, create_backend, parse_model_id
 from .backends.base import Sampling
 from .errors import ConfigError, PersonaeError
-from .persona import BUILTIN_TEMPLATES, Persona, builtin_personas, check_unique, load_personas, parse_persona
+from .persona import BUILTIN_TEMPLATES, Persona, builtin_personas, load_personas, parse_persona
 from .runner import RetryPolicy
 
 
@@ -48,7 +48,7 @@ class StudySpec(BaseModel):
     """Registered study name, e.g. 'grid' or 'dialogue'."""
     title: str | None = None
     """Shown in the report."""
-    model: tuple[str, ...]
+    model: tuple[str, ...] = Field(min_length=1)
     """One model id or a list, e.g. local/smollm2-135m, openai/MODEL, fake/test."""
     backend: dict[str, Any] = Field(default_factory=dict)
     """Backend options (checked against the backend's option model)."""
@@ -97,30 +97,67 @@ class ResolvedSpec:
 
 def _resolve_personas(spec: StudySpec, base_dir: Path, file: str | None, lines: LineMap) -> tuple[Persona, ...]:
     out: list[Persona] = []
+    sources: list[tuple[int | None, str]] = []  # (spec line, where the persona came from)
     library = None
     for i, entry in enumerate(spec.personas):
         where = ("personas", i)
         line = line_for(lines, where)
         if isinstance(entry, Mapping):
             out.append(parse_persona(entry, file=file, lines=lines, prefix=where))
+            sources.append((line, f"personas.{i}"))
         elif isinstance(entry, str) and entry.startswith("builtin:"):
             library = library or builtin_personas()
             pid = entry.removeprefix("builtin:")
             if pid not in library:
-                raise ConfigError(f"no built-in persona '{pid}'.{suggest(pid, library)}", file=file, line=line,
+                raise ConfigError(f"no built-in persona '{pid}'.{suggest(pid, library, 'builtin:')}",
+                                  file=file, line=line,
                                   field=f"personas.{i}", fix="run 'personae personas' to list the library.")
             out.append(library[pid])
+            sources.append((line, entry))
         elif isinstance(entry, str):
             path = (base_dir / entry) if not Path(entry).is_absolute() else Path(entry)
-            if not path.exists():
-                raise ConfigError(f"persona file '{entry}' not found (looked in {base_dir}).", file=file, line=line,
-                                  field=f"personas.{i}",
+            if not path.is_file():
+                raise ConfigError(f"persona file '{entry}' not found (looked in {base_dir}).{_file_hint(entry, base_dir)}",
+                                  file=file, line=line, field=f"personas.{i}",
                                   fix="give a path relative to the spec, or 'builtin:ID' for a built-in persona.")
-            out.extend(load_personas(path))
+            loaded = load_personas(path)
+            out.extend(loaded)
+            sources.extend((line, entry) for _ in loaded)
         else:
             raise ConfigError(f"a persona entry must be 'builtin:ID', a file path or a mapping, got {entry!r}.",
-                              file=file, line=line, field=f"personas.{i}", fix="see docs/specs.md.")
-    return check_unique(out, file=file)
+                              file=file, line=line, field=f"personas.{i}",
+                              fix="write e.g. 'builtin:pirate-captain', 'my_personas.yaml', or "
+                              "'{id: ada, name: Ada, description: a physicist}'.")
+    first: dict[str, int] = {}
+    for n, persona in enumerate(out):
+        if persona.id in first:
+            line, source = sources[n]
+            earlier = sources[first[persona.id]][1]
+            raise ConfigError(f"persona id '{persona.id}' appears twice (from {earlier} and from {source}).",
+                              file=file, line=line, field="personas",
+                              fix="remove one of them or give every persona a unique id.")
+        first[persona.id] = n
+    return tuple(out)
+
+
+def _file_hint(entry: str, base_dir: Path) -> str:
+    """' Did you mean ...?' for a misspelt persona file or a built-in id written without 'builtin:'."""
+    if entry in builtin_personas():
+        return f" Did you mean 'builtin:{entry}'?"
+    folder = (base_dir / entry).parent
+    if folder.is_dir():
+        names = [p.name for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml", ".json", ".jsonl")]
+        hint = suggest(Path(entry).name, names, cutoff=0.85)
+        if hint:
+            return hint
+    return suggest(Path(entry).stem, builtin_personas(), "builtin:")
+
+
+def _field_path(field: str | None) -> tuple[Any, ...]:
+    """'options.questions.2.id' -> ('options', 'questions', 2, 'id'), to look up a line."""
+    if not field:
+        return ()
+    return tuple(int(p) if p.isdigit() else p for p in field.split("."))
 
 
 def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None = None) -> ResolvedSpec:
@@ -132,6 +169,9 @@ def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None =
     if not isinstance(data, Mapping):
         raise ConfigError(f"a spec must be a mapping of fields, got {type(data).__name__}.", file=file,
                           fix="start the file with 'study: NAME' and 'model: ID'.")
+    if not {"study", "model"} & set(data) and ("id" in data or set(data) == {"personas"}):
+        raise ConfigError("this is a persona file, not a spec.", file=file, line=1, field="study",
+                          fix="reference it from a spec ('personas: [FILE]') and validate or run the spec.")
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
@@ -139,10 +179,10 @@ def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None =
     study_cls = get_study(spec.study, file=file, line=line_for(lines, ("study",)))
     for i, model in enumerate(spec.model):
         try:
-            parse_model_id(model)
+            check_model_id(model)
         except ConfigError as exc:
-            raise ConfigError(exc.message, file=file, line=line_for(lines, ("model", i)) or line_for(lines, ("model",)),
-                              field="model", fix=exc.fix) from None
+            raise ConfigError(exc.detail, file=file, line=line_for(lines, ("model", i)),
+                              field="model" if len(spec.model) == 1 else f"model.{i}", fix=exc.fix) from None
     _check_backend_options(spec, file, lines)
     templates = {**BUILTIN_TEMPLATES, **spec.templates}
     if spec.template not in templates:
@@ -151,6 +191,7 @@ def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None =
                           fix=f"use one of {', '.join(sorted(templates))}, or define it under 'templates:'.")
     base_dir = path.parent if path else Path.cwd()
     personas = _resolve_personas(spec, base_dir, file, lines)
+    _check_template(spec, personas, file, lines)
     try:
         options = study_cls.Options.model_validate(spec.options)
     except ValidationError as exc:
@@ -161,7 +202,11 @@ def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None =
     except PersonaeError as exc:
         if isinstance(exc, ConfigError) and exc.file:
             raise
-        raise ConfigError(exc.message, file=file, fix=exc.fix) from None
+        field = exc.field if isinstance(exc, ConfigError) else None
+        detail = exc.detail if isinstance(exc, ConfigError) else exc.message
+        path_ = _field_path(field)
+        line = line_for(lines, path_) if path_[:1] in lines else None
+        raise ConfigError(detail, file=file, line=line, field=field, fix=exc.fix) from None
     return resolved
 
 
@@ -175,17 +220,46 @@ def load_spec(path: str | Path) -> ResolvedSpec:
     return resolve_spec(data, path=path, lines=lines)
 
 
+def _check_template(spec: StudySpec, personas: tuple[Persona, ...], file: str | None, lines: LineMap) -> None:
+    """Render the persona template once per persona now, so a template error names the spec and line."""
+    from .persona import render_persona  # noqa: PLC0415
+
+    probe = personas or (Persona(id="probe", name="Probe", description="a probe persona"),)
+    for persona in probe:
+        try:
+            render_persona(persona, spec.template, spec.templates)
+        except ConfigError as exc:
+            own = spec.template in spec.templates
+            field = f"templates.{spec.template}" if own else "template"
+            line = line_for(lines, ("templates", spec.template) if own else ("template",))
+            raise ConfigError(exc.detail, file=file, line=line, field=field, fix=exc.fix) from None
+
+
 def _check_backend_options(spec: StudySpec, file: str | None, lines: LineMap) -> None:
-    """Validate backend options for every model without contacting any server."""
-    from .backends import options_model  # noqa: PLC0415
+    """Validate backend options for every model without contacting any server.
+
+    A backend module may define `check_options(options)` for checks beyond the option model
+    (the fake backend checks that its responder and scorer are registered).
+    """
+    import importlib  # noqa: PLC0415
+
+    from .backends import PROVIDERS, options_model  # noqa: PLC0415
 
     for model in spec.model:
         provider, _ = parse_model_id(model)
         opts_cls = options_model(provider)
         try:
-            opts_cls.model_validate(spec.backend)
+            opts = opts_cls.model_validate(spec.backend)
         except ValidationError as exc:
             raise validation_to_config_error(exc, opts_cls, file=file, lines=lines, prefix=("backend",)) from None
+        check = getattr(importlib.import_module(PROVIDERS[provider][0]), "check_options", None)
+        if check is None:
+            continue
+        try:
+            check(opts)
+        except ConfigError as exc:
+            raise ConfigError(exc.detail, file=file, line=line_for(lines, _field_path(exc.field)),
+                              field=exc.field, fix=exc.fix) from None
 
 
 __all__ = ["StudySpec", "ResolvedSpec", "ConcurrencySpec", "load_spec", "resolve_spec", "create_backend"]

@@ -66,10 +66,23 @@ class Store:
         self.path = Path(path) if path is not None else default_store_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=60000")
+        self._enable_wal()
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
+
+    def _enable_wal(self, wait_s: float = 60.0) -> None:
+        """Switch to WAL mode. When two processes open a new file at once, SQLite answers
+        'database is locked' at once (the busy timeout does not apply to this pragma), so retry."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     # ---------------------------------------------------------------- schema
     def _migrate(self) -> None:

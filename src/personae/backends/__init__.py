@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -9,12 +10,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .._loading import suggest, validation_to_config_error
+from .._loading import validation_to_config_error
 from ..errors import UnknownModelError
 from .base import Backend, Generation, Message, Request, Sampling, Score, Tags
 
 __all__ = ["Backend", "Generation", "Message", "Request", "Sampling", "Score", "Tags", "create_backend",
-           "parse_model_id", "provider_status", "PROVIDERS"]
+           "parse_model_id", "check_model_id", "provider_status", "PROVIDERS"]
 
 # provider -> (module, backend class, options class, extra to install)
 PROVIDERS: dict[str, tuple[str, str, str, str]] = {
@@ -28,13 +29,33 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
     """'local/smollm2-135m' -> ('local', 'smollm2-135m'), with a suggestion for typos."""
     provider, sep, name = model_id.partition("/")
     if not sep or not name:
+        hint = ""
+        if not sep:
+            from .local import ALIASES  # noqa: PLC0415 (error path only)
+
+            hint = f" Did you mean 'local/{model_id}'?" if model_id in ALIASES else ""
         raise UnknownModelError(
-            f"model id '{model_id}' has no provider.", field="model",
+            f"model id '{model_id}' has no provider.{hint}", field="model",
             fix="write provider/model, e.g. local/smollm2-135m, openai/gpt-4o-mini or fake/test.")
     if provider not in PROVIDERS:
+        close = difflib.get_close_matches(provider, list(PROVIDERS), n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}/{name}'?" if close else ""
         raise UnknownModelError(
-            f"No model '{model_id}': unknown provider '{provider}'.{suggest(provider, PROVIDERS)}", field="model",
-            fix=f"providers: {', '.join(PROVIDERS)}.")
+            f"No model '{model_id}': unknown provider '{provider}'.{hint}", field="model",
+            fix=f"start the id with one of the providers: {', '.join(PROVIDERS)}.")
+    return provider, name
+
+
+def check_model_id(model_id: str) -> tuple[str, str]:
+    """parse_model_id, plus the provider's own check of the model name (no model is loaded).
+
+    A provider module may define `check_model_name(name)`; the local backend uses it to reject an
+    unknown alias or a missing .gguf file when a spec is validated, not when the run starts.
+    """
+    provider, name = parse_model_id(model_id)
+    check = getattr(importlib.import_module(PROVIDERS[provider][0]), "check_model_name", None)
+    if check is not None:
+        check(name)
     return provider, name
 
 

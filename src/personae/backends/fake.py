@@ -89,6 +89,18 @@ class FakeOptions(BaseModel):
     """Simulated latency per call."""
 
 
+def check_options(options: FakeOptions) -> None:
+    """Raise ConfigError if the responder or scorer named in the options is not registered."""
+    if options.responder not in _RESPONDERS:
+        raise ConfigError(f"no fake responder '{options.responder}'.{suggest(options.responder, _RESPONDERS)}",
+                          field="backend.responder",
+                          fix=f"use one of {', '.join(sorted(_RESPONDERS))} or register_responder().")
+    if options.scorer is not None and options.scorer not in _SCORERS:
+        known = f"registered: {', '.join(sorted(_SCORERS))}" if _SCORERS else "none is registered"
+        raise ConfigError(f"no fake scorer '{options.scorer}'.{suggest(options.scorer, _SCORERS)}",
+                          field="backend.scorer", fix=f"register it with register_scorer() ({known}).")
+
+
 class FakeBackend(Backend):
     """Deterministic, scriptable, records every call."""
 
@@ -108,16 +120,12 @@ class FakeBackend(Backend):
         super().__init__(model_id)
         self.options = options or FakeOptions()
         if responder is None:
-            name = self.options.responder
-            if name not in _RESPONDERS:
-                raise ConfigError(f"no fake responder '{name}'.{suggest(name, _RESPONDERS)}",
-                                  field="backend.responder",
-                                  fix=f"use one of {', '.join(sorted(_RESPONDERS))} or register_responder().")
-            responder = _RESPONDERS[name]
+            if self.options.responder not in _RESPONDERS:
+                check_options(self.options)
+            responder = _RESPONDERS[self.options.responder]
         if scorer is None and self.options.scorer is not None:
             if self.options.scorer not in _SCORERS:
-                raise ConfigError(f"no fake scorer '{self.options.scorer}'.{suggest(self.options.scorer, _SCORERS)}",
-                                  field="backend.scorer", fix="register it with register_scorer().")
+                check_options(self.options.model_copy(update={"responder": "hash"}))
             scorer = _SCORERS[self.options.scorer]
         self.responder = responder
         self.scorer = scorer

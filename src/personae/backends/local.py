@@ -40,20 +40,29 @@ def smollm2_path() -> Path:
 ALIASES = {"smollm2-135m": smollm2_path}
 
 
-def resolve_model_path(name: str) -> Path:
-    """`smollm2-135m` or a path to a .gguf file."""
+def check_model_name(name: str) -> None:
+    """Raise UnknownModelError unless `name` is an alias or an existing .gguf file (nothing is loaded)."""
     if name in ALIASES:
-        return ALIASES[name]()
+        return
     if name.endswith(".gguf"):
         path = Path(name).expanduser()
-        if not path.exists():
-            raise UnknownModelError(f"GGUF file '{path}' not found.", field="model",
+        if not path.is_file():
+            raise UnknownModelError(f"GGUF file '{path}' not found (relative paths start at {Path.cwd()}).",
+                                    field="model",
                                     fix="give an existing path, e.g. local//models/x.gguf or local/./x.gguf.")
-        return path
+        return
     raise UnknownModelError(
-        f"No model 'local/{name}'.{suggest(name, ALIASES)}", field="model",
+        f"No model 'local/{name}'.{suggest(name, ALIASES, 'local/')}", field="model",
         fix=f"use local/{', local/'.join(ALIASES)} or local/PATH.gguf.",
     )
+
+
+def resolve_model_path(name: str) -> Path:
+    """`smollm2-135m` or a path to a .gguf file."""
+    check_model_name(name)
+    if name in ALIASES:
+        return ALIASES[name]()
+    return Path(name).expanduser()
 
 
 class LocalOptions(BaseModel):

@@ -15,6 +15,7 @@ Chat messages are rendered with ChatML for scoring; set `prompt` for other forma
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any, ClassVar, Literal
@@ -42,6 +43,10 @@ class OpenAIOptions(BaseModel):
     """Use /chat/completions (messages) or /completions (raw prompt)."""
     scoring: Literal["none", "prompt_logprobs", "echo"] = "none"
     """How the server returns prompt log-probabilities (see module docs)."""
+    json_format: Literal["json_schema", "json_object"] = "json_schema"
+    """How `json_schema` requests are sent: OpenAI's `{type: json_schema, json_schema: {...}}`, or
+    `{type: json_object, schema: {...}}` for llama.cpp's Python server (llama-cpp-python), which
+    rejects the former."""
     timeout_s: float = Field(default=120.0, gt=0)
     """Client-side timeout per HTTP request."""
     max_connections: int = Field(default=16, ge=1)
@@ -54,7 +59,11 @@ def _http_client(max_connections: int, timeout: float) -> Any:
 
     import openai  # noqa: PLC0415
 
-    http_mod = importlib.import_module(type(openai.DefaultAsyncHttpxClient()).__module__.split(".")[0])
+    # DefaultAsyncHttpxClient is a subclass defined in `openai` itself: the HTTP package is the
+    # module of the first base class that does not live in openai.
+    base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__
+                if c.__module__.split(".")[0] not in ("openai", "builtins"))
+    http_mod = importlib.import_module(base.__module__.split(".")[0])
     limits = http_mod.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
 
@@ -139,7 +148,9 @@ class OpenAIBackend(Backend):
                 choice = out.choices[0]
                 text, finish = choice.text, choice.finish_reason
             else:
-                if request.json_schema is not None:
+                if request.json_schema is not None and self.options.json_format == "json_object":
+                    common["response_format"] = {"type": "json_object", "schema": request.json_schema}
+                elif request.json_schema is not None:
                     common["response_format"] = {"type": "json_schema", "json_schema": {
                         "name": "answer", "schema": request.json_schema, "strict": True}}
                 out = await self.client.chat.completions.create(
@@ -166,19 +177,27 @@ class OpenAIBackend(Backend):
                 out = await self.client.completions.create(
                     model=self.model_name, prompt=full, max_tokens=1, temperature=0.0,
                     extra_body={"prompt_logprobs": 0})
-                raw = out.model_extra.get("prompt_logprobs") or out.choices[0].model_extra.get("prompt_logprobs")
+                raw = (out.model_extra or {}).get("prompt_logprobs")
+                if raw is None and out.choices:
+                    raw = (out.choices[0].model_extra or {}).get("prompt_logprobs")
                 pairs = _pairs_from_prompt_logprobs(raw)
+                # vLLM gives no entry text for the first prompt token: count offsets back from the end
+                offsets = None
+                text_chars: int | None = len(full)
             else:
                 out = await self.client.completions.create(
                     model=self.model_name, prompt=full, max_tokens=0, echo=True, logprobs=0, temperature=0.0)
                 lp = out.choices[0].logprobs
                 pairs = list(zip(lp.tokens, lp.token_logprobs))
+                offsets = list(lp.text_offset) if getattr(lp, "text_offset", None) else list(
+                    itertools.accumulate((len(t) for t in lp.tokens[:-1]), initial=0))[: len(lp.tokens)]
+                text_chars = len(full)  # tokens past the text were generated: not part of the score
         except BackendError:
             raise
         except Exception as exc:
             raise self._map_error(exc) from None
         return score_from_token_pairs(pairs, len(prompt), request.per_token, time.perf_counter() - start,
-                                      backend=self.model_id)
+                                      backend=self.model_id, offsets=offsets, text_chars=text_chars)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "base_url": self.options.base_url, "scoring": self.options.scoring}
@@ -190,32 +209,65 @@ class OpenAIBackend(Backend):
 
 
 def _pairs_from_prompt_logprobs(raw: Any) -> list[tuple[str, float | None]]:
-    """vLLM's prompt_logprobs: a list (None for the first token) of {token_id: {logprob, decoded_token}}."""
+    """vLLM's prompt_logprobs: a list (None for the first token) of {token_id: {logprob, rank, decoded_token}}.
+
+    The prompt token itself comes first in each mapping (any top-k alternatives follow it).
+    """
     if not isinstance(raw, list):
         raise BackendError("the server returned no prompt_logprobs.",
                            fix="use a server that supports prompt_logprobs (vLLM) or set scoring: none.")
     pairs: list[tuple[str, float | None]] = []
     for entry in raw:
-        if entry is None:
+        if not entry:
             pairs.append(("", None))
             continue
-        # the prompt token itself is the entry whose rank is not necessarily 1: vLLM puts it first
         first = next(iter(entry.values()))
-        pairs.append((first.get("decoded_token", ""), float(first["logprob"])))
+        pairs.append((first.get("decoded_token") or "", float(first["logprob"])))
     return pairs
 
 
 def score_from_token_pairs(pairs: list[tuple[str, float | None]], prompt_chars: int, per_token: bool,
-                           latency: float, backend: str | None = None) -> Score:
-    """Sum the log-probs of the tokens that start at or after `prompt_chars` in the decoded text."""
-    pos = 0
+                           latency: float, backend: str | None = None, *, offsets: list[int] | None = None,
+                           text_chars: int | None = None) -> Score:
+    """Sum the log-probs of the continuation's tokens: those starting at or after `prompt_chars`.
+
+    A token's start is `offsets[i]` when the server gives it (echo's `text_offset`); otherwise the
+    lengths of the decoded tokens are added up: from the start of the text, or, when `text_chars`
+    (the length of prompt + continuation) is given, backwards from its end (vLLM's first prompt
+    token has no entry, so counting from the start would be off by its length). Tokens starting at
+    or after `text_chars` were generated, not scored, and are ignored. A token that straddles the
+    prompt/continuation boundary is an error, never silently dropped.
+    """
+    if offsets is not None:
+        if len(offsets) != len(pairs):
+            raise BackendError(f"the server returned {len(offsets)} text offsets for {len(pairs)} tokens.",
+                               backend=backend)
+        starts = [int(o) for o in offsets]
+    elif text_chars is not None:
+        pos = text_chars - sum(len(tok) for tok, _ in pairs)
+        if pos < 0:
+            raise BackendError("the server's decoded tokens are longer than the text that was sent.",
+                               backend=backend, fix="use a server whose decoded tokens reproduce the text.")
+        starts = []
+        for tok, _ in pairs:
+            starts.append(pos)
+            pos += len(tok)
+    else:
+        starts, pos = [], 0
+        for tok, _ in pairs:
+            starts.append(pos)
+            pos += len(tok)
+    end = text_chars if text_chars is not None else float("inf")
     chosen: list[tuple[str, float]] = []
-    for tok, lp in pairs:
-        if pos >= prompt_chars:
+    for (tok, lp), at in zip(pairs, starts):
+        if at < prompt_chars < at + len(tok):
+            raise BackendError("a server token spans the end of the prompt and the start of the continuation.",
+                               backend=backend,
+                               fix="start the continuation at a token boundary, e.g. with a leading space.")
+        if prompt_chars <= at < end:
             if lp is None:
                 raise BackendError("the server returned no log-probability for a continuation token.", backend=backend)
             chosen.append((tok, float(lp)))
-        pos += len(tok)
     if not chosen:
         raise BackendError("could not locate the continuation in the server's tokens.", backend=backend,
                            fix="the server's tokenizer merges the prompt and continuation; add a leading space.")

@@ -35,7 +35,9 @@ def handle_errors(fn: F) -> F:
         except PersonaeError as exc:
             if debug_enabled():
                 err.print(traceback.format_exc(), markup=False)
-            err.print(f"error: {exc.one_line()}", style="bold red", markup=False)
+            # one line, whatever a library put in the message (server replies can hold newlines)
+            line = " ".join(exc.one_line().split())
+            err.print(f"error: {line}", style="bold red", markup=False, emoji=False)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted: finished requests are kept in the store; run the same command to resume.",

@@ -58,8 +58,9 @@ def chat(
             history: list[Message] = []
             err.print(f"Chatting with {p.name} ({p.description}) on {model}. /reset, /quit.", markup=False)
             while True:
+                err.print("you> ", end="")  # the prompt goes to stderr so piped output holds replies only
                 try:
-                    line = await asyncio.to_thread(input, "you> ")
+                    line = await asyncio.to_thread(input)
                 except EOFError:
                     break
                 line = line.strip()

@@ -34,7 +34,13 @@ def run(
 
 def print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
     s = outcome.stats
-    out.print(table_from_rows(outcome.summary.table, title=outcome.run["title"]))
+    rows = outcome.summary.table
+    title = outcome.run["title"]
+    models = {r.get("model") for r in rows}
+    if len(models) == 1 and None not in models:  # one model: say it once, in the title
+        rows = [{k: v for k, v in r.items() if k != "model"} for r in rows]
+        title = f"{title} ({models.pop()})"
+    out.print(table_from_rows(rows, title=title))
     out.print(f"[bold]verdict:[/bold] {outcome.summary.verdict}")
     out.print(f"{s.requests} requests: {s.backend_calls} backend calls, {s.cache_hits} cache hits, "
               f"{s.errors} errors, {s.retries} retries")

@@ -14,6 +14,10 @@ __all__ = ["Study", "Summary", "get_study", "STUDIES"]
 STUDIES: dict[str, str] = {
     "grid": "personae.studies.grid",
     "dialogue": "personae.studies.dialogue",
+    "accuracy": "personae.studies.accuracy",
+    "variance": "personae.studies.variance",
+    "individuation": "personae.studies.individuation",
+    "style": "personae.studies.style",
 }
 
 

@@ -59,11 +59,14 @@ class GridStudy(Study):
 
     @classmethod
     def check(cls, resolved: Any) -> None:
-        ids = [q.id for q in resolved.options.questions]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ConfigError(f"question ids repeat: {', '.join(sorted(dup))}.", field="options.questions",
-                              fix="give each question a unique id.")
+        first: dict[str, int] = {}
+        for n, q in enumerate(resolved.options.questions):
+            if q.id in first:
+                raise ConfigError(f"question id '{q.id}' appears twice (questions {first[q.id] + 1} and {n + 1}).",
+                                  field=f"options.questions.{n}",
+                                  fix="give each question a unique id (plain-string questions get q1, q2, ... "
+                                  "by position).")
+            first[q.id] = n
         if not resolved.personas and not resolved.options.include_baseline:
             raise ConfigError("nothing to run: no personas and include_baseline is false.", field="personas",
                               fix="add personas or set options.include_baseline: true.")

@@ -1,0 +1,50 @@
+"""Plots shared by the studies (matplotlib, Agg backend). Each returns a Figure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def _plt() -> Any:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
+
+
+def forest_plot(labels: Sequence[str], est: Sequence[float], low: Sequence[float], high: Sequence[float], *,
+                xlabel: str, zero: float = 0.0) -> Any:
+    """Estimates with CIs, one row per label, and a reference line at `zero`."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(labels) + 1.3))
+    ys = list(range(len(labels)))[::-1]
+    for y, e, lo, hi in zip(ys, est, low, high):
+        ax.plot([lo, hi], [y, y], color="#4c72b0", lw=2)
+        ax.plot([e], [y], "o", color="#4c72b0")
+    ax.axvline(zero, color="#999", ls="--", lw=1)
+    ax.set_yticks(ys, labels)
+    ax.set_xlabel(xlabel)
+    fig.tight_layout()
+    return fig
+
+
+def scatter_with_errors(x: Sequence[float], y: Sequence[float], *, labels: Sequence[str], xerr: Any = None,
+                        yerr: Any = None, xlabel: str, ylabel: str, diagonal: bool = False) -> Any:
+    """Labelled points with optional error bars and an optional y = x line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", color="#4c72b0", ecolor="#9db3d6", capsize=2)
+    for xi, yi, lab in zip(x, y, labels):
+        ax.annotate(lab, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if diagonal and len(x):
+        lo, hi = min(min(x), min(y)), max(max(x), max(y))
+        ax.plot([lo, hi], [lo, hi], color="#999", ls="--", lw=1)
+    ax.axhline(0, color="#ddd", lw=0.8)
+    ax.axvline(0, color="#ddd", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig

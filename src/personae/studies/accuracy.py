@@ -1,0 +1,358 @@
+"""accuracy: do personas change correctness? (arXiv 2512.05858, "Playing Pretend")
+
+Conditions: no persona (baseline), an expert in the item's own domain (in-domain), an expert in
+another domain of the bank (off-domain), low-knowledge personas (layperson, young child,
+toddler) and any personas of the spec. K samples per (item, condition) = the spec's
+`replicates`. Answers are read by generating and parsing a letter (parse failures counted,
+never scored wrong), or from the log-probabilities of the option letters (mode: logprob).
+
+Per condition: Acc(c) (mean over items of per-item accuracy) with a bootstrap CI, threshold
+accuracies, and against the baseline a paired bootstrap CI of the difference, a Wilcoxon
+signed-rank test on per-item accuracies and McNemar on majority-correct, Holm-adjusted across
+conditions and models. Each difference sits next to the run-to-run noise floor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..backends.base import Message, Request, Sampling, Tags
+from ..errors import ConfigError
+from ..items import ItemFormat, MCItem, builtin_items, load_hf_items, load_items, normalize_domain
+from ..parsing import parse_choice
+from ..persona import Attributes, Persona, builtin_personas
+from ..runner import Result
+from ..stats import bootstrap_ci, holm, mcnemar, paired_bootstrap, wilcoxon_signed_rank
+from .base import Study, Summary, count_results
+
+BASELINE = "baseline"
+SPECIAL = ("baseline", "in-domain", "off-domain")
+DEFAULT_CONDITIONS = ("baseline", "in-domain", "off-domain", "layperson", "young-child", "toddler")
+INSTRUCTION = ("Answer the following multiple-choice question. Reply with the letter of the correct option only.")
+
+
+class AccuracyOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    items: str = "builtin:general"
+    """'builtin:general', a file path (relative to the spec), or 'hf:DATASET' (needs a network)."""
+    items_format: ItemFormat = "auto"
+    """Layout of the items file: auto (by extension), jsonl, csv, mmlu-pro, gpqa, chaosnli..."""
+    hf_split: str = "test"
+    """Split for hf: datasets."""
+    domains: tuple[str, ...] | None = None
+    """Only items of these domains."""
+    limit: int | None = Field(default=None, ge=1)
+    """At most this many items per domain (in file order)."""
+    conditions: tuple[str, ...] = DEFAULT_CONDITIONS
+    """baseline, in-domain, off-domain, and built-in persona ids; the spec's personas are added."""
+    mode: Literal["generate", "logprob"] = "generate"
+    """Read the answer by generating and parsing a letter, or from the option letters' log-probs."""
+    instruction: str = INSTRUCTION
+    """What the user message says before the question."""
+    thresholds: tuple[float, ...] = (1.0, 0.9, 0.51)
+    """Per-item accuracy thresholds tau: share of items with a(q, c) >= tau."""
+    n_bootstrap: int = Field(default=10_000, ge=1000)
+    """Bootstrap resamples for CIs."""
+    mixed_model: bool = False
+    """Also fit correct ~ condition + (1|item) (statsmodels; slower)."""
+
+
+def expert_for(domain: str) -> Persona:
+    """The built-in expert for a domain, or one written on the fly ('an expert in {domain}')."""
+    library = builtin_personas()
+    slug = re.sub(r"[^a-z0-9]+", "-", domain.lower()).strip("-") or "domain"
+    if f"expert-{slug}" in library:
+        return library[f"expert-{slug}"]
+    return Persona(id=f"expert-{slug}", name=f"{domain.title()} Expert", description=f"an expert in {domain}",
+                   attributes=Attributes(expertise_domain=slug, knowledge_level="expert"))
+
+
+class AccuracyStudy(Study):
+    name = "accuracy"
+    Options = AccuracyOptions
+
+    @classmethod
+    def check(cls, resolved: Any) -> None:
+        study = cls(resolved)
+        items = study.items
+        domains = sorted({i.domain for i in items})
+        conds = study.condition_names
+        if "off-domain" in conds and len(domains) < 2:
+            raise ConfigError(f"'off-domain' needs items of at least two domains; the bank has {domains}.",
+                              field="options.conditions", fix="drop 'off-domain' or add items of another domain.")
+        unkeyed = [i.id for i in items if i.answer is None]
+        if unkeyed:
+            raise ConfigError(f"{len(unkeyed)} items have no answer key (e.g. '{unkeyed[0]}').",
+                              field="options.items", fix="give every item an 'answer'.")
+        library = builtin_personas()
+        user = {p.id for p in resolved.personas}
+        for c in resolved.options.conditions:
+            if c not in SPECIAL and c not in library and c not in user:
+                from .._loading import suggest  # noqa: PLC0415
+
+                raise ConfigError(f"unknown condition '{c}'.{suggest(c, [*SPECIAL, *library])}",
+                                  field="options.conditions",
+                                  fix="use baseline, in-domain, off-domain or a built-in persona id.")
+        if resolved.options.mode == "logprob":
+            for m in resolved.spec.model:
+                if m.startswith("openai/") and resolved.spec.backend.get("scoring", "none") == "none":
+                    raise ConfigError(f"mode 'logprob' needs a backend that scores text; {m} has scoring: none.",
+                                      field="options.mode",
+                                      fix="use mode: generate, or backend.scoring: prompt_logprobs (vLLM).")
+
+    # ---------------------------------------------------------------- items and conditions
+    @cached_property
+    def items(self) -> tuple[MCItem, ...]:
+        o = self.options
+        if o.items.startswith("builtin:"):
+            items = builtin_items(o.items.removeprefix("builtin:"))
+        elif o.items.startswith("hf:"):
+            items = load_hf_items(o.items.removeprefix("hf:"), split=o.hf_split,
+                                  fmt=o.items_format if o.items_format != "auto" else "mmlu-pro")
+        else:
+            items = load_items(self.resolved.base_dir / o.items, o.items_format, seed=self.spec.seed)
+        if o.domains:
+            wanted = {normalize_domain(d) for d in o.domains}
+            items = tuple(i for i in items if normalize_domain(i.domain) in wanted)
+            if not items:
+                raise ConfigError(f"no items in domains {list(o.domains)}.", field="options.domains",
+                                  fix="check the domain labels of the item file.")
+        if o.limit:
+            seen: dict[str, int] = defaultdict(int)
+            kept = []
+            for i in items:
+                if seen[i.domain] < o.limit:
+                    kept.append(i)
+                    seen[i.domain] += 1
+            items = tuple(kept)
+        return items
+
+    @property
+    def condition_names(self) -> list[str]:
+        names = list(self.options.conditions)
+        return names + [p.id for p in self.personas if p.id not in names]
+
+    def persona_for(self, condition: str, item: MCItem) -> Persona | None:
+        if condition == BASELINE:
+            return None
+        if condition == "in-domain":
+            return expert_for(item.domain)
+        if condition == "off-domain":
+            domains = sorted({i.domain for i in self.items})
+            return expert_for(domains[(domains.index(item.domain) + 1) % len(domains)])
+        for p in self.personas:
+            if p.id == condition:
+                return p
+        return builtin_personas()[condition]
+
+    # ---------------------------------------------------------------- plan
+    def question_messages(self, item: MCItem) -> list[Message]:
+        return [Message(role="user", content=f"{self.options.instruction}\n\n{item.render()}\nAnswer:")]
+
+    def plan(self, done: Sequence[Result]) -> list[Request]:
+        if done:
+            return []
+        reqs: list[Request] = []
+        logprob = self.options.mode == "logprob"
+        for model in self.spec.model:
+            for cond in self.condition_names:
+                for item in self.items:
+                    persona = self.persona_for(cond, item)
+                    tags = dict(persona=persona.id if persona else None, item=item.id, condition=cond)
+                    if logprob:  # deterministic: one sample, one score per option letter
+                        base = self.chat_request(model, persona, self.question_messages(item), replicate=0,
+                                                 tags=Tags(**tags), sampling=Sampling(temperature=0.0))
+                        for letter in item.letters:
+                            reqs.append(base.model_copy(update={
+                                "kind": "score", "continuation": letter,
+                                "tags": Tags(**tags, extra={"option": letter})}))
+                        continue
+                    for r in range(self.spec.replicates):
+                        reqs.append(self.chat_request(model, persona, self.question_messages(item), replicate=r,
+                                                      tags=Tags(**tags)))
+        return reqs
+
+    # ---------------------------------------------------------------- analyze
+    def answers(self, results: Sequence[Result]) -> list[dict[str, Any]]:
+        """One record per sample: model, condition, item, replicate, answer letter or None, correct, error."""
+        by_id = {i.id: i for i in self.items}
+        out: list[dict[str, Any]] = []
+        if self.options.mode == "logprob":
+            groups: dict[tuple[str, str, str], list[Result]] = defaultdict(list)
+            for r in results:
+                groups[(r.request.model, r.request.tags.condition or "", r.request.tags.item or "")].append(r)
+            for (model, cond, iid), rs in groups.items():
+                item = by_id[iid]
+                if any(not r.ok for r in rs):
+                    out.append(dict(model=model, condition=cond, item=iid, replicate=0, answer=None, correct=None,
+                                    error=True))
+                    continue
+                best = max(rs, key=lambda r: r.score.logprob if r.score else -np.inf)
+                letter = best.request.tags.extra["option"]
+                out.append(dict(model=model, condition=cond, item=iid, replicate=0, answer=letter,
+                                correct=letter == item.answer_letter, error=False))
+            return out
+        for r in results:
+            item = by_id[r.request.tags.item or ""]
+            letter = parse_choice(r.text, item.letters, item.choices) if r.ok else None
+            out.append(dict(model=r.request.model, condition=r.request.tags.condition, item=item.id,
+                            replicate=r.request.replicate, answer=letter,
+                            correct=None if letter is None else letter == item.answer_letter, error=not r.ok))
+        return out
+
+    def analyze(self, results: Sequence[Result]) -> Summary:
+        return analyze_accuracy(self, results)
+
+    def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
+        from ..report.plots import forest_plot  # noqa: PLC0415
+
+        rows = [r for r in summary.table if r["condition"] != BASELINE and r.get("diff") is not None]
+        if not rows:
+            return []
+        return [("Accuracy difference from the no-persona baseline (points, 95% paired bootstrap CI)",
+                 forest_plot([f"{r['condition']} ({r['model'].split('/')[-1]})" for r in rows],
+                             [100 * r["diff"] for r in rows], [100 * r["diff_ci_low"] for r in rows],
+                             [100 * r["diff_ci_high"] for r in rows], xlabel="accuracy change (points)"))]
+
+
+def per_item_accuracy(answers: Sequence[dict[str, Any]], model: str, cond: str, item_ids: Sequence[str]
+                      ) -> np.ndarray:
+    """a(q, c) for each item in order: share correct among parsed samples (NaN if none parsed)."""
+    correct: dict[str, list[bool]] = defaultdict(list)
+    for a in answers:
+        if a["model"] == model and a["condition"] == cond and a["correct"] is not None:
+            correct[a["item"]].append(bool(a["correct"]))
+    return np.array([np.mean(correct[i]) if correct[i] else np.nan for i in item_ids])
+
+
+def run_to_run_sd(answers: Sequence[dict[str, Any]], model: str, cond: str, replicates: int) -> float | None:
+    """SD across replicate runs of the whole-bank accuracy of one condition: the noise floor."""
+    if replicates < 2:
+        return None
+    accs = []
+    for r in range(replicates):
+        xs = [a["correct"] for a in answers if a["model"] == model and a["condition"] == cond
+              and a["replicate"] == r and a["correct"] is not None]
+        if xs:
+            accs.append(float(np.mean(xs)))
+    return float(np.std(accs, ddof=1)) if len(accs) > 1 else None
+
+
+def _cond_row(study: AccuracyStudy, answers: list[dict[str, Any]], model: str, cond: str, acc: np.ndarray,
+              seed: int) -> dict[str, Any]:
+    mine = [a for a in answers if a["model"] == model and a["condition"] == cond]
+    ok = ~np.isnan(acc)
+    ci = bootstrap_ci(acc[ok], seed=seed, n_resamples=study.options.n_bootstrap) if ok.sum() >= 2 else None
+    samples = [a for a in mine if not a["error"]]
+    row: dict[str, Any] = {
+        "model": model, "condition": cond, "items": int(ok.sum()),
+        "accuracy": float(np.mean(acc[ok])) if ok.any() else None,
+        "ci_low": ci.ci_low if ci else None, "ci_high": ci.ci_high if ci else None,
+        "run_to_run_sd": run_to_run_sd(answers, model, cond, study.spec.replicates),
+        "parse_failure_rate": (sum(a["answer"] is None for a in samples) / len(samples)) if samples else None,
+        "errors": sum(a["error"] for a in mine),
+    }
+    for tau in study.options.thresholds:
+        row[f"acc_tau_{tau:g}"] = float(np.mean(acc[ok] >= tau - 1e-12)) if ok.any() else None
+    return row
+
+
+def _compare(study: AccuracyStudy, acc: np.ndarray, base: np.ndarray, seed: int) -> dict[str, Any]:
+    both = ~np.isnan(acc) & ~np.isnan(base)
+    a, b = acc[both], base[both]
+    if both.sum() < 2:
+        return {"paired_items": int(both.sum())}
+    boot = paired_bootstrap(a, b, seed=seed, n_resamples=study.options.n_bootstrap)
+    wil = wilcoxon_signed_rank(a, b)
+    mc = mcnemar(a > 0.5, b > 0.5)
+    return {"paired_items": int(both.sum()), "diff": boot.estimate, "diff_ci_low": boot.ci_low,
+            "diff_ci_high": boot.ci_high, "p_wilcoxon": wil.p_value, "p_mcnemar": mc.p_value,
+            "wilcoxon": wil.as_dict(), "mcnemar": mc.as_dict()}
+
+
+def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary:
+    answers = study.answers(results)
+    item_ids = [i.id for i in study.items]
+    table: list[dict[str, Any]] = []
+    tests: list[dict[str, Any]] = []
+    for m_i, model in enumerate(study.spec.model):
+        base = per_item_accuracy(answers, model, BASELINE, item_ids)
+        for c_i, cond in enumerate(study.condition_names):
+            acc = base if cond == BASELINE else per_item_accuracy(answers, model, cond, item_ids)
+            seed = study.spec.seed + 1000 * m_i + c_i
+            row = _cond_row(study, answers, model, cond, acc, seed)
+            if cond != BASELINE and BASELINE in study.condition_names:
+                cmp = _compare(study, acc, base, seed)
+                tests.append({"model": model, "condition": cond, **{k: cmp.pop(k) for k in ("wilcoxon", "mcnemar")
+                                                                     if k in cmp}})
+                row.update(cmp)
+            table.append(row)
+    _holm(table)
+    stats: dict[str, Any] = {"tests": tests, "chance": float(np.mean([1 / len(i.choices) for i in study.items])),
+                             "items": len(item_ids), "samples_per_cell": 1 if study.options.mode == "logprob"
+                             else study.spec.replicates, "mode": study.options.mode}
+    if study.options.mixed_model:
+        stats["mixed_model"] = _mixed(answers)
+    counts = count_results(results)
+    counts["parse_failures"] = sum(a["answer"] is None and not a["error"] for a in answers)
+    notes = []
+    if counts["errors"]:
+        notes.append(f"{counts['errors']} failed requests are counted in 'errors' and left out of accuracy.")
+    if counts["parse_failures"]:
+        notes.append(f"{counts['parse_failures']} answers could not be parsed; they are left out of accuracy "
+                     "(not scored wrong) and counted in parse_failure_rate.")
+    return Summary(study="accuracy", verdict=_verdict(table, stats["chance"]), table=table, stats=stats,
+                   counts=counts, notes=notes)
+
+
+def _holm(table: list[dict[str, Any]]) -> None:
+    for key in ("p_wilcoxon", "p_mcnemar"):
+        rows = [r for r in table if r.get(key) is not None and r[key] == r[key]]
+        if rows:
+            for r, adj in zip(rows, holm([r[key] for r in rows])):
+                r[key + "_holm"] = float(adj)
+
+
+def _mixed(answers: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    from ..stats import item_logit  # noqa: PLC0415
+
+    rows = [a for a in answers if a["correct"] is not None]
+    try:
+        return item_logit([int(a["correct"]) for a in rows], [a["condition"] for a in rows],
+                          [a["item"] for a in rows], baseline=BASELINE).as_dict()
+    except Exception as exc:  # statsmodels fails on degenerate data; say so instead of crashing
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _verdict(table: list[dict[str, Any]], chance: float) -> str:
+    parts = []
+    for model in dict.fromkeys(r["model"] for r in table):
+        rows = [r for r in table if r["model"] == model]
+        base = next((r for r in rows if r["condition"] == BASELINE), None)
+        sig = [r for r in rows if r.get("p_wilcoxon_holm") is not None and r["p_wilcoxon_holm"] < 0.05]
+        noise = [r for r in sig if r.get("run_to_run_sd") and abs(r["diff"]) <= r["run_to_run_sd"]]
+        head = f"{model}: "
+        if base and base["accuracy"] is not None and base["ci_low"] is not None and base["ci_low"] <= chance:
+            head += (f"baseline accuracy {base['accuracy']:.2f} is not above chance ({chance:.2f}), so persona "
+                     "effects on correctness cannot show here. ")
+        if not sig:
+            parts.append(head + "no persona condition changed accuracy significantly (Holm-adjusted Wilcoxon, "
+                         "alpha 0.05).")
+        else:
+            desc = ", ".join(f"{r['condition']} {100 * r['diff']:+.1f} points [{100 * r['diff_ci_low']:+.1f}, "
+                             f"{100 * r['diff_ci_high']:+.1f}]" for r in sig)
+            tail = (f" ({', '.join(r['condition'] for r in noise)} within the run-to-run noise floor)" if noise
+                    else "")
+            parts.append(head + f"accuracy changed significantly for {desc}{tail}; other conditions did not.")
+    return " ".join(parts)
+
+
+STUDY = AccuracyStudy

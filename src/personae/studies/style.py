@@ -1,0 +1,336 @@
+"""style: what personas DO change (tone, reading level, sentiment, stance, perspective).
+
+Same design as accuracy (persona conditions x prompts x replicates, with a no-persona
+baseline), on open-ended prompts. Per persona and feature: the shift from the baseline, paired
+over prompts, with a bootstrap CI, next to the run-to-run noise floor (the SD of the feature
+across replicates of the same persona and prompt); a shift inside that floor is 'not
+distinguishable from noise'. Stance on opinion prompts comes from structured judge verdicts
+(wave 2). Perspective diversity: embedding distance between personas' answers vs between
+runs of the same persona, with a permutation test. With an accuracy run of the same model,
+the effect map plots each persona's accuracy effect against its style effect.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..backends.base import Message, Request, Tags
+from ..errors import ConfigError
+from ..features import get_feature
+from ..judge import JudgeOptions, judge_requests, majority, parse_verdict, self_agreement
+from ..persona import Persona, builtin_personas
+from ..runner import Result
+from ..stats import jensen_shannon, paired_bootstrap
+from ..stats.dispersion import distance_ratio_test
+from .base import Study, Summary, count_results
+
+BASELINE = "baseline"
+STANCES = ("for", "against", "neutral")
+DEFAULT_PERSONAS = ("expert-physics", "layperson", "young-child", "pirate-captain", "victorian-detective",
+                    "grumpy-farmer")
+STANCE_INSTRUCTION = ("You rate the stance of an answer to a question. Say 'for' if the answer supports what the "
+                      "question proposes, 'against' if it opposes it, 'neutral' if it takes no side.")
+
+
+class Prompt(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    """Prompt id; ids starting with 'opinion-' are judged for stance."""
+    text: str = Field(min_length=1)
+    """What the user asks."""
+
+
+class StyleOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompts: str | tuple[Prompt, ...] = "builtin:open"
+    """'builtin:open', a YAML/JSON file with {prompts: [{id, text}]}, or an inline list."""
+    limit: int | None = Field(default=None, ge=1)
+    """Use only the first N prompts (opinion prompts are kept first when stance is on)."""
+    features: tuple[str, ...] = ("length", "reading_level", "sentiment", "formality")
+    """Style features (registered names)."""
+    stance: bool = True
+    """Judge the stance of answers to 'opinion-' prompts (a second wave)."""
+    judge: JudgeOptions = JudgeOptions()
+    """Judge model and repeats for stance."""
+    embedder: str = "minilm"
+    """'minilm' (all-MiniLM-L6-v2, shipped) or 'hash' (deterministic, for tests)."""
+    accuracy_run: str | None = None
+    """Folder of an accuracy run on the same model, for the effect map."""
+    effect_feature: str = "reading_level"
+    """The style feature on the effect map's x axis."""
+    n_bootstrap: int = Field(default=5000, ge=1000)
+    """Bootstrap resamples (over prompts)."""
+    n_permutations: int = Field(default=2000, ge=100)
+    """Label shuffles for the diversity test."""
+
+    @field_validator("prompts", mode="before")
+    @classmethod
+    def _strings_are_prompts(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [{"id": f"p{i + 1}", "text": v} if isinstance(v, str) else v for i, v in enumerate(value)]
+        return value
+
+
+class StyleStudy(Study):
+    name = "style"
+    Options = StyleOptions
+
+    @classmethod
+    def check(cls, resolved: Any) -> None:
+        study = cls(resolved)
+        for f in resolved.options.features:
+            get_feature(f)
+        if resolved.options.effect_feature not in resolved.options.features:
+            raise ConfigError(f"effect_feature '{resolved.options.effect_feature}' is not in features.",
+                              field="options.effect_feature", fix="pick one of the listed features.")
+        if resolved.spec.replicates < 2:
+            raise ConfigError("the style study needs replicates >= 2 to measure the run-to-run noise floor.",
+                              field="replicates", fix="set e.g. 'replicates: 3'.")
+        if not study.prompts:
+            raise ConfigError("no prompts.", field="options.prompts", fix="add prompts.")
+        if resolved.options.accuracy_run and not (resolved.base_dir / resolved.options.accuracy_run /
+                                                  "summary.json").exists():
+            raise ConfigError(f"no summary.json in '{resolved.options.accuracy_run}'.", field="options.accuracy_run",
+                              fix="give the folder of a finished accuracy run (personae run ... --out DIR).")
+
+    @cached_property
+    def panel(self) -> tuple[Persona, ...]:
+        if self.personas:
+            return self.personas
+        lib = builtin_personas()
+        return tuple(lib[p] for p in DEFAULT_PERSONAS)
+
+    @cached_property
+    def prompts(self) -> tuple[Prompt, ...]:
+        src = self.options.prompts
+        if isinstance(src, tuple):
+            prompts = src
+        else:
+            if src.startswith("builtin:"):
+                with resources.as_file(resources.files("personae") / "data" / "prompts" /
+                                       f"{src.removeprefix('builtin:')}.yaml") as p:
+                    data = yaml.safe_load(p.read_text())
+            else:
+                path = self.resolved.base_dir / src
+                if not path.exists():
+                    raise ConfigError(f"prompt file '{src}' not found.", field="options.prompts",
+                                      fix="give a path relative to the spec, or builtin:open.")
+                data = yaml.safe_load(path.read_text())
+            prompts = tuple(Prompt.model_validate(p) for p in data["prompts"])
+        if self.options.limit:
+            opinion = [p for p in prompts if p.id.startswith("opinion-")] if self.options.stance else []
+            rest = [p for p in prompts if p not in opinion]
+            k = self.options.limit
+            prompts = tuple(opinion[: max(1, k // 3)] + rest)[:k] if opinion else prompts[:k]
+        return prompts
+
+    def conditions(self) -> list[tuple[str, Persona | None]]:
+        return [(BASELINE, None)] + [(p.id, p) for p in self.panel]
+
+    # ---------------------------------------------------------------- waves
+    def plan(self, done: Sequence[Result]) -> list[Request]:
+        if not done:
+            reqs = []
+            for model in self.spec.model:
+                for cond, persona in self.conditions():
+                    for q in self.prompts:
+                        for r in range(self.spec.replicates):
+                            reqs.append(self.chat_request(model, persona, [Message(role="user", content=q.text)],
+                                                          replicate=r, tags=Tags(persona=persona.id if persona
+                                                                                 else None, item=q.id, condition=cond)))
+            return reqs
+        if not self.options.stance or any(r.request.tags.wave == 1 for r in done):
+            return []
+        texts = {q.id: q.text for q in self.prompts}
+        reqs = []
+        for r in done:
+            q = r.request.tags.item or ""
+            if r.ok and q.startswith("opinion-"):
+                content = f"Question: {texts[q]}\nAnswer: {r.text}"
+                reqs += judge_requests(self.options.judge, r.request.model, STANCE_INSTRUCTION, content,
+                                       field="stance", labels=STANCES, seed=self.spec.seed,
+                                       tags=Tags(persona=r.request.tags.persona, item=q,
+                                                 condition=r.request.tags.condition, wave=1,
+                                                 extra={"judged": r.key, "run": r.request.replicate,
+                                                        "model": r.request.model}))
+        return reqs
+
+    # ---------------------------------------------------------------- analysis
+    def analyze(self, results: Sequence[Result]) -> Summary:
+        answers = [r for r in results if r.request.tags.wave == 0]
+        table: list[dict[str, Any]] = []
+        stats: dict[str, Any] = {"features": {}, "diversity": {}, "stance": {}}
+        for m_i, model in enumerate(self.spec.model):
+            mine = [r for r in answers if r.request.model == model and r.ok]
+            values = self._feature_values(mine)
+            for c_i, (cond, _) in enumerate(self.conditions()[1:]):
+                row: dict[str, Any] = {"model": model, "persona": cond}
+                for f_i, f in enumerate(self.options.features):
+                    eff = self._shift(values, f, cond, seed=self.spec.seed + 1000 * m_i + 37 * c_i + f_i)
+                    stats["features"].setdefault(model, {}).setdefault(cond, {})[f] = eff
+                    row[f] = eff.get("shift")
+                    row[f + "_distinct"] = eff.get("distinguishable")
+                table.append(row)
+            stats["diversity"][model] = self._diversity(mine, seed=self.spec.seed + m_i)
+            stats["stance"][model] = self._stance(results, model)
+        stats["effect_map"] = self._effect_map(stats)
+        counts = count_results(answers)
+        counts["judge_requests"] = len(results) - len(answers)
+        notes = ["Each shift is persona minus no-persona baseline, paired over prompts; 'distinct' means the 95% CI "
+                 "excludes 0 and the shift is larger than the run-to-run noise floor."]
+        if counts["errors"]:
+            notes.append(f"{counts['errors']} failed requests are left out and counted.")
+        for model, st in stats["stance"].items():
+            note = (st.get("agreement") or {}).get("note")
+            if note:
+                notes.append(f"{model} stance judge: {note}")
+        return Summary(study=self.name, verdict=self._verdict(stats), table=table, stats=stats, counts=counts,
+                       notes=notes)
+
+    def _feature_values(self, results: Sequence[Result]) -> dict[tuple[str, str, str], list[float]]:
+        out: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+        for r in results:
+            for f in self.options.features:
+                out[(f, r.request.tags.condition or "", r.request.tags.item or "")].append(get_feature(f)(r.text or ""))
+        return out
+
+    def _shift(self, values: dict[tuple[str, str, str], list[float]], f: str, cond: str, seed: int) -> dict[str, Any]:
+        prompts = [q.id for q in self.prompts if values.get((f, cond, q.id)) and values.get((f, BASELINE, q.id))]
+        if len(prompts) < 2:
+            return {"prompts": len(prompts)}
+        per = np.array([np.mean(values[(f, cond, q)]) for q in prompts])
+        base = np.array([np.mean(values[(f, BASELINE, q)]) for q in prompts])
+        boot = paired_bootstrap(per, base, seed=seed, n_resamples=self.options.n_bootstrap)
+        sds = [np.std(values[(f, cond, q)], ddof=1) for q in prompts if len(values[(f, cond, q)]) > 1]
+        noise = float(np.mean(sds)) if sds else float("nan")
+        excludes_zero = boot.ci_low > 0 or boot.ci_high < 0
+        return {"prompts": len(prompts), "shift": boot.estimate, "ci_low": boot.ci_low, "ci_high": boot.ci_high,
+                "noise_floor_sd": noise, "persona_mean": float(per.mean()), "baseline_mean": float(base.mean()),
+                "distinguishable": bool(excludes_zero and abs(boot.estimate) > noise)}
+
+    def _diversity(self, results: Sequence[Result], seed: int) -> dict[str, Any]:
+        from ..embed import cosine_distances, get_embedder  # noqa: PLC0415
+
+        persona_ids = {p.id for p in self.panel}
+        by_prompt: dict[str, list[Result]] = defaultdict(list)
+        for r in results:
+            if r.request.tags.condition in persona_ids:
+                by_prompt[r.request.tags.item or ""].append(r)
+        usable = {q: rs for q, rs in by_prompt.items() if len({r.request.tags.condition for r in rs}) >= 2}
+        if not usable:
+            return {"prompts": 0}
+        embedder = get_embedder(self.options.embedder)
+        dists, labels = [], []
+        for rs in usable.values():
+            vecs = embedder.encode([r.text or "" for r in rs])
+            dists.append(cosine_distances(vecs))
+            labels.append([r.request.tags.condition for r in rs])
+        t = distance_ratio_test(dists, labels, seed=seed, n_permutations=self.options.n_permutations)
+        return {**t.as_dict(), "embedder": embedder.name,
+                "test": "permutation of persona labels within each prompt (cosine distance of embeddings)"}
+
+    def _stance(self, results: Sequence[Result], model: str) -> dict[str, Any]:
+        judged = [r for r in results if r.request.tags.wave == 1 and r.request.tags.extra.get("model") == model]
+        if not judged:
+            return {}
+        verdicts: dict[str, list[str | None]] = defaultdict(list)
+        meta: dict[str, tuple[str, str]] = {}
+        for r in judged:
+            key = r.request.tags.extra["judged"]
+            verdicts[key].append(parse_verdict(r.text, "stance", STANCES) if r.ok else None)
+            meta[key] = (r.request.tags.condition or "", r.request.tags.item or "")
+        dist: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for key, vs in verdicts.items():
+            cond, item = meta[key]
+            m = majority(vs)
+            if m is not None:
+                dist[cond][item].append(m)
+        per_persona = {}
+        for cond in [c for c, _ in self.conditions()[1:]]:
+            jsds = []
+            for item, labels in dist.get(cond, {}).items():
+                base = dist.get(BASELINE, {}).get(item)
+                if base:
+                    p = np.array([labels.count(s) for s in STANCES], float)
+                    q = np.array([base.count(s) for s in STANCES], float)
+                    jsds.append(jensen_shannon(p / p.sum(), q / q.sum()))
+            shares = {s: sum(v.count(s) for v in dist.get(cond, {}).values()) for s in STANCES}
+            per_persona[cond] = {"stance_counts": shares, "mean_jsd_to_baseline": float(np.mean(jsds)) if jsds
+                                 else None}
+        base_counts = {s: sum(v.count(s) for v in dist.get(BASELINE, {}).values()) for s in STANCES}
+        return {"baseline": base_counts, "personas": per_persona, "agreement": self_agreement(verdicts, STANCES)}
+
+    def _effect_map(self, stats: dict[str, Any]) -> dict[str, Any] | None:
+        if not self.options.accuracy_run:
+            return None
+        path = self.resolved.base_dir / self.options.accuracy_run / "summary.json"
+        acc = json.loads(Path(path).read_text())
+        rows = {(r["model"], r["condition"]): r for r in acc.get("table", [])}
+        points = []
+        for model, conds in stats["features"].items():
+            for cond, feats in conds.items():
+                a = rows.get((model, cond))
+                s = feats.get(self.options.effect_feature, {})
+                if a and a.get("diff") is not None and s.get("shift") is not None:
+                    points.append({"model": model, "persona": cond, "style_shift": s["shift"],
+                                   "style_ci": [s["ci_low"], s["ci_high"]], "accuracy_diff": a["diff"],
+                                   "accuracy_ci": [a["diff_ci_low"], a["diff_ci_high"]]})
+        return {"feature": self.options.effect_feature, "accuracy_run": str(self.options.accuracy_run),
+                "points": points}
+
+    def _verdict(self, stats: dict[str, Any]) -> str:
+        parts = []
+        for model, conds in stats["features"].items():
+            moved = sorted({f for c in conds.values() for f, e in c.items() if e.get("distinguishable")})
+            n_cells = sum(1 for c in conds.values() for e in c.values() if e.get("distinguishable"))
+            total = sum(len(c) for c in conds.values())
+            div = stats["diversity"].get(model, {})
+            d_txt = ""
+            if div.get("ratio") is not None:
+                more = div["p_value"] < 0.05
+                d_txt = (f" The persona panel's answers are {'more' if more else 'not more'} diverse than re-sampling "
+                         f"one persona (distance ratio {div['ratio']:.2f}, permutation p = {div['p_value']:.3g}).")
+            parts.append(f"{model}: {n_cells} of {total} persona x feature shifts are distinguishable from run-to-run "
+                         f"noise" + (f" (features that moved: {', '.join(moved)})." if moved else ".") + d_txt)
+        return " ".join(parts)
+
+    def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
+        from ..report.plots import forest_plot, scatter_with_errors  # noqa: PLC0415
+
+        figs = []
+        feats = summary.stats.get("features", {})
+        for model, conds in feats.items():
+            for f in self.options.features:
+                rows = [(c, e[f]) for c, e in conds.items() if e.get(f, {}).get("shift") is not None]
+                if rows:
+                    figs.append((f"{f}: shift from the no-persona baseline ({model}), 95% CI",
+                                 forest_plot([c for c, _ in rows], [e["shift"] for _, e in rows],
+                                             [e["ci_low"] for _, e in rows], [e["ci_high"] for _, e in rows],
+                                             xlabel=f"{f} shift")))
+        emap = summary.stats.get("effect_map") or {}
+        pts = emap.get("points") or []
+        if pts:
+            x = [p["style_shift"] for p in pts]
+            y = [100 * p["accuracy_diff"] for p in pts]
+            xerr = [[p["style_shift"] - p["style_ci"][0] for p in pts], [p["style_ci"][1] - p["style_shift"] for p in pts]]
+            yerr = [[100 * (p["accuracy_diff"] - p["accuracy_ci"][0]) for p in pts],
+                    [100 * (p["accuracy_ci"][1] - p["accuracy_diff"]) for p in pts]]
+            figs.append(("Effect map: style moves, correctness does not (each persona, 95% CIs)",
+                         scatter_with_errors(x, y, labels=[p["persona"] for p in pts], xerr=xerr, yerr=yerr,
+                                             xlabel=f"{emap['feature']} shift", ylabel="accuracy change (points)")))
+        return figs
+
+
+STUDY = StyleStudy

@@ -1,0 +1,269 @@
+"""variance: are persona differences larger than run-to-run noise?
+
+Items x personas x R runs at temperature > 0 (seeds differ per run). Per item: D_within (how
+much one persona's runs disagree), D_between (how far apart personas' answer distributions
+are), their ratio and a permutation p-value that shuffles persona labels (the ratio under the
+shuffle is reported too: that is what 'no persona effect' looks like). Pooled: the ratio with
+a bootstrap CI over items, the share of answer variance between personas (eta^2, ICC(1)), and
+for numeric answers a mixed model answer ~ 1 + (1|persona) + (1|item). With human label
+distributions (ChaosNLI layout): JSD of the persona panel to humans vs a no-persona panel of
+the same size.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats as sps
+
+from ..backends.base import Message, Request, Tags
+from ..errors import ConfigError
+from ..items import ItemFormat, MCItem, builtin_items, load_items
+from ..parsing import parse_choice
+from ..persona import Persona, builtin_personas
+from ..runner import Result
+from ..stats import bootstrap_ci, holm, jensen_shannon, wilcoxon_signed_rank
+from ..stats.dispersion import dispersion_test, variance_shares
+from .base import Study, Summary, count_results
+
+BASELINE = "baseline"
+DEFAULT_PERSONAS = ("expert-physics", "expert-history", "layperson", "young-child", "democrat", "republican",
+                    "religious", "atheist")
+INSTRUCTION = "Answer the following question. Reply with the letter of one option only."
+
+
+class VarianceOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    items: str = "builtin:opinions"
+    """'builtin:opinions', 'builtin:general', or a file path (relative to the spec)."""
+    items_format: ItemFormat = "auto"
+    """Layout of the items file (chaosnli for ChaosNLI JSONL with human label counts)."""
+    limit: int | None = Field(default=None, ge=1)
+    """Use only the first N items."""
+    answer_type: Literal["auto", "labels", "numeric"] = "auto"
+    """numeric: the option's position (a Likert scale); labels: categories. auto: numeric for
+    items without a key (opinion scales), labels otherwise."""
+    baseline: bool = True
+    """Also run a no-persona panel of the same size (needed for the JSD-to-humans comparison)."""
+    instruction: str = INSTRUCTION
+    """What the user message says before the item."""
+    n_permutations: int = Field(default=2000, ge=100)
+    """Label shuffles per item."""
+    n_bootstrap: int = Field(default=5000, ge=1000)
+    """Bootstrap resamples over items."""
+
+
+class VarianceStudy(Study):
+    name = "variance"
+    Options = VarianceOptions
+
+    @classmethod
+    def check(cls, resolved: Any) -> None:
+        if resolved.spec.replicates < 2:
+            raise ConfigError("the variance study needs replicates >= 2 (runs per persona and item).",
+                              field="replicates", fix="set e.g. 'replicates: 5'.")
+        if resolved.spec.sampling.temperature <= 0:
+            raise ConfigError("at temperature 0 every run gives the same answer: there is no noise to compare with.",
+                              field="sampling.temperature", fix="set e.g. 'sampling: {temperature: 1.0}'.")
+        study = cls(resolved)
+        if len(study.panel) < 2:
+            raise ConfigError("the variance study needs at least two personas.", field="personas",
+                              fix="list two or more personas, or none for the default panel of eight.")
+        _ = study.items
+
+    @cached_property
+    def panel(self) -> tuple[Persona, ...]:
+        if self.personas:
+            return self.personas
+        lib = builtin_personas()
+        return tuple(lib[p] for p in DEFAULT_PERSONAS)
+
+    @cached_property
+    def items(self) -> tuple[MCItem, ...]:
+        o = self.options
+        if o.items.startswith("builtin:"):
+            items = builtin_items(o.items.removeprefix("builtin:"))
+        else:
+            items = load_items(self.resolved.base_dir / o.items, o.items_format, seed=self.spec.seed)
+        return items[: o.limit] if o.limit else items
+
+    @property
+    def kind(self) -> Literal["labels", "numeric"]:
+        if self.options.answer_type != "auto":
+            return self.options.answer_type
+        return "numeric" if all(i.answer is None for i in self.items) else "labels"
+
+    def plan(self, done: Sequence[Result]) -> list[Request]:
+        if done:
+            return []
+        reqs = []
+        runs = self.spec.replicates
+        for model in self.spec.model:
+            for item in self.items:
+                msg = [Message(role="user", content=f"{self.options.instruction}\n\n{item.render()}\nAnswer:")]
+                for p in self.panel:
+                    for r in range(runs):
+                        reqs.append(self.chat_request(model, p, msg, replicate=r,
+                                                      tags=Tags(persona=p.id, item=item.id, condition=p.id)))
+                if self.options.baseline:  # a no-persona panel of the same size
+                    for r in range(runs * len(self.panel)):
+                        reqs.append(self.chat_request(model, None, msg, replicate=r,
+                                                      tags=Tags(item=item.id, condition=BASELINE)))
+        return reqs
+
+    def analyze(self, results: Sequence[Result]) -> Summary:
+        return analyze_variance(self, results)
+
+    def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
+        from ..report.plots import scatter_with_errors  # noqa: PLC0415
+
+        rows = [r for r in summary.table if r.get("d_within") is not None and r.get("d_between") is not None]
+        if not rows:
+            return []
+        return [("Per item: distance between personas vs between runs of one persona",
+                 scatter_with_errors([r["d_within"] for r in rows], [r["d_between"] for r in rows],
+                                     labels=[r["item"] for r in rows], xlabel="D_within (run-to-run)",
+                                     ylabel="D_between (persona-to-persona)", diagonal=True))]
+
+
+def _codes(study: VarianceStudy, results: Sequence[Result]) -> dict[tuple[str, str], list[tuple[str, int | None]]]:
+    """(model, item) -> [(condition, answer code or None)], errors excluded."""
+    by_id = {i.id: i for i in study.items}
+    out: dict[tuple[str, str], list[tuple[str, int | None]]] = defaultdict(list)
+    for r in results:
+        if not r.ok:
+            continue
+        item = by_id[r.request.tags.item or ""]
+        letter = parse_choice(r.text, item.letters, item.choices)
+        out[(r.request.model, item.id)].append((r.request.tags.condition or "", item.letters.index(letter)
+                                                if letter else None))
+    return out
+
+
+def _item_row(study: VarianceStudy, model: str, item: MCItem, answers: list[tuple[str, int | None]],
+              seed: int) -> dict[str, Any]:
+    persona_ans = [(c, a) for c, a in answers if c != BASELINE and a is not None]
+    row: dict[str, Any] = {"model": model, "item": item.id, "answers": len(persona_ans),
+                           "parse_failures": sum(a is None for _, a in answers)}
+    x = np.array([a for _, a in persona_ans])
+    g = np.array([c for c, _ in persona_ans])
+    counts = {c: int(np.sum(g == c)) for c in set(g.tolist())}
+    if sum(n >= 2 for n in counts.values()) < 2:
+        return row
+    t = dispersion_test(x, g, kind=study.kind, seed=seed, n_permutations=study.options.n_permutations,
+                        n_categories=len(item.choices))
+    shares = variance_shares(x, g, kind=study.kind, n_categories=len(item.choices))
+    row.update(d_within=t.d_within, d_between=t.d_between, ratio=t.ratio, null_ratio=t.null_ratio_mean,
+               p_value=t.p_value, eta_squared=shares["eta_squared"], share_persona=shares["share_between"])
+    human = item.human_distribution()
+    if human is not None:
+        k = len(item.choices)
+        panel = np.bincount(x, minlength=k) / len(x)
+        row["jsd_panel_human"] = jensen_shannon(panel, human)
+        base = [a for c, a in answers if c == BASELINE and a is not None]
+        if base:
+            row["jsd_baseline_human"] = jensen_shannon(np.bincount(base, minlength=k) / len(base), human)
+    return row
+
+
+def analyze_variance(study: VarianceStudy, results: Sequence[Result]) -> Summary:
+    codes = _codes(study, results)
+    table: list[dict[str, Any]] = []
+    pooled: dict[str, Any] = {}
+    for m_i, model in enumerate(study.spec.model):
+        rows = [_item_row(study, model, item, codes.get((model, item.id), []), study.spec.seed + 7919 * m_i + i)
+                for i, item in enumerate(study.items)]
+        tested = [r for r in rows if r.get("p_value") is not None]
+        if tested:
+            for r, adj in zip(tested, holm([r["p_value"] for r in tested])):
+                r["p_holm"] = float(adj)
+        table.extend(rows)
+        pooled[model] = _pooled(study, tested, codes, model)
+    counts = count_results(results)
+    counts["parse_failures"] = sum(r["parse_failures"] for r in table)
+    notes = [f"answers read as {study.kind}; {len(study.panel)} personas x {study.spec.replicates} runs per item."]
+    if counts["parse_failures"]:
+        notes.append(f"{counts['parse_failures']} answers could not be parsed and are left out (counted per item).")
+    if counts["errors"]:
+        notes.append(f"{counts['errors']} failed requests are left out and counted in 'errors'.")
+    return Summary(study="variance", verdict=_verdict(pooled), table=table, stats={"pooled": pooled}, counts=counts,
+                   notes=notes)
+
+
+def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Any, model: str) -> dict[str, Any]:
+    if not tested:
+        return {"items_tested": 0}
+    seed = study.spec.seed
+    b = np.array([r["d_between"] for r in tested])
+    w = np.array([r["d_within"] for r in tested])
+    null = np.array([r["null_ratio"] for r in tested])
+    ok = w > 0
+    ratio_fn = lambda bb, ww, axis=-1: np.mean(bb, axis=axis) / np.mean(ww, axis=axis)  # noqa: E731
+    from ..stats import bootstrap_pairs  # noqa: PLC0415
+
+    ratio = bootstrap_pairs(ratio_fn, b[ok], w[ok], seed=seed, n_resamples=study.options.n_bootstrap) \
+        if ok.sum() >= 2 else None
+    sig = sum(r["p_value"] < 0.05 for r in tested)
+    binom = sps.binomtest(sig, len(tested), 0.05, alternative="greater")
+    share = bootstrap_ci([r["share_persona"] for r in tested], seed=seed, n_resamples=study.options.n_bootstrap) \
+        if len(tested) >= 2 else None
+    out: dict[str, Any] = {
+        "items_tested": len(tested),
+        "ratio": ratio.as_dict() if ratio else None,
+        "null_ratio_mean": float(np.nanmean(null)),
+        "ratio_over_null": (ratio.estimate / float(np.nanmean(null))) if ratio and np.nanmean(null) > 0 else None,
+        "share_items_significant": sig / len(tested),
+        "items_significant_holm": sum(r.get("p_holm", 1) < 0.05 for r in tested),
+        "more_items_than_chance": {"test": "one-sided binomial test of the significant share against 0.05",
+                                   "p_value": float(binom.pvalue)},
+        "share_persona": share.as_dict() if share else None,
+        "share_run_to_run": (1 - share.estimate) if share else None,
+        "eta_squared_mean": float(np.mean([r["eta_squared"] for r in tested])),
+    }
+    if study.kind == "numeric":
+        out["mixed_model"] = _mixed(study, codes, model)
+    human = [r for r in tested if r.get("jsd_panel_human") is not None and r.get("jsd_baseline_human") is not None]
+    if human:
+        panel = np.array([r["jsd_panel_human"] for r in human])
+        base = np.array([r["jsd_baseline_human"] for r in human])
+        out["jsd_to_humans"] = {"persona_panel": float(panel.mean()), "no_persona_panel": float(base.mean()),
+                                "difference": wilcoxon_signed_rank(panel, base).as_dict(), "items": len(human)}
+    return out
+
+
+def _mixed(study: VarianceStudy, codes: Any, model: str) -> dict[str, Any]:
+    from ..stats import variance_components  # noqa: PLC0415
+
+    rows = [(item.id, c, a) for item in study.items for c, a in codes.get((model, item.id), [])
+            if c != BASELINE and a is not None]
+    if len({r[0] for r in rows}) < 2:
+        return {"error": "needs answers on at least two items"}
+    try:
+        return variance_components([r[2] for r in rows], [r[1] for r in rows], [r[0] for r in rows]).as_dict()
+    except Exception as exc:  # statsmodels can fail to converge on tiny or degenerate data
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _verdict(pooled: dict[str, Any]) -> str:
+    parts = []
+    for model, p in pooled.items():
+        if not p.get("items_tested"):
+            parts.append(f"{model}: too few parsed answers to compare personas with run-to-run noise.")
+            continue
+        larger = p["more_items_than_chance"]["p_value"] < 0.05
+        share = p.get("share_persona") or {}
+        parts.append(
+            f"{model}: persona differences {'are' if larger else 'are not'} larger than run-to-run noise "
+            f"({p['share_items_significant']:.0%} of {p['items_tested']} items significant at 0.05, "
+            f"{p['items_significant_holm']} after Holm; persona explains "
+            f"{100 * (share.get('estimate') or 0):.0f}% of answer variance, the rest is run-to-run).")
+    return " ".join(parts)
+
+
+STUDY = VarianceStudy

@@ -1,0 +1,120 @@
+"""The CLI, in process (Typer's CliRunner), on the fake backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from personae.cli.main import app
+from personae.persona import builtin_persona, builtin_personas, render_persona
+from personae.store import Store
+
+from .helpers import grid_spec, read_json, read_jsonl, write_spec
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("COLUMNS", "250")  # wide tables: no wrapped ids
+    return CliRunner()
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    return write_spec(tmp_path, grid_spec(["What do you do on a rainy day?", "Name a colour."], replicates=2))
+
+
+def test_run_writes_the_run_folder_and_reruns_from_the_store(cli: CliRunner, spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = cli.invoke(app, ["run", str(spec), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("run.json", "results.jsonl", "summary.json", "report.html"):
+        assert (out / name).is_file(), name
+    first = read_json(out / "run.json")
+    assert first["status"] == "complete"
+    assert first["counts"]["requests"] == 8 and first["counts"]["backend_calls"] == 8
+    assert len(read_jsonl(out / "results.jsonl")) == 8
+    assert "8 requests: 8 backend calls, 0 cache hits" in result.output
+
+    again = cli.invoke(app, ["run", str(spec), "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    second = read_json(out / "run.json")
+    assert second["counts"]["backend_calls"] == 0
+    assert second["counts"]["cache_hits"] == 8
+    assert second["run_id"] != first["run_id"]
+    assert "8 requests: 0 backend calls, 8 cache hits" in again.output
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == 8 and all(r["cached"] for r in rows)
+
+
+def test_run_uses_the_store_option(cli: CliRunner, spec: Path, tmp_path: Path) -> None:
+    store = tmp_path / "elsewhere.sqlite"
+    result = cli.invoke(app, ["run", str(spec), "--out", str(tmp_path / "run"), "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    with Store(store) as st:
+        assert st.count() == 8
+
+
+def test_run_bad_spec_is_one_red_line_and_exit_2(cli: CliRunner, tmp_path: Path) -> None:
+    bad = write_spec(tmp_path, {**grid_spec(["Hi?"]), "replicatse": 2}, "bad.yaml")
+    result = cli.invoke(app, ["run", str(bad), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "replicatse" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_validate_good_spec(cli: CliRunner, spec: Path) -> None:
+    result = cli.invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert "ok:" in result.output and "8 requests in the first wave" in result.output
+
+
+def test_validate_bad_spec_exits_2(cli: CliRunner, tmp_path: Path) -> None:
+    bad = write_spec(tmp_path, {**grid_spec(["Hi?"]), "model": "fake"}, "bad.yaml")
+    result = cli.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+
+
+def test_models_lists_every_provider(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    for example in ("local/smollm2-135m", "openai/MODEL", "fake/test"):
+        assert example in result.output
+
+
+def test_personas_lists_the_library(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["personas"])
+    assert result.exit_code == 0, result.output
+    for pid in builtin_personas():
+        assert f"builtin:{pid}" in result.output
+
+
+def test_personas_shows_one_rendered(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["personas", "young-child", "--template", "third-person"])
+    assert result.exit_code == 0, result.output
+    assert render_persona(builtin_persona("young-child"), "third-person") in result.output
+
+
+def test_chat_replies_from_the_backend(cli: CliRunner, isolated_store: Path) -> None:
+    result = cli.invoke(app, ["chat", "builtin:pirate-captain", "--model", "fake/test"], input="hello\n/quit\n")
+    assert result.exit_code == 0, result.output
+    with Store(isolated_store) as st:
+        ((_, _, request, response),) = list(st.iter_results())
+    request, response = json.loads(request), json.loads(response)
+    pirate = builtin_persona("pirate-captain")
+    assert request["messages"] == [{"role": "system", "content": render_persona(pirate)},
+                                   {"role": "user", "content": "hello"}]
+    assert f"{pirate.name}> {response['text']}" in result.output
+
+
+def test_chat_keeps_history_and_reset_clears_it(cli: CliRunner, isolated_store: Path) -> None:
+    result = cli.invoke(app, ["chat", "builtin:pirate-captain", "--model", "fake/test"],
+                        input="one\ntwo\n/reset\nthree\n/quit\n")
+    assert result.exit_code == 0, result.output
+    with Store(isolated_store) as st:
+        requests = [json.loads(r) for _, _, r, _ in st.iter_results()]
+    users = sorted([m["content"] for m in r["messages"] if m["role"] == "user"] for r in requests)
+    assert users == [["one"], ["one", "two"], ["three"]]

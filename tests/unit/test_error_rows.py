@@ -1,0 +1,146 @@
+"""Failed requests become error rows that run.json, results.jsonl and the summary all count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from personae.api import run_study
+from personae.errors import BackendError
+from personae.runner import RunAborted
+from personae.spec import load_spec
+from personae.store import Store
+
+from .helpers import grid_spec, read_json, read_jsonl, write_spec
+
+QUESTIONS = [
+    {"id": "rain", "text": "What do you do on a rainy day?"},
+    {"id": "job", "text": "Describe your job in one sentence."},
+    {"id": "food", "text": "What is your favourite food?"},
+]
+
+
+def test_some_failures_are_error_rows_everywhere(tmp_path: Path) -> None:
+    # 2 conditions (baseline + pirate) x 3 questions x 2 replicates = 12 requests; 'job' fails: 4 errors.
+    spec = write_spec(tmp_path, grid_spec(QUESTIONS, backend={"fail_when": "your job"}))
+    out = tmp_path / "run"
+    outcome = run_study(load_spec(spec), out)
+
+    run = read_json(out / "run.json")
+    assert run["status"] == "complete"
+    assert run["counts"]["requests"] == 12
+    assert run["counts"]["errors"] == 4
+    assert run["counts"]["backend_calls"] == 12  # permanent errors are not retried
+
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == 12
+    errors = [r for r in rows if r["error"]]
+    assert len(errors) == 4
+    assert {r["item"] for r in errors} == {"job"}
+    assert all(r["response"] is None for r in errors)
+    assert all(r["response"] for r in rows if not r["error"])
+    assert sorted((r["condition"], r["item"], r["replicate"]) for r in rows) == sorted(
+        (c, q["id"], rep) for c in ("baseline", "pirate-captain") for q in QUESTIONS for rep in range(2))
+
+    summary = read_json(out / "summary.json")
+    assert summary["counts"] == {"requests": 12, "ok": 8, "errors": 4, "cached": 0}
+    per_condition = {r["condition"]: r for r in summary["table"]}
+    assert set(per_condition) == {"baseline", "pirate-captain"}
+    for row in per_condition.values():
+        assert row["errors"] == 2
+        assert row["n"] == 4
+    assert any("4 failed" in note for note in summary["notes"])
+
+    assert outcome.stats.errors == 4
+    assert sum(not r.ok for r in outcome.results) == 4
+    with Store() as store:
+        assert store.count("results") == 8
+        assert len(store.errors_for(run["run_id"])) == 4
+
+
+def test_error_rows_are_retried_on_the_next_run(tmp_path: Path) -> None:
+    failing = write_spec(tmp_path, grid_spec(QUESTIONS, backend={"fail_when": "your job"}), "failing.yaml")
+    run_study(load_spec(failing), tmp_path / "first")
+    healthy = write_spec(tmp_path, grid_spec(QUESTIONS), "healthy.yaml")
+    outcome = run_study(load_spec(healthy), tmp_path / "second")
+    run = read_json(tmp_path / "second" / "run.json")
+    assert run["counts"]["backend_calls"] == 4
+    assert run["counts"]["cache_hits"] == 8
+    assert run["counts"]["errors"] == 0
+    assert all(r.ok for r in outcome.results)
+
+
+def test_all_failing_run_aborts_early(tmp_path: Path) -> None:
+    # Baseline only, 4 questions x 5 replicates = 20 requests, every one refused.
+    questions = [f"Question number {i}?" for i in range(4)]
+    spec = write_spec(tmp_path, grid_spec(questions, personas=[], replicates=5, backend={"fail_when": "Question"}))
+    out = tmp_path / "run"
+    with pytest.raises(RunAborted) as info:
+        run_study(load_spec(spec), out)
+    assert isinstance(info.value, BackendError)
+    assert "all failed" in str(info.value)
+
+    run = read_json(out / "run.json")
+    assert run["status"] == "aborted"
+    assert run["finished_at"] is not None
+    errors = run["counts"]["errors"]
+    # The runner gives up after 8 failures with no success; at most (concurrency - 1) more were in flight.
+    assert 8 <= errors < 20
+    rows = read_jsonl(out / "results.jsonl")
+    assert len(rows) == errors and all(r["error"] for r in rows)
+    assert not (out / "summary.json").exists()
+    with Store() as store:
+        assert store.count("results") == 0
+
+
+def test_backend_outage_mid_run_aborts_and_keeps_finished_work(tmp_path: Path) -> None:
+    from personae.backends.fake import FakeBackend
+    from personae.errors import BackendUnavailableError
+
+    calls = []
+
+    def down_after_three(request):  # type: ignore[no-untyped-def]
+        calls.append(request)
+        if len(calls) > 3:
+            raise BackendUnavailableError("connection refused", backend="fake/test")
+        return "fine"
+
+    data = grid_spec(QUESTIONS)
+    data["concurrency"]["requests"] = 1
+    spec = load_spec(write_spec(tmp_path, data))
+    out = tmp_path / "run"
+    with pytest.raises(RunAborted, match="connection refused"):
+        run_study(spec, out, backends={"fake/test": FakeBackend(responder=down_after_three)})
+    run = read_json(out / "run.json")
+    assert run["status"] == "aborted"
+    with Store() as store:
+        assert store.count("results") == 3
+
+
+def test_a_store_the_run_opened_is_closed_even_when_it_aborts(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import personae.api
+
+    opened: list[Store] = []
+
+    class TrackedStore(Store):
+        closed = False
+
+        def __init__(self, *a: object, **kw: object) -> None:
+            super().__init__(*a, **kw)  # type: ignore[arg-type]
+            opened.append(self)
+
+        def close(self) -> None:
+            self.closed = True
+            super().close()
+
+    monkeypatch.setattr(personae.api, "Store", TrackedStore)
+    questions = [f"Question number {i}?" for i in range(4)]
+    aborting = write_spec(tmp_path, grid_spec(questions, personas=[], replicates=5, backend={"fail_when": "?"}))
+    with pytest.raises(RunAborted):
+        run_study(load_spec(aborting), tmp_path / "aborted")
+    fine = write_spec(tmp_path, grid_spec(questions, personas=[]), "fine.yaml")
+    run_study(load_spec(fine), tmp_path / "fine")
+    assert len(opened) == 2
+    assert [s.closed for s in opened] == [True, True]
