@@ -24,7 +24,7 @@ from .backends.base import Backend
 from .errors import PersonaeError
 from .progress import Progress
 from .report import figure_to_data_uri, write_report
-from .runner import Result, Runner, RunStats
+from .runner import Result, RunAborted, Runner, RunStats
 from .spec import ResolvedSpec
 from .store import Store
 from .studies import Summary, get_study
@@ -135,6 +135,11 @@ async def run_study_async(
                     break
                 label = f"{spec.study} wave {wave + 1}" if wave else spec.study
                 results.extend(await runner.run(requests, label=label))
+                if results and not any(r.ok for r in results):  # nothing works: stop with the cause
+                    last = results[-1].error or "unknown error"
+                    raise RunAborted(f"stopped: all {len(results)} requests failed (nothing is lost: run the same "
+                                     f"command again once fixed). Last error: {last}",
+                                     fix=None if "Fix:" in last else "fix the cause above and run again.")
             else:
                 raise PersonaeError(f"the study planned more than {study.max_waves} waves.",
                                     fix="this is a bug in the study's plan(); please report it.")

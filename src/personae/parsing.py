@@ -60,3 +60,8 @@ def parse_json_field(text: str | None, field: str, allowed: Sequence[str] | None
         match = [a for a in allowed if a.lower() == value.strip().lower()]
         return match[0] if match else None
     return value
+
+
+def letter_grammar(letters: str) -> str:
+    """A GBNF grammar that allows exactly one of the option letters (llama.cpp backends)."""
+    return "root ::= " + " | ".join(f'"{letter}"' for letter in letters)

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+import personae.api
 from personae.api import run_study
-from personae.errors import BackendError
+from personae.backends.base import Request
+from personae.backends.fake import FakeBackend
+from personae.errors import BackendError, BackendUnavailableError
 from personae.runner import RunAborted
 from personae.spec import load_spec
 from personae.store import Store
@@ -95,12 +98,9 @@ def test_all_failing_run_aborts_early(tmp_path: Path) -> None:
 
 
 def test_backend_outage_mid_run_aborts_and_keeps_finished_work(tmp_path: Path) -> None:
-    from personae.backends.fake import FakeBackend
-    from personae.errors import BackendUnavailableError
+    calls: list[Request] = []
 
-    calls = []
-
-    def down_after_three(request):  # type: ignore[no-untyped-def]
+    def down_after_three(request: Request) -> str:
         calls.append(request)
         if len(calls) > 3:
             raise BackendUnavailableError("connection refused", backend="fake/test")
@@ -120,8 +120,6 @@ def test_backend_outage_mid_run_aborts_and_keeps_finished_work(tmp_path: Path) -
 
 def test_a_store_the_run_opened_is_closed_even_when_it_aborts(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import personae.api
-
     opened: list[Store] = []
 
     class TrackedStore(Store):

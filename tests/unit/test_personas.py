@@ -126,8 +126,9 @@ def test_interview_has_a_question_and_answer_per_profile_field() -> None:
     text = render_persona(Persona(**ADA), "interview")
     lines = text.splitlines()
     assert len(lines) % 2 == 0
-    assert all(a.startswith("Interviewer: ") and b.startswith("Interviewee: ") for a, b in zip(lines[::2], lines[1::2]))
-    pairs = [(a.removeprefix("Interviewer: "), b.removeprefix("Interviewee: ")) for a, b in zip(lines[::2], lines[1::2])]
+    questions, answers = lines[::2], lines[1::2]
+    assert all(q.startswith("Interviewer: ") and a.startswith("Interviewee: ") for q, a in zip(questions, answers))
+    pairs = [(q.removeprefix("Interviewer: "), a.removeprefix("Interviewee: ")) for q, a in zip(questions, answers)]
     assert ("What is your age?", "47") in pairs
     assert ("What is your occupation?", "physicist") in pairs
     assert ("What is your openness?", "4.5") in pairs

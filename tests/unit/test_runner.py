@@ -142,7 +142,7 @@ class SlowFirst(FakeBackend):
 
     async def generate(self, request: Request) -> Generation:
         i = int(request.last_user().split()[-1])
-        await asyncio.sleep(0.002 * (self.n - i))
+        await asyncio.sleep(0.005 * (self.n - i))
         return await super().generate(request)
 
 
@@ -200,7 +200,12 @@ def test_unknown_model_is_a_clear_error() -> None:
 class DownAtOnce(FakeBackend):
     """The first request finds the server gone; the others are slow and still in flight."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[str] = []
+
     async def generate(self, request: Request) -> Generation:
+        self.started.append(request.last_user())
         if request.last_user() == "q0":
             raise BackendUnavailableError("connection refused", backend=self.model_id)
         await asyncio.sleep(0.05)
@@ -222,5 +227,18 @@ def test_abort_stops_requests_in_flight() -> None:
             await asyncio.sleep(0.2)  # anything still running would finish now
             assert (len(backend.history), len(seen)) == (calls, results)
             assert store.count() == results
+        # Only the first wave of workers ever started; nothing new was sent after the outage.
+        assert sorted(backend.started) == ["q0", "q1", "q2", "q3"]
 
     asyncio.run(scenario())
+
+
+def test_score_requests_are_cached_too() -> None:
+    req = Request(kind="score", model=MODEL, prompt="The sky is", continuation="blue today", per_token=True)
+    with Store() as store:
+        (first,), _ = run_requests(FakeBackend(), store, [req])
+        (second,), runner = run_requests(FakeBackend(options=FakeOptions(script=())), store, [req])
+    assert first.score is not None and first.score.n_tokens == 2
+    assert second.cached and runner.stats.backend_calls == 0
+    assert second.score == first.score
+    assert second.generation is None

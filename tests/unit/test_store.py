@@ -7,15 +7,20 @@ import multiprocessing as mp
 import sqlite3
 import threading
 import time
+import traceback
 from pathlib import Path
+from typing import Any
 
+from personae.backends.fake import FakeBackend
 from personae.store import MIGRATIONS, Store
+
+from .helpers import request, run_requests
 
 DISTINCT = 200
 SHARED = 50
 
 
-def _writer(path: str, name: str, barrier: mp.synchronize.Barrier, queue: mp.Queue) -> None:  # type: ignore[name-defined]
+def _writer(path: str, name: str, barrier: Any, queue: Any) -> None:
     try:
         barrier.wait(timeout=60)  # both processes open the (new) file at the same moment
         store = Store(path)
@@ -27,8 +32,7 @@ def _writer(path: str, name: str, barrier: mp.synchronize.Barrier, queue: mp.Que
         store.record_error(f"{name}-err", "fake/test", "boom", run_id=name, status=500, attempts=1)
         store.close()
         queue.put((name, None))
-    except BaseException as exc:  # report to the parent instead of dying silently
-        import traceback
+    except BaseException:  # report to the parent instead of dying silently
         queue.put((name, traceback.format_exc()))
 
 
@@ -72,18 +76,23 @@ def test_opening_waits_for_a_writer_on_a_new_file(tmp_path: Path) -> None:
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     other.execute("CREATE TABLE unrelated (x)")
-    timer = threading.Timer(0.2, lambda: other.execute("COMMIT"))
+    released: list[float] = []
+
+    def release() -> None:
+        released.append(time.monotonic())  # before the commit: the store cannot open earlier
+        other.execute("COMMIT")
+
+    timer = threading.Timer(0.2, release)
     timer.start()
     try:
-        started = time.monotonic()
         with Store(path) as store:
-            waited = time.monotonic() - started
+            opened_at = time.monotonic()
             store.put("k", "generate", "fake/test", "{}", "{}")
             assert store.count() == 1
     finally:
         timer.join()
         other.close()
-    assert waited >= 0.15
+    assert released and opened_at >= released[0]  # it waited for the writer instead of failing
 
 
 def test_first_writer_of_a_key_wins(tmp_path: Path) -> None:
@@ -111,10 +120,6 @@ def test_reopening_does_not_reapply_migrations(tmp_path: Path) -> None:
 
 
 def test_store_holds_json_not_pickle(tmp_path: Path) -> None:
-    from personae.backends.fake import FakeBackend
-
-    from .helpers import request, run_requests
-
     with Store(tmp_path / "s.sqlite") as store:
         run_requests(FakeBackend(), store, [request("hi")])
         ((key, kind, req, resp),) = list(store.iter_results())

@@ -209,8 +209,7 @@ class LocalBackend(Backend):
         if len(tokens) > llm.n_ctx():
             raise BackendError(f"prompt + continuation is {len(tokens)} tokens, over n_ctx={llm.n_ctx()}.",
                                backend=self.model_id, fix="raise backend.n_ctx or shorten the text.")
-        llm.reset()
-        llm.eval(tokens)
+        self._eval_reusing_prefix(llm, tokens)
         n_prompt = len(prompt_tokens)
         # scores[i] are the logits that predict token i+1
         logits = np.asarray(llm.scores[n_prompt - 1 : len(tokens) - 1], dtype=np.float64)
@@ -222,6 +221,23 @@ class LocalBackend(Backend):
         return Score(logprob=float(per.sum()), n_tokens=len(cont_tokens),
                      token_logprobs=tuple(float(x) for x in per) if request.per_token else None,
                      tokens=toks, latency_s=time.perf_counter() - start)
+
+    @staticmethod
+    def _eval_reusing_prefix(llm: Any, tokens: list[int]) -> None:
+        """Evaluate `tokens`, re-using the KV cache and logits of the longest prefix already evaluated.
+
+        Logits at position i depend only on tokens 0..i, so rows of `llm.scores` for a shared prefix
+        stay valid. Scoring the option letters of one question, or the responses of one transcript in
+        order, then costs one prompt evaluation instead of one per request.
+        """
+        done = llm.input_ids[: llm.n_tokens]
+        common = 0
+        for a, b in zip(done, tokens):
+            if a != b:
+                break
+            common += 1
+        llm.n_tokens = min(common, len(tokens) - 1)  # re-evaluate at least the last token
+        llm.eval(tokens[llm.n_tokens :])
 
     async def score(self, request: Request) -> Score:
         return await self._call(self.score_sync, request)

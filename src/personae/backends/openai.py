@@ -140,6 +140,8 @@ class OpenAIBackend(Backend):
             common["seed"] = s.seed
         if s.stop:
             common["stop"] = list(s.stop)
+        if request.grammar is not None:  # llama.cpp's server reads 'grammar'; others may refuse it
+            common["extra_body"] = {"grammar": request.grammar}
         start = time.perf_counter()
         try:
             if self.options.mode == "completions" or (request.prompt is not None and not request.messages):

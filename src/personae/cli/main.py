@@ -9,6 +9,7 @@ import typer
 from .chat import chat
 from .models import models
 from .personas import personas
+from .power import power
 from .run import run
 from .tour import tour
 from .validate import validate
@@ -30,6 +31,7 @@ app.command()(chat)
 app.command()(models)
 app.command()(personas)
 app.command()(tour)
+app.command()(power)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as sps
 
-from ._common import Seed, as_paired
+from ._common import Seed, as_paired, check_level
 from .bootstrap import bootstrap_statistic
 from .results import StatResult
 
@@ -63,6 +63,7 @@ def correlation(x: ArrayLike, y: ArrayLike, *, method: str = "spearman", seed: S
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
+    check_level(level)
     u, v = as_paired(x, y, min_size=3)
     axis_fn, scipy_fn = _METHODS[method]
     if np.ptp(u) == 0 or np.ptp(v) == 0:

@@ -221,13 +221,13 @@ def _conditional(d: _Design) -> LogitResult:
         raise ValueError("fewer than two items have both correct and wrong answers; nothing to condition on")
     keep = informative[d.codes]
     model = ConditionalLogit(d.y[keep], d.x[keep, 1:], groups=d.codes[keep])
-    res, msgs = _fit_quietly(model.fit, disp=0)
+    res, msgs = _fit_quietly(model.fit, method="newton", maxiter=200, tol=1e-10, disp=0)
     dropped = int(d.n_items - informative.sum())
     note = "; ".join(([f"{dropped} item(s) with no variation in correctness dropped"] if dropped else []) + msgs)
     return LogitResult(_terms(d.names, res.params, res.bse, d.level), d.baseline,
                        "conditional logit stratified by item (within-item log odds ratio)",
                        int(keep.sum()), int(informative.sum()), d.level,
-                       converged=bool(res.mle_retvals.get("converged", True)), note=note)
+                       converged=not any("converge" in m.lower() for m in msgs), note=note)
 
 
 def _bayes(d: _Design, rng: np.random.Generator) -> LogitResult:

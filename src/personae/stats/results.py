@@ -6,11 +6,17 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
+
 NAN = float("nan")
 
 
 def jsonable(value: Any) -> Any:
     """``value`` with non-finite floats (NaN, +-inf) turned into None, recursively, for strict JSON."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

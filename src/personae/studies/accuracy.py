@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..backends.base import Message, Request, Sampling, Tags
 from ..errors import ConfigError
 from ..items import ItemFormat, MCItem, builtin_items, load_hf_items, load_items, normalize_domain
-from ..parsing import parse_choice
+from ..parsing import letter_grammar, parse_choice
 from ..persona import Attributes, Persona, builtin_personas
 from ..runner import Result
 from ..stats import bootstrap_ci, holm, mcnemar, paired_bootstrap, wilcoxon_signed_rank
@@ -57,6 +57,8 @@ class AccuracyOptions(BaseModel):
     """Read the answer by generating and parsing a letter, or from the option letters' log-probs."""
     instruction: str = INSTRUCTION
     """What the user message says before the question."""
+    constrained: bool = False
+    """mode generate: constrain replies to one option letter with a grammar (llama.cpp backends)."""
     thresholds: tuple[float, ...] = (1.0, 0.9, 0.51)
     """Per-item accuracy thresholds tau: share of items with a(q, c) >= tau."""
     n_bootstrap: int = Field(default=10_000, ge=1000)
@@ -175,9 +177,10 @@ class AccuracyStudy(Study):
                                 "kind": "score", "continuation": letter,
                                 "tags": Tags(**tags, extra={"option": letter})}))
                         continue
+                    extra = {"grammar": letter_grammar(item.letters)} if self.options.constrained else {}
                     for r in range(self.spec.replicates):
                         reqs.append(self.chat_request(model, persona, self.question_messages(item), replicate=r,
-                                                      tags=Tags(**tags)))
+                                                      tags=Tags(**tags), **extra))
         return reqs
 
     # ---------------------------------------------------------------- analyze

@@ -72,9 +72,12 @@ class IndividuationStudy(Study):
         for model in self.spec.model:
             for t in self.transcripts:
                 block = self.interview(t)
-                for j, prefix, response in t.responses():
-                    extra = {"experiment": t.experiment, "participant": t.participant, "response": j}
-                    for cond, prompt in (("without", prefix), ("with", f"{block}\n\n{prefix}" if block else prefix)):
+                # all responses without the profile, then all with it: each prompt extends the previous
+                # one, so backends that re-use a prompt prefix (local) evaluate every transcript once
+                for cond in ("without", "with"):
+                    for j, prefix, response in t.responses():
+                        extra = {"experiment": t.experiment, "participant": t.participant, "response": j}
+                        prompt = f"{block}\n\n{prefix}" if cond == "with" and block else prefix
                         reqs.append(Request(kind="score", model=model, prompt=prompt, continuation=response,
                                             tags=Tags(item=f"{t.experiment}/{t.participant}/{j}", condition=cond,
                                                       extra=extra)))

@@ -100,10 +100,6 @@ class StyleStudy(Study):
                               field="replicates", fix="set e.g. 'replicates: 3'.")
         if not study.prompts:
             raise ConfigError("no prompts.", field="options.prompts", fix="add prompts.")
-        if resolved.options.accuracy_run and not (resolved.base_dir / resolved.options.accuracy_run /
-                                                  "summary.json").exists():
-            raise ConfigError(f"no summary.json in '{resolved.options.accuracy_run}'.", field="options.accuracy_run",
-                              fix="give the folder of a finished accuracy run (personae run ... --out DIR).")
 
     @cached_property
     def panel(self) -> tuple[Persona, ...]:
@@ -188,10 +184,13 @@ class StyleStudy(Study):
         stats["effect_map"] = self._effect_map(stats)
         counts = count_results(answers)
         counts["judge_requests"] = len(results) - len(answers)
+        skipped = (stats["effect_map"] or {}).get("skipped")
         notes = ["Each shift is persona minus no-persona baseline, paired over prompts; 'distinct' means the 95% CI "
                  "excludes 0 and the shift is larger than the run-to-run noise floor."]
         if counts["errors"]:
             notes.append(f"{counts['errors']} failed requests are left out and counted.")
+        if skipped:
+            notes.append(f"Effect map skipped: {skipped}")
         for model, st in stats["stance"].items():
             note = (st.get("agreement") or {}).get("note")
             if note:
@@ -276,7 +275,12 @@ class StyleStudy(Study):
         if not self.options.accuracy_run:
             return None
         path = self.resolved.base_dir / self.options.accuracy_run / "summary.json"
+        if not path.exists():  # checked late on purpose: the accuracy run may be made after validation
+            return {"skipped": f"no summary.json in {path}: run the accuracy study first (personae run ... --out "
+                               f"{self.options.accuracy_run})."}
         acc = json.loads(Path(path).read_text())
+        if acc.get("study") != "accuracy":
+            return {"skipped": f"{path} is not an accuracy study's summary."}
         rows = {(r["model"], r["condition"]): r for r in acc.get("table", [])}
         points = []
         for model, conds in stats["features"].items():

@@ -24,7 +24,7 @@ from scipy import stats as sps
 from ..backends.base import Message, Request, Tags
 from ..errors import ConfigError
 from ..items import ItemFormat, MCItem, builtin_items, load_items
-from ..parsing import parse_choice
+from ..parsing import letter_grammar, parse_choice
 from ..persona import Persona, builtin_personas
 from ..runner import Result
 from ..stats import bootstrap_ci, holm, jensen_shannon, wilcoxon_signed_rank
@@ -53,6 +53,8 @@ class VarianceOptions(BaseModel):
     """Also run a no-persona panel of the same size (needed for the JSD-to-humans comparison)."""
     instruction: str = INSTRUCTION
     """What the user message says before the item."""
+    constrained: bool = False
+    """Constrain replies to one option letter with a grammar (llama.cpp backends): no parse failures."""
     n_permutations: int = Field(default=2000, ge=100)
     """Label shuffles per item."""
     n_bootstrap: int = Field(default=5000, ge=1000)
@@ -107,13 +109,14 @@ class VarianceStudy(Study):
         for model in self.spec.model:
             for item in self.items:
                 msg = [Message(role="user", content=f"{self.options.instruction}\n\n{item.render()}\nAnswer:")]
+                extra = {"grammar": letter_grammar(item.letters)} if self.options.constrained else {}
                 for p in self.panel:
                     for r in range(runs):
-                        reqs.append(self.chat_request(model, p, msg, replicate=r,
+                        reqs.append(self.chat_request(model, p, msg, replicate=r, **extra,
                                                       tags=Tags(persona=p.id, item=item.id, condition=p.id)))
                 if self.options.baseline:  # a no-persona panel of the same size
                     for r in range(runs * len(self.panel)):
-                        reqs.append(self.chat_request(model, None, msg, replicate=r,
+                        reqs.append(self.chat_request(model, None, msg, replicate=r, **extra,
                                                       tags=Tags(item=item.id, condition=BASELINE)))
         return reqs
 
@@ -211,8 +214,9 @@ def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Any, mode
         if ok.sum() >= 2 else None
     sig = sum(r["p_value"] < 0.05 for r in tested)
     binom = sps.binomtest(sig, len(tested), 0.05, alternative="greater")
-    share = bootstrap_ci([r["share_persona"] for r in tested], seed=seed, n_resamples=study.options.n_bootstrap) \
-        if len(tested) >= 2 else None
+    # an item where every answer is the same has no variance to share out: its share is NaN, left out
+    shares = [r["share_persona"] for r in tested if np.isfinite(r["share_persona"])]
+    share = bootstrap_ci(shares, seed=seed, n_resamples=study.options.n_bootstrap) if len(shares) >= 2 else None
     out: dict[str, Any] = {
         "items_tested": len(tested),
         "ratio": ratio.as_dict() if ratio else None,
@@ -224,7 +228,7 @@ def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Any, mode
                                    "p_value": float(binom.pvalue)},
         "share_persona": share.as_dict() if share else None,
         "share_run_to_run": (1 - share.estimate) if share else None,
-        "eta_squared_mean": float(np.mean([r["eta_squared"] for r in tested])),
+        "eta_squared_mean": _finite_mean([r["eta_squared"] for r in tested]),
     }
     if study.kind == "numeric":
         out["mixed_model"] = _mixed(study, codes, model)
@@ -235,6 +239,11 @@ def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Any, mode
         out["jsd_to_humans"] = {"persona_panel": float(panel.mean()), "no_persona_panel": float(base.mean()),
                                 "difference": wilcoxon_signed_rank(panel, base).as_dict(), "items": len(human)}
     return out
+
+
+def _finite_mean(values: Sequence[float]) -> float | None:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
 
 
 def _mixed(study: VarianceStudy, codes: Any, model: str) -> dict[str, Any]:
