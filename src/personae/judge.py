@@ -66,10 +66,14 @@ def self_agreement(verdicts: Mapping[Any, Sequence[str | None]], labels: Sequenc
         out["note"] = "one verdict per item: self-agreement not measured (set judge.repeats >= 2)."
         return out
     counts = category_counts(complete, labels)
+    used = [lab for lab, n in zip(labels, counts.sum(axis=0)) if n > 0]
+    if len(used) == 1:
+        out["note"] = (f"the judge gave every answer the same verdict ('{used[0]}'): it does not tell the answers "
+                       "apart, so its agreement says nothing; use a stronger judge (judge.model).")
     out["unanimous_share"] = unanimous_share(counts)
     out["fleiss_kappa"] = fleiss_kappa(counts).as_dict()
     kappa = out["fleiss_kappa"]["estimate"]
-    if kappa is not None and kappa < 0.4:
+    if kappa is not None and kappa < 0.4 and "note" not in out:
         out["note"] = f"the judge disagrees with itself (Fleiss' kappa {kappa:.2f} < 0.4): read its verdicts with care."
     return out
 

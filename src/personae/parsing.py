@@ -36,7 +36,9 @@ def parse_choice(text: str | None, letters: str, choices: Sequence[str] = ()) ->
         elif len(hits) > 1:
             return None
     lowered = cleaned.lower()
-    named = [letters[i] for i, c in enumerate(choices) if c and c.lower() in lowered]
+    # the option's text as a whole word or phrase: an option 'e' must not match the 'e' of 'really'
+    named = [letters[i] for i, c in enumerate(choices)
+             if c.strip() and re.search(rf"(?<!\w){re.escape(c.strip().lower())}(?!\w)", lowered)]
     return named[0] if len(named) == 1 else None
 
 

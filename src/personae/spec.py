@@ -63,7 +63,7 @@ class StudySpec(BaseModel):
     replicates: int = Field(default=1, ge=1, le=1000)
     """Repeats per cell; each repeat gets its own seed and cache key."""
     seed: int = 0
-    """Base seed; replicate r uses seed + r."""
+    """Base seed; every cell and replicate gets its own seed derived from it (deterministic)."""
     concurrency: ConcurrencySpec = ConcurrencySpec()
     """Concurrency, retries and timeouts."""
     options: dict[str, Any] = Field(default_factory=dict)

@@ -25,7 +25,7 @@ MARK = re.compile(r"<<(.*?)>>", re.DOTALL)
 RESERVED = ("text", "experiment", "participant")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Transcript:
     experiment: str
     participant: str

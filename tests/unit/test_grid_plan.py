@@ -1,4 +1,4 @@
-"""The grid study's plan: every cell once, per-replicate seeds, persona prompts, baseline without one."""
+"""The grid study's plan: every cell once, a seed per cell and replicate, persona prompts, baseline without one."""
 
 from __future__ import annotations
 
@@ -26,8 +26,11 @@ def test_grid_plans_every_cell_once(tmp_path: Path) -> None:
     assert {i for _, _, i, _ in cells} == {"q1", "two"}
     assert len({r.cache_key() for r in reqs}) == len(reqs)
 
+    # every cell has its own seed (no common random numbers across personas), and the plan is deterministic
+    assert len({r.sampling.seed for r in reqs}) == len(reqs) // 2  # one seed per cell; the two models share it
+    again = get_study("grid")(load_spec(write_spec(tmp_path, data))).plan([])
+    assert [r.sampling.seed for r in again] == [r.sampling.seed for r in reqs]
     for r in reqs:
-        assert r.sampling.seed == 11 + r.replicate  # spec seed + replicate
         assert r.sampling.temperature == 0.7 and r.sampling.max_tokens == 32
         assert r.messages[-1].role == "user"
         if r.tags.condition == "baseline":

@@ -12,6 +12,8 @@ context created with `logits_all=True` and reads log-probabilities from the logi
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import os
 import threading
 import time
@@ -65,6 +67,20 @@ def resolve_model_path(name: str) -> Path:
     return Path(name).expanduser()
 
 
+@functools.cache
+def _close_llama_devnull_at_exit() -> None:
+    """llama-cpp-python opens two /dev/null handles at import and never closes them, so every run
+    ended with 'ResourceWarning: unclosed file'; close them when the interpreter exits."""
+    try:
+        from llama_cpp import _utils  # noqa: PLC0415
+    except ImportError:
+        return
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(_utils, name, None)
+        if handle is not None and hasattr(handle, "close"):
+            atexit.register(handle.close)
+
+
 class LocalOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -97,6 +113,7 @@ class LocalBackend(Backend):
         super().__init__(model_id)
         self.options = options or LocalOptions()
         self.path = resolve_model_path(model_id.split("/", 1)[1])
+        _close_llama_devnull_at_exit()
         self._gen: Any = None
         self._scorer: Any = None
         self._thread_lock = threading.Lock()

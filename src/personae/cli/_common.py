@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,8 @@ from ..errors import PersonaeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-out = Console(highlight=False, soft_wrap=True)
+# piped output (CI logs, files) gets a wide table instead of rich's 80-column default
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -47,15 +49,41 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _cell(value: Any) -> str:
+    """Table text: floats to 3 decimals (or 3 significant digits when tiny), None as blank."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if value != value:
+            return ""
+        return f"{value:.3f}" if abs(value) >= 0.001 or value == 0 else f"{value:.2g}"
+    return str(value)
+
+
+def merge_intervals(row: dict[str, Any]) -> dict[str, Any]:
+    """X_ci_low and X_ci_high (or ci_low and ci_high) become one column 'X 95% CI'."""
+    merged: dict[str, Any] = {}
+    for k, v in row.items():
+        if k.endswith("ci_low"):
+            stem = k[: -len("ci_low")]
+            hi = row.get(stem + "ci_high")
+            label = (stem.rstrip("_") + " 95% CI").strip()
+            merged[label] = None if v is None or hi is None else f"[{_cell(v)}, {_cell(hi)}]"
+        elif not k.endswith("ci_high"):
+            merged[k] = v
+    return merged
+
+
 def table_from_rows(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
     table = Table(title=title, show_lines=False)
+    rows = [merge_intervals(r) for r in rows]
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
     for c in columns:
         table.add_column(c, overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(_cell(row.get(c)) for c in columns))
     return table
 
 

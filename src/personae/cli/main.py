@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import typer
 
@@ -35,6 +36,8 @@ app.command()(power)
 
 
 def main() -> None:
+    # llama.cpp's quiet mode leaves /dev/null handles open until exit; the warning is noise to users
+    warnings.filterwarnings("ignore", category=ResourceWarning)
     app(prog_name="personae")
 
 

@@ -33,8 +33,13 @@ def run(
 
 
 def print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
+    from ..studies import get_study  # noqa: PLC0415
+
     s = outcome.stats
     rows = outcome.summary.table
+    shown = get_study(outcome.summary.study).display_columns
+    if shown:  # the terminal gets the key columns; summary.json and the report have them all
+        rows = [{k: r.get(k) for k in ("model", *shown) if k in r or k in shown} for r in rows]
     title = outcome.run["title"]
     models = {r.get("model") for r in rows}
     if len(models) == 1 and None not in models:  # one model: say it once, in the title

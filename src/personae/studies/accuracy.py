@@ -29,12 +29,14 @@ from ..items import ItemFormat, MCItem, builtin_items, load_hf_items, load_items
 from ..parsing import letter_grammar, parse_choice
 from ..persona import Attributes, Persona, builtin_personas
 from ..runner import Result
-from ..stats import bootstrap_ci, holm, mcnemar, paired_bootstrap, wilcoxon_signed_rank
+from ..stats import bootstrap_ci, holm, mcnemar, mean_ci, paired_bootstrap, wilcoxon_signed_rank
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
 SPECIAL = ("baseline", "in-domain", "off-domain")
 DEFAULT_CONDITIONS = ("baseline", "in-domain", "off-domain", "layperson", "young-child", "toddler")
+SMALL_SAMPLE = 30
+"""Below this many paired items, CIs are Student-t intervals instead of the percentile bootstrap."""
 INSTRUCTION = ("Answer the following multiple-choice question. Reply with the letter of the correct option only.")
 
 
@@ -79,6 +81,8 @@ def expert_for(domain: str) -> Persona:
 
 class AccuracyStudy(Study):
     name = "accuracy"
+    display_columns = ("condition", "items", "accuracy", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_wilcoxon_holm",
+                       "run_to_run_sd", "parse_failure_rate", "errors")
     Options = AccuracyOptions
 
     @classmethod
@@ -273,12 +277,17 @@ def _compare(study: AccuracyStudy, acc: np.ndarray, base: np.ndarray, seed: int)
     a, b = acc[both], base[both]
     if both.sum() < 2:
         return {"paired_items": int(both.sum())}
-    boot = paired_bootstrap(a, b, seed=seed, n_resamples=study.options.n_bootstrap)
+    if both.sum() >= SMALL_SAMPLE:
+        ci = paired_bootstrap(a, b, seed=seed, n_resamples=study.options.n_bootstrap)
+        method = f"paired percentile bootstrap over items ({study.options.n_bootstrap} resamples)"
+    else:  # the percentile bootstrap is too narrow with few items (8% null coverage failures at 14 items)
+        ci = mean_ci(a - b)
+        method = "paired t-interval over items (fewer than 30 items)"
     wil = wilcoxon_signed_rank(a, b)
     mc = mcnemar(a > 0.5, b > 0.5)
-    return {"paired_items": int(both.sum()), "diff": boot.estimate, "diff_ci_low": boot.ci_low,
-            "diff_ci_high": boot.ci_high, "p_wilcoxon": wil.p_value, "p_mcnemar": mc.p_value,
-            "wilcoxon": wil.as_dict(), "mcnemar": mc.as_dict()}
+    return {"paired_items": int(both.sum()), "diff": float(np.mean(a - b)), "diff_ci_low": ci.ci_low,
+            "diff_ci_high": ci.ci_high, "diff_ci_method": method, "p_wilcoxon": wil.p_value,
+            "p_mcnemar": mc.p_value, "wilcoxon": wil.as_dict(), "mcnemar": mc.as_dict()}
 
 
 def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary:

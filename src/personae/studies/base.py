@@ -9,6 +9,8 @@ a killed run replays finished waves from the store and resumes at the wave it re
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -48,6 +50,8 @@ class Study(ABC):
     """The study's own options (frozen, extra='forbid')."""
     max_waves: ClassVar[int] = 10_000
     """Safety cap on the number of waves."""
+    display_columns: ClassVar[tuple[str, ...] | None] = None
+    """Columns of the summary table printed in the terminal (None: all)."""
 
     def __init__(self, resolved: Any) -> None:
         self.resolved = resolved
@@ -77,18 +81,32 @@ class Study(ABC):
             return None
         return render_persona(persona, self.spec.template, self.spec.templates)
 
-    def sampling_for(self, replicate: int, sampling: Sampling | None = None) -> Sampling:
-        """The spec's sampling with a per-replicate seed (seed + replicate)."""
+    def sampling_for(self, replicate: int, sampling: Sampling | None = None, tags: Tags | None = None) -> Sampling:
+        """The spec's sampling with a seed derived from the spec seed, the cell and the replicate.
+
+        Every (persona, item, condition, turn, replicate) gets its own seed. A seed shared across
+        personas (seed + replicate) would make the personas' samples common random numbers: their
+        runs move together, and a test that treats runs as independent (the variance study's
+        permutation test) would see persona differences smaller than they are.
+        """
         base = sampling or self.spec.sampling
-        return base.model_copy(update={"seed": self.spec.seed + replicate})
+        t = tags or Tags()
+        return base.model_copy(update={"seed": derive_seed(self.spec.seed, t.persona, t.item, t.condition, t.wave,
+                                                           replicate)})
 
     def chat_request(self, model: str, persona: Persona | None, history: Sequence[Message], *, replicate: int,
                      tags: Tags, sampling: Sampling | None = None, **extra: Any) -> Request:
         """A generation request with the persona rendered as the system prompt."""
         system = self.system_prompt(persona)
         messages = ((Message(role="system", content=system),) if system else ()) + tuple(history)
-        return Request(kind="generate", model=model, messages=messages, sampling=self.sampling_for(replicate, sampling),
+        return Request(kind="generate", model=model, messages=messages, sampling=self.sampling_for(replicate, sampling, tags),
                        replicate=replicate, persona_version=persona.version if persona else None, tags=tags, **extra)
+
+
+def derive_seed(*parts: Any) -> int:
+    """A deterministic 31-bit seed from any JSON-able parts."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def count_results(results: Sequence[Result]) -> dict[str, int]:

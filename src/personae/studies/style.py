@@ -30,7 +30,7 @@ from ..features import get_feature
 from ..judge import JudgeOptions, judge_requests, majority, parse_verdict, self_agreement
 from ..persona import Persona, builtin_personas
 from ..runner import Result
-from ..stats import jensen_shannon, paired_bootstrap
+from ..stats import jensen_shannon, mean_ci, paired_bootstrap
 from ..stats.dispersion import distance_ratio_test
 from .base import Study, Summary, count_results
 
@@ -92,7 +92,7 @@ class StyleStudy(Study):
         study = cls(resolved)
         for f in resolved.options.features:
             get_feature(f)
-        if resolved.options.effect_feature not in resolved.options.features:
+        if resolved.options.accuracy_run and resolved.options.effect_feature not in resolved.options.features:
             raise ConfigError(f"effect_feature '{resolved.options.effect_feature}' is not in features.",
                               field="options.effect_feature", fix="pick one of the listed features.")
         if resolved.spec.replicates < 2:
@@ -211,13 +211,21 @@ class StyleStudy(Study):
             return {"prompts": len(prompts)}
         per = np.array([np.mean(values[(f, cond, q)]) for q in prompts])
         base = np.array([np.mean(values[(f, BASELINE, q)]) for q in prompts])
-        boot = paired_bootstrap(per, base, seed=seed, n_resamples=self.options.n_bootstrap)
+        # few prompts: a paired t-interval over prompts (the percentile bootstrap is too narrow below ~30
+        # units: it excluded 0 in 9.5% of null simulations with 8 prompts); the bootstrap beyond that
+        if len(prompts) < 30:
+            est = mean_ci(per - base)
+            low, high, method = est.ci_low, est.ci_high, "paired t-interval over prompts"
+        else:
+            boot = paired_bootstrap(per, base, seed=seed, n_resamples=self.options.n_bootstrap)
+            low, high, method = boot.ci_low, boot.ci_high, "paired percentile bootstrap over prompts"
+        shift = float(np.mean(per - base))
         sds = [np.std(values[(f, cond, q)], ddof=1) for q in prompts if len(values[(f, cond, q)]) > 1]
         noise = float(np.mean(sds)) if sds else float("nan")
-        excludes_zero = boot.ci_low > 0 or boot.ci_high < 0
-        return {"prompts": len(prompts), "shift": boot.estimate, "ci_low": boot.ci_low, "ci_high": boot.ci_high,
+        excludes_zero = low > 0 or high < 0
+        return {"prompts": len(prompts), "shift": shift, "ci_low": low, "ci_high": high, "ci_method": method,
                 "noise_floor_sd": noise, "persona_mean": float(per.mean()), "baseline_mean": float(base.mean()),
-                "distinguishable": bool(excludes_zero and abs(boot.estimate) > noise)}
+                "distinguishable": bool(excludes_zero and abs(shift) > noise)}
 
     def _diversity(self, results: Sequence[Result], seed: int) -> dict[str, Any]:
         from ..embed import cosine_distances, get_embedder  # noqa: PLC0415

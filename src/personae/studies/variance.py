@@ -63,6 +63,8 @@ class VarianceOptions(BaseModel):
 
 class VarianceStudy(Study):
     name = "variance"
+    display_columns = ("item", "answers", "d_within", "d_between", "ratio", "null_ratio", "p_value", "p_holm", "share_persona",
+                       "parse_failures")
     Options = VarianceOptions
 
     @classmethod

@@ -1,0 +1,245 @@
+"""The accuracy study on the fake backend: a known persona effect is found, no effect is not."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from personae.api import run_study
+from personae.backends.base import Generation, Request
+from personae.backends.fake import FakeBackend
+from personae.cli.main import app
+from personae.items import MCItem, builtin_items
+from personae.parsing import parse_choice
+from personae.persona import builtin_personas, render_persona
+from personae.runner import Result
+from personae.spec import resolve_spec
+from personae.studies.accuracy import AccuracyStudy, analyze_accuracy, expert_for
+
+from .helpers import FAST_RETRY, read_json
+
+ROOT = Path(__file__).resolve().parents[2]
+BANK = builtin_items("general")
+GARBAGE = "Hmm, I really cannot say."
+
+
+def uniform(request: Request, salt: str = "") -> float:
+    """A deterministic number in [0, 1) from the request (so from its replicate and seed too)."""
+    digest = hashlib.sha256((salt + request.cache_key()).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def system_of(request: Request) -> str:
+    return next((m.content for m in request.messages if m.role == "system"), "")
+
+
+def item_of(request: Request) -> MCItem:
+    text = request.last_user()
+    return next(i for i in BANK if i.question in text)
+
+
+def wrong_letter(item: MCItem, u: float) -> str:
+    wrong = [x for x in item.letters if x != item.answer_letter]
+    return wrong[int(u * len(wrong))]
+
+
+def responder_with(p_correct: Callable[[str], float]) -> Callable[[Request], str]:
+    """Correct with a probability that depends on the system prompt (the persona the model saw)."""
+    def respond(request: Request) -> str:
+        item = item_of(request)
+        if uniform(request) < p_correct(system_of(request)):
+            return str(item.answer_letter)
+        return wrong_letter(item, uniform(request, "wrong"))
+    return respond
+
+
+def toddler_hurts(system: str) -> float:
+    return 0.2 if "a toddler" in system else 0.7
+
+
+def no_effect(system: str) -> float:
+    return 0.7
+
+
+def spec(**options: Any) -> dict[str, Any]:
+    model = options.pop("model", "fake/x")
+    replicates = options.pop("replicates", 5)
+    return {"study": "accuracy", "model": model, "replicates": replicates, "seed": 3,
+            "sampling": {"temperature": 0.7, "max_tokens": 8},
+            "concurrency": {"requests": 8, "retry": dict(FAST_RETRY)},
+            "options": {"limit": 3, "n_bootstrap": 1000, **options}}
+
+
+def rows_by_condition(table: list[dict[str, Any]], model: str = "fake/x") -> dict[str, dict[str, Any]]:
+    return {r["condition"]: r for r in table if r["model"] == model}
+
+
+def test_a_harmful_persona_is_flagged_and_the_in_domain_expert_is_not(tmp_path: Path) -> None:
+    backend = FakeBackend("fake/x", responder=responder_with(toddler_hurts))
+    outcome = run_study(resolve_spec(spec()), out_dir=tmp_path / "run", backends={"fake/x": backend})
+    rows = rows_by_condition(outcome.summary.table)
+
+    assert list(rows) == ["baseline", "in-domain", "off-domain", "layperson", "young-child", "toddler"]
+    assert all(r["items"] == 21 for r in rows.values())  # 3 items x 7 domains
+    # the toddler prompt reached the model: exactly its requests were answered at 20%
+    toddler_systems = {system_of(r) for r in backend.history if "a toddler" in system_of(r)}
+    assert toddler_systems == {render_persona(builtin_personas()["toddler"], "you-are")}
+
+    toddler = rows["toddler"]
+    assert toddler["diff"] < 0 and toddler["diff_ci_high"] < 0
+    assert toddler["p_wilcoxon_holm"] < 0.05
+    assert toddler["accuracy"] == pytest.approx(0.2, abs=0.1)
+    assert rows["baseline"]["accuracy"] == pytest.approx(0.7, abs=0.1)
+    inside = rows["in-domain"]
+    assert inside["p_wilcoxon_holm"] >= 0.05
+    assert inside["diff_ci_low"] <= 0 <= inside["diff_ci_high"]
+    for cond in ("in-domain", "off-domain", "layperson", "young-child"):
+        assert rows[cond]["p_wilcoxon_holm"] >= 0.05, cond
+    # Holm never makes a p-value smaller
+    assert all(r["p_wilcoxon_holm"] >= r["p_wilcoxon"] for c, r in rows.items() if c != "baseline")
+
+    verdict = outcome.summary.verdict
+    assert "accuracy changed significantly for toddler" in verdict and "in-domain" not in verdict
+    # a(q, c) recomputed by hand for the toddler: share correct over its 5 samples per item
+    by_item: dict[str, list[bool]] = {}
+    for r in outcome.results:
+        if r.request.tags.condition == "toddler":
+            item = item_of(r.request)
+            by_item.setdefault(item.id, []).append(r.text == item.answer_letter)
+    assert toddler["accuracy"] == pytest.approx(np.mean([np.mean(v) for v in by_item.values()]))
+    assert toddler["acc_tau_1"] == pytest.approx(np.mean([all(v) for v in by_item.values()]))
+    assert read_json(tmp_path / "run" / "summary.json")["verdict"] == verdict
+
+
+def test_parse_failures_are_counted_and_not_scored_wrong() -> None:
+    for item in BANK:  # the garbage reply names no option of any item
+        assert parse_choice(GARBAGE, item.letters, item.choices) is None
+
+    def respond(request: Request) -> str:  # always right when it answers; 30% garbage
+        return GARBAGE if uniform(request, "garbage") < 0.3 else str(item_of(request).answer_letter)
+
+    outcome = run_study(resolve_spec(spec(conditions=["baseline", "layperson"])),
+                        backends={"fake/x": FakeBackend("fake/x", responder=respond)})
+    rows = rows_by_condition(outcome.summary.table)
+    garbage = Counter(r.request.tags.condition for r in outcome.results if r.text == GARBAGE)
+    assert 0 < garbage["baseline"] < 105 and garbage["layperson"] > 0
+    for cond in ("baseline", "layperson"):
+        assert rows[cond]["accuracy"] == 1.0  # over parsed answers only
+        assert rows[cond]["parse_failure_rate"] == pytest.approx(garbage[cond] / (21 * 5))
+        assert rows[cond]["errors"] == 0
+    assert outcome.summary.counts["parse_failures"] == sum(garbage.values())
+    assert any("not scored wrong" in n for n in outcome.summary.notes)
+
+
+def test_logprob_mode_reads_the_letter_with_the_highest_log_probability() -> None:
+    def key_scorer(request: Request) -> float:
+        return 0.0 if request.continuation == item_of(request).answer_letter else -4.0
+
+    conds = ["baseline", "in-domain", "toddler"]
+    backend = FakeBackend("fake/x", scorer=key_scorer)
+    outcome = run_study(resolve_spec(spec(mode="logprob", conditions=conds, limit=2)), backends={"fake/x": backend})
+    assert {r.kind for r in backend.history} == {"score"}
+    items = AccuracyStudy(resolve_spec(spec(mode="logprob", conditions=conds, limit=2))).items
+    assert len(backend.history) == len(conds) * sum(len(i.choices) for i in items)
+    rows = rows_by_condition(outcome.summary.table)
+    assert all(rows[c]["accuracy"] == 1.0 for c in conds)
+    assert outcome.summary.stats["samples_per_cell"] == 1 and outcome.summary.stats["mode"] == "logprob"
+
+    # a scorer that always prefers 'A' is right exactly on the items keyed 'A'
+    prefers_a = FakeBackend("fake/x", scorer=lambda r: 0.0 if r.continuation == "A" else -1.0)
+    again = run_study(resolve_spec({**spec(mode="logprob", conditions=conds, limit=2), "seed": 4}),
+                      backends={"fake/x": prefers_a})
+    expected = np.mean([i.answer_letter == "A" for i in items])
+    assert all(r["accuracy"] == pytest.approx(expected) for r in again.summary.table)
+
+
+def test_in_domain_and_off_domain_personas_follow_the_item_domain() -> None:
+    study = AccuracyStudy(resolve_spec(spec(limit=2)))
+    domains = {i.domain for i in study.items}
+    library = builtin_personas()
+    seen = 0
+    for req in study.plan([]):
+        item = next(i for i in study.items if i.id == req.tags.item)
+        cond, pid = req.tags.condition, req.tags.persona
+        if cond == "baseline":
+            assert pid is None and system_of(req) == ""
+        elif cond == "in-domain":
+            assert pid == f"expert-{item.domain}"
+            assert system_of(req) == render_persona(library[pid], "you-are")
+            seen += item.domain == "physics"
+        elif cond == "off-domain":
+            assert pid is not None and pid.startswith("expert-") and pid != f"expert-{item.domain}"
+            assert pid.removeprefix("expert-") in domains
+            assert system_of(req) == render_persona(library[pid], "you-are")
+    assert seen == 2 * 5  # 2 physics items x 5 replicates
+    # a domain without a built-in expert gets one written on the fly
+    astro = expert_for("astrology")
+    assert astro.id == "expert-astrology" and "an expert in astrology" in astro.description
+    assert expert_for("physics") == library["expert-physics"]
+
+
+def test_models_by_conditions_table_with_two_models() -> None:
+    backends = {"fake/a": FakeBackend("fake/a", responder=responder_with(no_effect)),
+                "fake/b": FakeBackend("fake/b", responder=responder_with(toddler_hurts))}
+    outcome = run_study(resolve_spec(spec(model=["fake/a", "fake/b"], replicates=4)), backends=backends)
+    table = outcome.summary.table
+    conds = ["baseline", "in-domain", "off-domain", "layperson", "young-child", "toddler"]
+    assert [(r["model"], r["condition"]) for r in table] == [(m, c) for m in ("fake/a", "fake/b") for c in conds]
+    # each model only saw its own requests
+    assert {r.model for r in backends["fake/a"].history} == {"fake/a"}
+    assert len(backends["fake/b"].history) == len(conds) * 21 * 4
+    assert rows_by_condition(table, "fake/b")["toddler"]["p_wilcoxon_holm"] < 0.05
+    assert rows_by_condition(table, "fake/a")["toddler"]["p_wilcoxon_holm"] >= 0.05
+    # Holm runs over the 10 comparisons of both models together
+    tests = [r for r in table if r["condition"] != "baseline"]
+    assert len(tests) == 10 and all("p_wilcoxon_holm" in r for r in tests)
+    smallest = min(tests, key=lambda r: r["p_wilcoxon"])
+    assert smallest["p_wilcoxon_holm"] == pytest.approx(min(1.0, 10 * smallest["p_wilcoxon"]))
+    verdict = outcome.summary.verdict
+    assert "fake/a: no persona condition changed accuracy" in verdict
+    assert "fake/b: accuracy changed significantly for toddler" in verdict
+
+
+def test_no_persona_effect_false_positive_rate_over_200_simulated_nulls() -> None:
+    # 200 null datasets: each item has its own difficulty, answers do not depend on the condition.
+    # Claim tested: the FAMILY-WISE rate (any of the 5 conditions flagged by the Holm-adjusted
+    # Wilcoxon test the verdict uses) is at most 5%. The per-comparison rate of the unadjusted
+    # test is also checked, with a Monte Carlo tolerance of 2.5 binomial SEs (1000 comparisons).
+    study = AccuracyStudy(resolve_spec(spec(limit=2, replicates=3)))
+    requests = study.plan([])
+    keys = [r.cache_key() for r in requests]
+    by_id = {i.id: i for i in study.items}
+    sims, any_flagged, per_flagged, n_tests = 200, 0, 0, 0
+    for sim in range(sims):
+        rng = np.random.default_rng(10_000 + sim)
+        p_item = {i: rng.uniform(0.3, 0.9) for i in by_id}
+        draws = rng.random(len(requests))
+        results = []
+        for req, key, u in zip(requests, keys, draws):
+            item = by_id[req.tags.item or ""]
+            letter = item.answer_letter if u < p_item[item.id] else wrong_letter(item, 0.0)
+            results.append(Result(req, key, generation=Generation(text=str(letter))))
+        rows = [r for r in analyze_accuracy(study, results).table if r["condition"] != "baseline"]
+        any_flagged += any(r["p_wilcoxon_holm"] < 0.05 for r in rows)
+        per_flagged += sum(r["p_wilcoxon"] < 0.05 for r in rows)
+        n_tests += len(rows)
+    assert n_tests == 5 * sims
+    assert any_flagged / sims <= 0.05
+    assert per_flagged / n_tests <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / n_tests)
+
+
+def test_example_spec_validates() -> None:
+    path = ROOT / "examples" / "accuracy.yaml"
+    if not path.exists():
+        pytest.skip("examples/accuracy.yaml not written yet")
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "study 'accuracy'" in result.output
