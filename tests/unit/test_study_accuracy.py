@@ -11,12 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from personae.api import run_study
 from personae.backends.base import Generation, Request
 from personae.backends.fake import FakeBackend
-from personae.cli.main import app
 from personae.items import MCItem, builtin_items
 from personae.parsing import parse_choice
 from personae.persona import builtin_personas, render_persona
@@ -236,10 +234,3 @@ def test_no_persona_effect_false_positive_rate_over_200_simulated_nulls() -> Non
     assert per_flagged / n_tests <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / n_tests)
 
 
-def test_example_spec_validates() -> None:
-    path = ROOT / "examples" / "accuracy.yaml"
-    if not path.exists():
-        pytest.skip("examples/accuracy.yaml not written yet")
-    result = CliRunner().invoke(app, ["validate", str(path)])
-    assert result.exit_code == 0, result.output
-    assert "study 'accuracy'" in result.output

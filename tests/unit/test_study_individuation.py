@@ -12,12 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from personae.api import run_study
 from personae.backends.base import Request, Score
 from personae.backends.fake import FakeBackend
-from personae.cli.main import app
 from personae.runner import Result
 from personae.spec import resolve_spec
 from personae.stats import cohens_d
@@ -216,13 +214,6 @@ def test_the_ci_is_paired_over_participants() -> None:
         assert unpaired.ci_low < 0 < unpaired.ci_high
 
 
-def test_example_spec_validates() -> None:
-    path = ROOT / "examples" / "individuation.yaml"
-    if not path.exists():
-        pytest.skip("examples/individuation.yaml not written yet")
-    result = CliRunner().invoke(app, ["validate", str(path)])
-    assert result.exit_code == 0, result.output
-    assert "study 'individuation'" in result.output
 
 
 def test_own_profile_beats_another_participants_profile_only_where_it_decides_the_response(tmp_path: Path) -> None:

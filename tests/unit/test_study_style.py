@@ -11,12 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from personae.api import run_study
 from personae.backends.base import Request
 from personae.backends.fake import FakeBackend
-from personae.cli.main import app
 from personae.items import builtin_items
 from personae.spec import resolve_spec
 from personae.studies.style import STANCE_INSTRUCTION, StyleStudy
@@ -240,10 +238,3 @@ def test_null_false_positive_rate_of_the_style_shift() -> None:
     assert flagged / sims <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / sims)
 
 
-def test_example_spec_validates() -> None:
-    path = ROOT / "examples" / "style.yaml"
-    if not path.exists():
-        pytest.skip("examples/style.yaml not written yet")
-    result = CliRunner().invoke(app, ["validate", str(path)])
-    assert result.exit_code == 0, result.output
-    assert "study 'style'" in result.output

@@ -12,12 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
-from typer.testing import CliRunner
 
 from personae.api import run_study
 from personae.backends.base import Generation, Request
 from personae.backends.fake import FakeBackend
-from personae.cli.main import app
 from personae.items import load_items
 from personae.parsing import parse_choice
 from personae.runner import Result
@@ -175,10 +173,3 @@ def test_chaosnli_items_report_jsd_to_humans_for_panel_and_baseline() -> None:
     assert "p_value" in jsd["difference"]
 
 
-def test_example_spec_validates() -> None:
-    path = ROOT / "examples" / "variance.yaml"
-    if not path.exists():
-        pytest.skip("examples/variance.yaml not written yet")
-    result = CliRunner().invoke(app, ["validate", str(path)])
-    assert result.exit_code == 0, result.output
-    assert "study 'variance'" in result.output

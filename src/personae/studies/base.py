@@ -18,8 +18,26 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..backends.base import Message, Request, Sampling, Tags
-from ..persona import Persona, render_persona
+from ..persona import Persona, builtin_personas, render_persona
 from ..runner import Result
+
+
+class Prompt(BaseModel):
+    """A question or open prompt that a study asks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    """Prompt id, unique in the study."""
+    text: str = Field(min_length=1)
+    """What the user asks."""
+
+
+def prompts_from_strings(value: Any) -> Any:
+    """Let option lists mix plain strings ('q1', 'q2'... ids) and {id, text} mappings."""
+    if isinstance(value, (list, tuple)):
+        return [{"id": f"q{i + 1}", "text": v} if isinstance(v, str) else v for i, v in enumerate(value)]
+    return value
 
 
 class Summary(BaseModel):
@@ -76,6 +94,13 @@ class Study(ABC):
         return []
 
     # ---------------------------------------------------------------- helpers for subclasses
+    def persona_panel(self, default: Sequence[str]) -> tuple[Persona, ...]:
+        """The spec's personas, or the built-in personas named in `default`."""
+        if self.personas:
+            return self.personas
+        library = builtin_personas()
+        return tuple(library[p] for p in default)
+
     def system_prompt(self, persona: Persona | None) -> str | None:
         if persona is None:
             return None

@@ -19,18 +19,12 @@ from ..backends.base import Message, Request, Tags
 from ..errors import ConfigError
 from ..runner import Result
 from ..stats import mean_ci
-from .base import Study, Summary, count_results
+from .base import Prompt, Study, Summary, count_results, prompts_from_strings
 
 BASELINE = "baseline"
 
 
-class Question(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str
-    """Question id, unique in the study."""
-    text: str = Field(min_length=1)
-    """What the user asks."""
+Question = Prompt
 
 
 class GridOptions(BaseModel):
@@ -41,12 +35,7 @@ class GridOptions(BaseModel):
     include_baseline: bool = True
     """Also ask with no persona (condition 'baseline')."""
 
-    @field_validator("questions", mode="before")
-    @classmethod
-    def _strings_are_questions(cls, value: Any) -> Any:
-        if isinstance(value, (list, tuple)):
-            return [{"id": f"q{i + 1}", "text": v} if isinstance(v, str) else v for i, v in enumerate(value)]
-        return value
+    _strings_are_questions = field_validator("questions", mode="before")(prompts_from_strings)
 
 
 def words(text: str | None) -> int:

@@ -28,11 +28,11 @@ from ..backends.base import Message, Request, Tags
 from ..errors import ConfigError
 from ..features import get_feature
 from ..judge import JudgeOptions, judge_requests, majority, parse_verdict, self_agreement
-from ..persona import Persona, builtin_personas
+from ..persona import Persona
 from ..runner import Result
 from ..stats import jensen_shannon, mean_ci, paired_bootstrap
 from ..stats.dispersion import distance_ratio_test
-from .base import Study, Summary, count_results
+from .base import Prompt, Study, Summary, count_results, prompts_from_strings
 
 BASELINE = "baseline"
 STANCES = ("for", "against", "neutral")
@@ -40,15 +40,6 @@ DEFAULT_PERSONAS = ("expert-physics", "layperson", "young-child", "pirate-captai
                     "grumpy-farmer")
 STANCE_INSTRUCTION = ("You rate the stance of an answer to a question. Say 'for' if the answer supports what the "
                       "question proposes, 'against' if it opposes it, 'neutral' if it takes no side.")
-
-
-class Prompt(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str
-    """Prompt id; ids starting with 'opinion-' are judged for stance."""
-    text: str = Field(min_length=1)
-    """What the user asks."""
 
 
 class StyleOptions(BaseModel):
@@ -75,12 +66,7 @@ class StyleOptions(BaseModel):
     n_permutations: int = Field(default=2000, ge=100)
     """Label shuffles for the diversity test."""
 
-    @field_validator("prompts", mode="before")
-    @classmethod
-    def _strings_are_prompts(cls, value: Any) -> Any:
-        if isinstance(value, (list, tuple)):
-            return [{"id": f"p{i + 1}", "text": v} if isinstance(v, str) else v for i, v in enumerate(value)]
-        return value
+    _strings_are_prompts = field_validator("prompts", mode="before")(prompts_from_strings)
 
 
 class StyleStudy(Study):
@@ -103,10 +89,7 @@ class StyleStudy(Study):
 
     @cached_property
     def panel(self) -> tuple[Persona, ...]:
-        if self.personas:
-            return self.personas
-        lib = builtin_personas()
-        return tuple(lib[p] for p in DEFAULT_PERSONAS)
+        return self.persona_panel(DEFAULT_PERSONAS)
 
     @cached_property
     def prompts(self) -> tuple[Prompt, ...]:

@@ -25,7 +25,7 @@ from ..backends.base import Message, Request, Tags
 from ..errors import ConfigError
 from ..items import ItemFormat, MCItem, builtin_items, load_items
 from ..parsing import letter_grammar, parse_choice
-from ..persona import Persona, builtin_personas
+from ..persona import Persona
 from ..runner import Result
 from ..stats import bootstrap_ci, holm, jensen_shannon, wilcoxon_signed_rank
 from ..stats.dispersion import dispersion_test, variance_shares
@@ -83,10 +83,7 @@ class VarianceStudy(Study):
 
     @cached_property
     def panel(self) -> tuple[Persona, ...]:
-        if self.personas:
-            return self.personas
-        lib = builtin_personas()
-        return tuple(lib[p] for p in DEFAULT_PERSONAS)
+        return self.persona_panel(DEFAULT_PERSONAS)
 
     @cached_property
     def items(self) -> tuple[MCItem, ...]:
