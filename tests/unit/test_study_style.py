@@ -238,3 +238,17 @@ def test_null_false_positive_rate_of_the_style_shift() -> None:
     assert flagged / sims <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / sims)
 
 
+
+
+def test_stance_share_shift_matches_statsmodels_newcombe() -> None:
+    """Reference: statsmodels.stats.proportion.confint_proportions_2indep(method='newcomb')."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    from personae.studies.style import share_shift
+
+    got = share_shift({"for": 2, "against": 3, "neutral": 1}, {"for": 5, "against": 0, "neutral": 1}, "for")
+    low, high = confint_proportions_2indep(2, 6, 5, 6, method="newcomb", compare="diff")
+    assert got is not None
+    assert got["shift"] == pytest.approx(2 / 6 - 5 / 6)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((low, high))
+    assert share_shift({"for": 0, "against": 0, "neutral": 0}, {"for": 1, "against": 0, "neutral": 0}, "for") is None

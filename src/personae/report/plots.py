@@ -32,8 +32,9 @@ def forest_plot(labels: Sequence[str], est: Sequence[float], low: Sequence[float
 
 
 def scatter_with_errors(x: Sequence[float], y: Sequence[float], *, labels: Sequence[str], xerr: Any = None,
-                        yerr: Any = None, xlabel: str, ylabel: str, diagonal: bool = False) -> Any:
-    """Labelled points with optional error bars and an optional y = x line."""
+                        yerr: Any = None, xlabel: str, ylabel: str, diagonal: bool = False,
+                        ref_slope: float | None = None, ref_label: str = "") -> Any:
+    """Labelled points with optional error bars, an optional y = x line and a reference line y = slope x."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", color="#4c72b0", ecolor="#9db3d6", capsize=2)
@@ -42,6 +43,11 @@ def scatter_with_errors(x: Sequence[float], y: Sequence[float], *, labels: Seque
     if diagonal and len(x):
         lo, hi = min(min(x), min(y)), max(max(x), max(y))
         ax.plot([lo, hi], [lo, hi], color="#999", ls="--", lw=1)
+    if ref_slope is not None and len(x):
+        xs = [0.0, max(x)]
+        ax.plot(xs, [ref_slope * v for v in xs], color="#c44e52", ls=":", lw=1.2, label=ref_label or None)
+        if ref_label:
+            ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.axhline(0, color="#ddd", lw=0.8)
     ax.axvline(0, color="#ddd", lw=0.8)
     ax.set_xlabel(xlabel)

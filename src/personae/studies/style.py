@@ -260,6 +260,8 @@ class StyleStudy(Study):
             per_persona[cond] = {"stance_counts": shares, "mean_jsd_to_baseline": float(np.mean(jsds)) if jsds
                                  else None}
         base_counts = {s: sum(v.count(s) for v in dist.get(BASELINE, {}).values()) for s in STANCES}
+        for cond, entry in per_persona.items():
+            entry["shift"] = {s: share_shift(entry["stance_counts"], base_counts, s) for s in STANCES}
         return {"baseline": base_counts, "personas": per_persona, "agreement": self_agreement(verdicts, STANCES)}
 
     def _effect_map(self, stats: dict[str, Any]) -> dict[str, Any] | None:
@@ -326,6 +328,18 @@ class StyleStudy(Study):
                          scatter_with_errors(x, y, labels=[p["persona"] for p in pts], xerr=xerr, yerr=yerr,
                                              xlabel=f"{emap['feature']} shift", ylabel="accuracy change (points)")))
         return figs
+
+
+def share_shift(counts: dict[str, int], base: dict[str, int], stance: str) -> dict[str, Any] | None:
+    """Share of answers with `stance` (persona minus baseline) with a Newcombe hybrid-score 95% CI."""
+    from statsmodels.stats.proportion import confint_proportions_2indep  # noqa: PLC0415
+
+    n1, n0 = sum(counts.values()), sum(base.values())
+    if n1 == 0 or n0 == 0:
+        return None
+    low, high = confint_proportions_2indep(counts[stance], n1, base[stance], n0, method="newcomb", compare="diff")
+    return {"shift": counts[stance] / n1 - base[stance] / n0, "ci_low": float(low), "ci_high": float(high),
+            "n": n1, "n_baseline": n0, "method": "Newcombe hybrid score interval (statsmodels)"}
 
 
 STUDY = StyleStudy

@@ -131,7 +131,9 @@ class VarianceStudy(Study):
         return [("Per item: distance between personas vs between runs of one persona",
                  scatter_with_errors([r["d_within"] for r in rows], [r["d_between"] for r in rows],
                                      labels=[r["item"] for r in rows], xlabel="D_within (run-to-run)",
-                                     ylabel="D_between (persona-to-persona)", diagonal=True))]
+                                     ylabel="D_between (persona-to-persona)",
+                                     ref_slope=float(np.nanmean([r["null_ratio"] for r in rows])),
+                                     ref_label="no persona effect (mean ratio under shuffled persona labels)"))]
 
 
 def _codes(study: VarianceStudy, results: Sequence[Result]) -> dict[tuple[str, str], list[tuple[str, int | None]]]:
