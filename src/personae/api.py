@@ -183,7 +183,3 @@ def run_study(resolved: ResolvedSpec, out_dir: str | Path | None = None, **kwarg
 
     asyncio.run(main())
     return box[0]
-
-
-def results_rows(results: Sequence[Result]) -> list[dict[str, Any]]:
-    return [r.to_row() for r in results]

@@ -1,0 +1,61 @@
+"""API keys never reach the store, the run folder or the terminal; they do reach the server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from personae.api import run_study
+from personae.backends.openai import OpenAIBackend, OpenAIOptions
+from personae.spec import resolve_spec
+
+SPEC_KEY = "sk-SPEC-secret-0123456789"
+ENV_KEY = "sk-ENV-secret-9876543210"
+
+
+def chat_reply(request: httpx2.Request) -> httpx2.Response:
+    body = json.loads(request.content)
+    return httpx2.Response(200, json={
+        "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "Arr, the sea is calm today."}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
+
+
+@pytest.mark.parametrize("where", ["spec", "env"])
+def test_keys_are_used_but_never_written(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.headers.get("authorization", ""))
+        return chat_reply(request)
+
+    backend_opts = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "MY_KEY"}
+    if where == "spec":
+        backend_opts["api_key"] = SPEC_KEY
+    else:
+        monkeypatch.setenv("MY_KEY", ENV_KEY)
+    key = SPEC_KEY if where == "spec" else ENV_KEY
+    spec = {"study": "grid", "model": "openai/m", "backend": backend_opts, "personas": ["builtin:pirate-captain"],
+            "options": {"questions": ["How is the sea?"]}}
+    resolved = resolve_spec(spec)
+    backend = OpenAIBackend("openai/m", OpenAIOptions.model_validate(backend_opts),
+                            http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
+    out = tmp_path / "run"
+    outcome = run_study(resolved, out, backends={"openai/m": backend}, quiet=False)
+
+    assert outcome.stats.backend_calls == 2 and seen == [f"Bearer {key}"] * 2  # the key reached the server
+    written = [out / n for n in ("run.json", "results.jsonl", "summary.json", "report.html")]
+    store = Path(outcome.run["store"])
+    for path in [*written, store, *store.parent.glob(store.name + "*")]:
+        assert key.encode() not in path.read_bytes(), path
+    captured = capsys.readouterr()
+    assert key not in captured.out + captured.err
+    run = json.loads((out / "run.json").read_text())
+    if where == "spec":
+        assert run["spec"]["backend"]["api_key"] == "***"
+    assert run["spec"]["backend"]["api_key_env"] == "MY_KEY"  # the variable's name is not a secret
