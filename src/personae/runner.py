@@ -264,6 +264,10 @@ class Runner:
                 raise RunAborted(exc.message, backend=backend.model_id, fix=exc.fix) from None
             except BackendError as exc:
                 return self._fail(request, key, exc, attempt)
+            except Exception as exc:  # a backend bug or a malformed answer: an error row, not a crash
+                return self._fail(request, key, BackendError(
+                    f"unexpected {type(exc).__name__} from {backend.model_id}: {exc}", backend=backend.model_id,
+                    fix="rerun with --debug and report it if it persists."), attempt)
             break
         if isinstance(out, Generation):
             self.stats.prompt_tokens += out.prompt_tokens

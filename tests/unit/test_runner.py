@@ -242,3 +242,21 @@ def test_score_requests_are_cached_too() -> None:
     assert second.cached and runner.stats.backend_calls == 0
     assert second.score == first.score
     assert second.generation is None
+
+
+def test_an_unexpected_backend_exception_is_an_error_row_not_a_crash() -> None:
+    """A backend that raises something that is not a BackendError (a bug, a malformed answer)."""
+
+    def responder(request):  # noqa: ANN001, ANN202
+        if "boom" in request.last_user():
+            raise KeyError("choices")
+        return "fine"
+
+    backend = FakeBackend(responder=responder)
+    reqs = [request("boom"), request("ok")]
+    with Store() as store:
+        runner = Runner({backend.model_id: backend}, store)
+        bad, good = asyncio.run(runner.run(reqs))
+        assert not bad.ok and "unexpected KeyError" in (bad.error or "") and bad.attempts == 1
+        assert good.ok and good.text == "fine"
+        assert runner.stats.errors == 1 and store.count("results") == 1
