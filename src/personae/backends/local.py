@@ -117,7 +117,7 @@ class LocalBackend(Backend):
         self._gen: Any = None
         self._scorer: Any = None
         self._thread_lock = threading.Lock()
-        self._lock: asyncio.Lock | None = None
+        self._locks: dict[int, asyncio.Lock] = {}
 
     # ------------------------------------------------------------ model handles
     def _load(self, logits_all: bool) -> Any:
@@ -148,9 +148,11 @@ class LocalBackend(Backend):
         return self._scorer
 
     def _async_lock(self) -> asyncio.Lock:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        return self._lock
+        """One lock per event loop: a backend may serve several asyncio.run() calls (the CLI's tour)."""
+        loop = id(asyncio.get_running_loop())
+        if loop not in self._locks:
+            self._locks = {loop: asyncio.Lock()}  # older loops are finished; drop their locks
+        return self._locks[loop]
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         async with self._async_lock():
