@@ -13,7 +13,7 @@ import json
 import math
 import subprocess
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,9 @@ from typing import Any
 from . import __version__
 from .backends import create_backend
 from .backends.base import Backend
-from .errors import PersonaeError
+from .errors import ConfigError, PersonaeError
 from .progress import Progress
-from .report import figure_to_data_uri, write_report
+from .report import MAX_TRANSCRIPTS, figure_to_data_uri, write_report
 from .runner import Result, RunAborted, Runner, RunStats
 from .spec import ResolvedSpec
 from .store import Store
@@ -114,9 +114,17 @@ async def run_study_async(
     }
     rows_file = None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "run.json", {**run, "counts": RunStats().as_dict()})
-        rows_file = (out / "results.jsonl").open("w", encoding="utf-8")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_json(out / "run.json", {**run, "counts": RunStats().as_dict()})
+            rows_file = (out / "results.jsonl").open("w", encoding="utf-8")
+        except OSError as exc:
+            for b in made.values():
+                await b.aclose()
+            if own_store:
+                store.close()
+            raise ConfigError(f"cannot write the run folder: {exc.strerror or exc}.", file=str(out),
+                              fix="choose another --out folder, or one you may write to.") from None
 
     def on_result(res: Result) -> None:
         if rows_file is not None:
@@ -166,7 +174,8 @@ async def run_study_async(
         _write_json(out / "summary.json", summary.model_dump(mode="json"))
         figures = [(caption, figure_to_data_uri(fig)) for caption, fig in study.figures(results, summary)]
         write_report(out / "report.html", title=resolved.name, summary=clean_json(summary.model_dump(mode="json")),
-                     run=run, rows=[r.to_row() for r in results], figures=figures)
+                     run=run, rows=[r.to_row() for r in results[:MAX_TRANSCRIPTS]], n_rows=len(results),
+                     figures=figures)
         _write_json(out / "run.json", run)
     return RunOutcome(summary=summary, results=results, stats=runner.stats, out_dir=out, run=run)
 

@@ -71,7 +71,3 @@ def get_feature(name: str) -> Feature:
         raise ConfigError(f"no style feature '{name}'.{suggest(name, _FEATURES)}", field="options.features",
                           fix=f"use {', '.join(_FEATURES)} or register_feature() in Python.")
     return _FEATURES[name]
-
-
-def feature_names() -> list[str]:
-    return list(_FEATURES)

@@ -117,10 +117,6 @@ class RunAborted(BackendError):
     """Every request is failing the same way (e.g. the server is down): stop early."""
 
 
-def _response_json(result: Generation | Score) -> str:
-    return result.model_dump_json()
-
-
 def _from_cache(request: Request, key: str, kind: str, response: str) -> Result:
     if kind == "score":
         return Result(request, key, score=Score.model_validate_json(response), cached=True)
@@ -211,7 +207,7 @@ class Runner:
                     abort.append(exc)
 
         jobs = []
-        for model, keys in by_backend.items():
+        for keys in by_backend.values():
             backend = self.backend_for(requests[pending[keys[0]][0]])
             keys.reverse()  # pop() from the end keeps plan order
             width = min(self.concurrency, backend.max_concurrency or self.concurrency, len(keys))
@@ -276,7 +272,7 @@ class Runner:
         else:
             result = Result(request, key, score=out, attempts=attempt)
         req_json = json.dumps(request.model_dump(mode="json", exclude={"tags"}), sort_keys=True)
-        self.store.put(key, request.kind, request.model, req_json, _response_json(out))
+        self.store.put(key, request.kind, request.model, req_json, out.model_dump_json())
         return result
 
     def _fail(self, request: Request, key: str, exc: BackendError, attempts: int) -> Result:

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: results cache, errors, runs
     """
@@ -64,12 +66,21 @@ class Store:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA busy_timeout=60000")
-        self._enable_wal()
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+        conn = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                                                check_same_thread=False)
+            self._conn.execute("PRAGMA busy_timeout=60000")
+            self._enable_wal()
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            if conn is not None:
+                conn.close()
+            raise ConfigError(f"cannot open the store: {exc}.", file=str(self.path),
+                              fix="point --store or PERSONAE_STORE at a writable SQLite file (a new one is "
+                              "created if missing).") from None
 
     def _enable_wal(self, wait_s: float = 60.0) -> None:
         """Switch to WAL mode. When two processes open a new file at once, SQLite answers

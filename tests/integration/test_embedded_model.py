@@ -153,3 +153,14 @@ def test_plausible_continuation_scores_higher(local_backend: LocalBackend) -> No
     implausible = score(local_backend, Request(kind="score", model=MODEL, prompt=prompt, continuation=" banana"))
     assert plausible < 0.0 and implausible < 0.0
     assert plausible > implausible + 2.0
+
+
+def test_scoring_chat_messages_loads_only_the_scoring_context() -> None:
+    """chat_prompt used to read the chat template from the generation context, loading a second copy of
+    the model (and compiling the template again) for every scored request."""
+    backend = LocalBackend(MODEL)
+    messages = (PIRATE, Message(role="user", content="What is your favourite drink?"))
+    first = score(backend, Request(kind="score", model=MODEL, messages=messages, continuation="Rum!"))
+    again = score(backend, Request(kind="score", model=MODEL, messages=messages, continuation="Rum!"))
+    assert first == pytest.approx(again, abs=1e-6)
+    assert backend._scorer is not None and backend._gen is None

@@ -66,6 +66,34 @@ def test_run_bad_spec_is_one_red_line_and_exit_2(cli: CliRunner, tmp_path: Path)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("where", ["store_not_sqlite", "store_folder_missing", "out_is_a_file"])
+def test_an_unusable_store_or_run_folder_is_one_red_line(where: str, cli: CliRunner, spec: Path,
+                                                         tmp_path: Path) -> None:
+    """These used to end in a sqlite3 / OSError traceback."""
+    (tmp_path / "not.sqlite").write_text("not a database")
+    (tmp_path / "a_file").write_text("")
+    store = {"store_not_sqlite": tmp_path / "not.sqlite", "store_folder_missing": tmp_path / "a_file" / "store.sqlite"}
+    args = ["run", str(spec), "--out", str(tmp_path / ("a_file" if where == "out_is_a_file" else "run"))]
+    if where in store:
+        args += ["--store", str(store[where])]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    line = result.output.strip()
+    assert line.startswith("error: ") and "\n" not in line
+    assert ("cannot write the run folder" if where == "out_is_a_file" else "cannot open the store") in line
+
+
+def test_names_from_the_spec_are_printed_as_text_not_rich_markup(cli: CliRunner, tmp_path: Path) -> None:
+    """A title, model id or item id holding '[/b]' used to end a finished run in a rich MarkupError traceback,
+    and '[bold]x' was silently swallowed from tables."""
+    data = {**grid_spec(["Hi?"]), "model": "fake/sea[/b]", "title": "[bold]Sea[/bold] study [/i]"}
+    result = cli.invoke(app, ["run", str(write_spec(tmp_path, data)), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "[bold]Sea[/bold] study [/i] (fake/sea[/b])" in result.output
+    assert "verdict: fake/sea[/b]: " in result.output
+
+
 def test_validate_good_spec(cli: CliRunner, spec: Path) -> None:
     result = cli.invoke(app, ["validate", str(spec)])
     assert result.exit_code == 0, result.output

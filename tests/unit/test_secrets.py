@@ -10,6 +10,7 @@ import pytest
 
 from personae.api import run_study
 from personae.backends.openai import OpenAIBackend, OpenAIOptions
+from personae.errors import BackendUnavailableError, PersonaeError
 from personae.spec import resolve_spec
 
 SPEC_KEY = "sk-SPEC-secret-0123456789"
@@ -59,3 +60,32 @@ def test_keys_are_used_but_never_written(where: str, tmp_path: Path, monkeypatch
     if where == "spec":
         assert run["spec"]["backend"]["api_key"] == "***"
     assert run["spec"]["backend"]["api_key_env"] == "MY_KEY"  # the variable's name is not a secret
+
+
+def test_a_key_with_a_trailing_newline_is_refused_without_being_quoted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTTP library rejects such a header with an error that quotes it ('Illegal header value
+    b'Bearer sk-...''), which used to land in the store, results.jsonl, run.json and the terminal."""
+    monkeypatch.setenv("MY_KEY", ENV_KEY + "\n")
+    backend_opts = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "MY_KEY"}
+    with pytest.raises(BackendUnavailableError) as info:
+        OpenAIBackend("openai/m", OpenAIOptions.model_validate(backend_opts)).client  # noqa: B018
+    assert ENV_KEY not in info.value.one_line() and "$MY_KEY" in info.value.one_line()
+
+    spec = {"study": "grid", "model": "openai/m", "backend": backend_opts, "personas": ["builtin:pirate-captain"],
+            "options": {"questions": ["How is the sea?"]}}
+    out = tmp_path / "run"
+    with pytest.raises(PersonaeError) as aborted:
+        run_study(resolve_spec(spec), out)
+    assert ENV_KEY not in aborted.value.one_line()
+    store = tmp_path / "store.sqlite"
+    for path in [*out.iterdir(), *tmp_path.glob(store.name + "*")]:
+        assert ENV_KEY.encode() not in path.read_bytes(), path
+
+
+def test_backend_error_messages_mask_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_KEY", ENV_KEY)
+    backend = OpenAIBackend("openai/m", OpenAIOptions(base_url="http://127.0.0.1:9/v1", api_key_env="MY_KEY"))
+    mapped = backend._map_error(RuntimeError(f"header 'Bearer {ENV_KEY}' refused"))
+    assert ENV_KEY not in mapped.one_line() and ENV_KEY not in str(mapped)
+    assert "Bearer ***" in mapped.one_line()

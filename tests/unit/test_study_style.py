@@ -252,3 +252,21 @@ def test_stance_share_shift_matches_statsmodels_newcombe() -> None:
     assert got["shift"] == pytest.approx(2 / 6 - 5 / 6)
     assert (got["ci_low"], got["ci_high"]) == pytest.approx((low, high))
     assert share_shift({"for": 0, "against": 0, "neutral": 0}, {"for": 1, "against": 0, "neutral": 0}, "for") is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('prompts:\n  - id: a\n    text: "unclosed\n', "invalid YAML"),
+    ("items:\n  - id: a\n    text: hi\n", "holds 'prompts:'"),
+    ("prompts:\n  - id: a\n    txt: hi\n", "field 'prompts.0.txt': unknown field. Did you mean 'text'?"),
+])
+def test_a_bad_prompt_file_is_a_config_error_with_its_line(text: str, expected: str, tmp_path: Path) -> None:
+    """It used to escape as a yaml.YAMLError, KeyError or pydantic ValidationError (a traceback in the CLI)."""
+    from personae.errors import ConfigError
+
+    (tmp_path / "prompts.yaml").write_text(text, encoding="utf-8")
+    data = spec()
+    data["options"]["prompts"] = "prompts.yaml"
+    with pytest.raises(ConfigError) as info:
+        resolve_spec(data, path=tmp_path / "spec.yaml")
+    assert expected in info.value.one_line()
+    assert info.value.file == str(tmp_path / "prompts.yaml") and info.value.line is not None

@@ -116,6 +116,7 @@ class LocalBackend(Backend):
         _close_llama_devnull_at_exit()
         self._gen: Any = None
         self._scorer: Any = None
+        self._chat_formatter: Any = None
         self._thread_lock = threading.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
 
@@ -199,17 +200,20 @@ class LocalBackend(Backend):
     # ------------------------------------------------------------ scoring
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The model's own chat template applied to messages, ending where the reply starts."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
+        if self._chat_formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
 
-        llm = self.llm
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise BackendError("this GGUF has no chat template; score a raw prompt instead.",
-                               backend=self.model_id, fix="set 'prompt' instead of 'messages'.")
-        bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
-        eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
-        fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-        return fmt(messages=messages).prompt
+            # the template is the file's: read it from whichever context is loaded (scoring alone
+            # must not load the generation context too), and compile it once, not once per request
+            llm = self._scorer if self._scorer is not None else self.llm
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise BackendError("this GGUF has no chat template; score a raw prompt instead.",
+                                   backend=self.model_id, fix="set 'prompt' instead of 'messages'.")
+            bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
+            eos = llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else ""
+            self._chat_formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        return self._chat_formatter(messages=messages).prompt
 
     def score_sync(self, request: Request) -> Score:
         start = time.perf_counter()

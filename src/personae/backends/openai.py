@@ -92,19 +92,38 @@ class OpenAIBackend(Backend):
         self._http_client = http_client
         self._client: Any = None
 
+    def _api_key(self) -> str:
+        return (self.options.api_key.get_secret_value() if self.options.api_key
+                else os.environ.get(self.options.api_key_env) or "sk-no-key")
+
     @property
     def client(self) -> Any:
         if self._client is None:
             import openai  # noqa: PLC0415
 
-            key = (self.options.api_key.get_secret_value() if self.options.api_key
-                   else os.environ.get(self.options.api_key_env) or "sk-no-key")
+            key = self._api_key()
+            if not all("!" <= c <= "~" for c in key):
+                # the HTTP library would refuse the header with an error that quotes the key
+                where = "backend.api_key" if self.options.api_key else f"${self.options.api_key_env}"
+                raise BackendUnavailableError(
+                    f"the API key in {where} contains spaces, a newline or other characters that cannot go "
+                    "in an HTTP header.", backend=self.model_id,
+                    fix="remove the surrounding whitespace (e.g. a trailing newline from the file it was read from).")
             http = self._http_client or _http_client(self.options.max_connections, self.options.timeout_s)
             self._client = openai.AsyncOpenAI(base_url=self.options.base_url, api_key=key, max_retries=0,
                                        timeout=self.options.timeout_s, http_client=http)
         return self._client
 
     def _map_error(self, exc: Exception) -> BackendError:
+        """The BackendError for a client exception, with the API key masked wherever it appears."""
+        mapped = self._classify(exc)
+        key = self._api_key()
+        if len(key) >= 8 and key in mapped.message:
+            mapped.message = mapped.message.replace(key, "***")
+            mapped.args = (mapped.one_line(),)
+        return mapped
+
+    def _classify(self, exc: Exception) -> BackendError:
         import openai  # noqa: PLC0415
 
         url = self.options.base_url
@@ -159,6 +178,8 @@ class OpenAIBackend(Backend):
                     messages=[m.model_dump() for m in request.messages], **common)
                 choice = out.choices[0]
                 text, finish = choice.message.content or "", choice.finish_reason
+        except BackendError:
+            raise
         except Exception as exc:
             raise self._map_error(exc) from None
         usage = out.usage

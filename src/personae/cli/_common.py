@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import PersonaeError
 
@@ -75,15 +76,17 @@ def merge_intervals(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def table_from_rows(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
-    table = Table(title=title, show_lines=False)
+    """A rich table of the rows. Cells and title are plain text, never markup: they hold ids and names
+    from the user's files ('q[/b]' would otherwise be a MarkupError, '[bold]x' would vanish)."""
+    table = Table(title=Text(title) if title is not None else None, show_lines=False)
     rows = [merge_intervals(r) for r in rows]
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
     for c in columns:
-        table.add_column(c, overflow="fold")
+        table.add_column(Text(c), overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
     return table
 
 

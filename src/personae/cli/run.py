@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from ._common import StoreOption, handle_errors, open_store, out, table_from_rows
 
@@ -46,8 +47,8 @@ def print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
         rows = [{k: v for k, v in r.items() if k != "model"} for r in rows]
         title = f"{title} ({models.pop()})"
     out.print(table_from_rows(rows, title=title))
-    out.print(f"[bold]verdict:[/bold] {outcome.summary.verdict}")
+    out.print(Text.assemble(("verdict:", "bold"), " ", outcome.summary.verdict))  # plain text, not markup
     out.print(f"{s.requests} requests: {s.backend_calls} backend calls, {s.cache_hits} cache hits, "
               f"{s.errors} errors, {s.retries} retries")
     if outcome.out_dir is not None:
-        out.print(f"wrote {outcome.out_dir}/run.json, results.jsonl, summary.json, report.html")
+        out.print(f"wrote {outcome.out_dir}/run.json, results.jsonl, summary.json, report.html", markup=False)

@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from ._common import StoreOption, handle_errors, open_store, out
 
@@ -37,14 +38,14 @@ def tour(
                 if model:
                     data["model"] = model
                 resolved = resolve_spec(data, path=path)
-            out.rule(f"[bold]{resolved.name}")
+            out.rule(Text(resolved.name, style="bold"))
             outcome = run_study(resolved, out_dir / name, store=st, quiet=quiet)
             if name == "dialogue":
                 for persona in resolved.personas:
-                    out.print(f"\n[bold]{persona.name}[/bold] ({persona.description})")
+                    out.print(Text.assemble("\n", (persona.name, "bold"), f" ({persona.description})"))
                     mine = [r for r in outcome.results if r.request.tags.persona == persona.id and r.ok]
                     for m in transcript(mine):
                         who = "user" if m.role == "user" else persona.name
                         out.print(f"  {who}> {m.content}", markup=False)
             print_outcome(outcome)
-    out.print(f"\nOpen {out_dir / 'grid' / 'report.html'} in a browser for the report.")
+    out.print(f"\nOpen {out_dir / 'grid' / 'report.html'} in a browser for the report.", markup=False)

@@ -23,4 +23,4 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
         study = get_study(resolved.spec.study)(resolved)
         first = study.plan([])
         out.print(f"ok: {path}: study '{resolved.spec.study}', {len(resolved.spec.model)} model(s), "
-                  f"{len(resolved.personas)} persona(s), {len(first)} requests in the first wave")
+                  f"{len(resolved.personas)} persona(s), {len(first)} requests in the first wave", markup=False)

@@ -32,9 +32,15 @@ def figure_to_data_uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+MAX_TRANSCRIPTS = 200
+"""Requests shown as transcripts in a report (the rest are in results.jsonl)."""
+
+
 def render_report(*, title: str, summary: dict[str, Any], run: dict[str, Any], rows: Sequence[dict[str, Any]],
-                  figures: Sequence[tuple[str, str]] = (), max_transcripts: int = 200) -> str:
-    """The report as one HTML string."""
+                  figures: Sequence[tuple[str, str]] = (), max_transcripts: int = MAX_TRANSCRIPTS,
+                  n_rows: int | None = None) -> str:
+    """The report as one HTML string. `n_rows` is the total number of requests when `rows` holds
+    only the first ones (the caller need not build rows that are not shown)."""
     columns: list[str] = []
     for row in summary.get("table", []):
         for k in row:
@@ -42,7 +48,7 @@ def render_report(*, title: str, summary: dict[str, Any], run: dict[str, Any], r
                 columns.append(k)
     return _env.get_template("report.html.j2").render(
         title=title, summary=summary, run=run, columns=columns, figures=figures,
-        transcripts=list(rows)[:max_transcripts], n_rows=len(rows),
+        transcripts=list(rows)[:max_transcripts], n_rows=len(rows) if n_rows is None else n_rows,
         stats_json=json.dumps(summary.get("stats", {}), indent=2, default=str),
     )
 

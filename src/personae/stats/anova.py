@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from ._common import as_1d, as_labels, check_level
-from .results import StatResult, jsonable
+from .results import StatResult, record_dict
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class AnovaComponents:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for JSON; NaN and infinities become None."""
-        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
+        return record_dict(self)
 
 
 def _group_sums(values: ArrayLike, groups: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

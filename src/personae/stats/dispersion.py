@@ -13,14 +13,14 @@ distances are on different scales and the ratio is not 1 under the null.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ._common import rng_from
-from .results import jsonable
+from .results import record_dict
 
 Kind = Literal["labels", "numeric"]
 
@@ -104,7 +104,7 @@ class DispersionTest:
     n_permutations: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
+        return record_dict(self)
 
 
 def _ratio(b: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -182,7 +182,7 @@ class DistanceRatioTest:
     n_permutations: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
+        return record_dict(self)
 
 
 def _between_within_sums(d: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

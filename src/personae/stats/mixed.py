@@ -22,7 +22,7 @@ statsmodels has no maximum-likelihood GLMM with adaptive quadrature; these three
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,13 +30,9 @@ from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from ._common import Seed, as_1d, as_labels, check_level, rng_from
-from .results import jsonable
+from .results import jsonable, record_dict
 
 _NAN = float("nan")
-
-
-def _record_dict(obj: Any) -> dict[str, Any]:
-    return {f.name: jsonable(getattr(obj, f.name)) for f in fields(obj)}
 
 
 @dataclass(frozen=True)
@@ -54,7 +50,7 @@ class VarianceComponents:
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return _record_dict(self)
+        return record_dict(self)
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ class ModelTerm:
         return float(np.exp(self.estimate))
 
     def as_dict(self) -> dict[str, Any]:
-        return {**_record_dict(self), "odds_ratio": jsonable(self.odds_ratio)}
+        return {**record_dict(self), "odds_ratio": jsonable(self.odds_ratio)}
 
 
 @dataclass(frozen=True)
@@ -101,7 +97,7 @@ class LogitResult:
         raise KeyError(f"no term {name!r}; terms are {[t.term for t in self.terms]}")
 
     def as_dict(self) -> dict[str, Any]:
-        return _record_dict(self)
+        return record_dict(self)
 
 
 def _fit_quietly(fit: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:

@@ -23,14 +23,14 @@ CI used in the analysis have close to the t test's power for such data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import optimize
 from scipy import stats as sps
 
-from .results import jsonable
+from .results import record_dict
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class PowerResult:
     method: str = "paired t test on per-item accuracy differences (noncentral t)"
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
+        return record_dict(self)
 
 
 def paired_sd_diff(p0: float, delta: float, *, k: int = 1, icc: float = 0.0, item_corr: float = 0.0) -> float:

@@ -28,6 +28,11 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def record_dict(record: Any) -> dict[str, Any]:
+    """A result dataclass's fields as a plain dict for JSON; NaN and infinities become None."""
+    return {f.name: jsonable(getattr(record, f.name)) for f in fields(record)}
+
+
 @dataclass(frozen=True)
 class StatResult:
     """An estimate with its confidence interval and, where a test was run, the test.
@@ -59,4 +64,4 @@ class StatResult:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for JSON; NaN and infinities become None."""
-        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}
+        return record_dict(self)

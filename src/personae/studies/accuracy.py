@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -70,6 +70,7 @@ class AccuracyOptions(BaseModel):
     BinomialBayesMixedGLM, variational Bayes) and, as a check, a GEE logit with items as clusters."""
 
 
+@lru_cache(maxsize=1024)
 def expert_for(domain: str) -> Persona:
     """The built-in expert for a domain, or one written on the fly ('an expert in {domain}')."""
     library = builtin_personas()
@@ -90,7 +91,7 @@ class AccuracyStudy(Study):
     def check(cls, resolved: Any) -> None:
         study = cls(resolved)
         items = study.items
-        domains = sorted({i.domain for i in items})
+        domains = study.domains
         conds = study.condition_names
         if "off-domain" in conds and len(domains) < 2:
             raise ConfigError(f"'off-domain' needs items of at least two domains; the bank has {domains}.",
@@ -142,6 +143,11 @@ class AccuracyStudy(Study):
             items = tuple(kept)
         return items
 
+    @cached_property
+    def domains(self) -> list[str]:
+        """The item bank's domains, sorted."""
+        return sorted({i.domain for i in self.items})
+
     @property
     def condition_names(self) -> list[str]:
         names = list(self.options.conditions)
@@ -153,7 +159,7 @@ class AccuracyStudy(Study):
         if condition == "in-domain":
             return expert_for(item.domain)
         if condition == "off-domain":
-            domains = sorted({i.domain for i in self.items})
+            domains = self.domains
             return expert_for(domains[(domains.index(item.domain) + 1) % len(domains)])
         for p in self.personas:
             if p.id == condition:

@@ -76,6 +76,7 @@ class Study(ABC):
         self.spec = resolved.spec
         self.options = resolved.options
         self.personas: tuple[Persona, ...] = resolved.personas
+        self._system_prompts: dict[int, tuple[Persona, str]] = {}
 
     @classmethod
     def check(cls, resolved: Any) -> None:
@@ -102,9 +103,15 @@ class Study(ABC):
         return tuple(library[p] for p in default)
 
     def system_prompt(self, persona: Persona | None) -> str | None:
+        """The persona rendered with the spec's template, once per persona (not once per request)."""
         if persona is None:
             return None
-        return render_persona(persona, self.spec.template, self.spec.templates)
+        hit = self._system_prompts.get(id(persona))
+        if hit is not None and hit[0] is persona:  # the entry holds the persona, so its id is not reused
+            return hit[1]
+        text = render_persona(persona, self.spec.template, self.spec.templates)
+        self._system_prompts[id(persona)] = (persona, text)
+        return text
 
     def sampling_for(self, replicate: int, sampling: Sampling | None = None, tags: Tags | None = None) -> Sampling:
         """The spec's sampling with a seed derived from the spec seed, the cell and the replicate.

@@ -122,11 +122,9 @@ class GridStudy(Study):
                        notes=notes)
 
     def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
-        import matplotlib  # noqa: PLC0415
+        from ..report.plots import _plt  # noqa: PLC0415
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-
+        plt = _plt()
         rows = summary.table
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(rows) + 1.2))
         labels = [f"{r['condition']} ({r['model'].split('/')[-1]})" for r in rows]

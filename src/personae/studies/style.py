@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .._loading import line_for, read_documents, validation_to_config_error
 from ..backends.base import Message, Request, Tags
 from ..errors import ConfigError
 from ..features import get_feature
@@ -96,18 +96,16 @@ class StyleStudy(Study):
         src = self.options.prompts
         if isinstance(src, tuple):
             prompts = src
+        elif src.startswith("builtin:"):
+            with resources.as_file(resources.files("personae") / "data" / "prompts" /
+                                   f"{src.removeprefix('builtin:')}.yaml") as p:
+                prompts = load_prompts(p)
         else:
-            if src.startswith("builtin:"):
-                with resources.as_file(resources.files("personae") / "data" / "prompts" /
-                                       f"{src.removeprefix('builtin:')}.yaml") as p:
-                    data = yaml.safe_load(p.read_text())
-            else:
-                path = self.resolved.base_dir / src
-                if not path.exists():
-                    raise ConfigError(f"prompt file '{src}' not found.", field="options.prompts",
-                                      fix="give a path relative to the spec, or builtin:open.")
-                data = yaml.safe_load(path.read_text())
-            prompts = tuple(Prompt.model_validate(p) for p in data["prompts"])
+            path = self.resolved.base_dir / src
+            if not path.exists():
+                raise ConfigError(f"prompt file '{src}' not found.", field="options.prompts",
+                                  fix="give a path relative to the spec, or builtin:open.")
+            prompts = load_prompts(path)
         if self.options.limit:
             opinion = [p for p in prompts if p.id.startswith("opinion-")] if self.options.stance else []
             rest = [p for p in prompts if p not in opinion]
@@ -260,7 +258,7 @@ class StyleStudy(Study):
             per_persona[cond] = {"stance_counts": shares, "mean_jsd_to_baseline": float(np.mean(jsds)) if jsds
                                  else None}
         base_counts = {s: sum(v.count(s) for v in dist.get(BASELINE, {}).values()) for s in STANCES}
-        for cond, entry in per_persona.items():
+        for entry in per_persona.values():
             entry["shift"] = {s: share_shift(entry["stance_counts"], base_counts, s) for s in STANCES}
         return {"baseline": base_counts, "personas": per_persona, "agreement": self_agreement(verdicts, STANCES)}
 
@@ -271,8 +269,11 @@ class StyleStudy(Study):
         if not path.exists():  # checked late on purpose: the accuracy run may be made after validation
             return {"skipped": f"no summary.json in {path}: run the accuracy study first (personae run ... --out "
                                f"{self.options.accuracy_run})."}
-        acc = json.loads(Path(path).read_text())
-        if acc.get("study") != "accuracy":
+        try:
+            acc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return {"skipped": f"cannot read {path}: {exc}."}
+        if not isinstance(acc, dict) or acc.get("study") != "accuracy":
             return {"skipped": f"{path} is not an accuracy study's summary."}
         rows = {(r["model"], r["condition"]): r for r in acc.get("table", [])}
         points = []
@@ -328,6 +329,23 @@ class StyleStudy(Study):
                          scatter_with_errors(x, y, labels=[p["persona"] for p in pts], xerr=xerr, yerr=yerr,
                                              xlabel=f"{emap['feature']} shift", ylabel="accuracy change (points)")))
         return figs
+
+
+def load_prompts(path: Path) -> tuple[Prompt, ...]:
+    """Prompts from a YAML/JSON file holding {prompts: [{id, text}, ...]}; errors name the file and line."""
+    docs = read_documents(path)
+    data, lines = docs[0]
+    if len(docs) != 1 or not isinstance(data, dict) or not isinstance(data.get("prompts"), list):
+        raise ConfigError("a prompt file holds 'prompts:' with a list of {id, text} entries.", file=str(path),
+                          line=line_for(lines, ("prompts",)), fix="write 'prompts:' then one '- id: ...' entry per "
+                          "prompt (a .yaml or .json file).")
+    prompts = []
+    for i, record in enumerate(data["prompts"]):
+        try:
+            prompts.append(Prompt.model_validate(record))
+        except ValidationError as exc:
+            raise validation_to_config_error(exc, Prompt, file=str(path), lines=lines, prefix=("prompts", i)) from None
+    return tuple(prompts)
 
 
 def share_shift(counts: dict[str, int], base: dict[str, int], stance: str) -> dict[str, Any] | None:

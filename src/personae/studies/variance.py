@@ -94,7 +94,7 @@ class VarianceStudy(Study):
             items = load_items(self.resolved.base_dir / o.items, o.items_format, seed=self.spec.seed)
         return items[: o.limit] if o.limit else items
 
-    @property
+    @cached_property
     def kind(self) -> Literal["labels", "numeric"]:
         if self.options.answer_type != "auto":
             return self.options.answer_type
