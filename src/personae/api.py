@@ -55,9 +55,15 @@ def clean_json(value: Any) -> Any:
 
 
 def redact(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Backend options for run.json: anything that looks like a secret is replaced."""
-    return {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) and not k.endswith("_env") else v)
-            for k, v in options.items()}
+    """Backend options for run.json: secret-looking keys are replaced, and so are credentials in URLs."""
+    from .backends.openai import without_credentials  # noqa: PLC0415
+
+    def clean(k: str, v: Any) -> Any:
+        if any(w in k.lower() for w in _SECRET_WORDS) and not k.endswith("_env"):
+            return "***"
+        return without_credentials(v) if isinstance(v, str) and "://" in v else v
+
+    return {k: clean(k, v) for k, v in options.items()}
 
 
 def git_revision() -> str | None:
@@ -164,7 +170,16 @@ async def run_study_async(
                 rows_file.close()
             for b in made.values():
                 await b.aclose()
-    summary = study.analyze(results)
+    try:
+        summary = study.analyze(results)
+    except BaseException as exc:  # every result is in the store; say so in run.json before raising
+        run.update(status="analysis_failed", finished_at=_now(), counts=runner.stats.as_dict(),
+                   error=f"{type(exc).__name__}: {exc}")
+        if out is not None:
+            _write_json(out / "run.json", run)
+        if own_store:
+            store.close()
+        raise
     run.update(status="complete", finished_at=_now(), counts=runner.stats.as_dict(),
                tokens={"prompt": runner.stats.prompt_tokens, "completion": runner.stats.completion_tokens})
     store.finish_run(run_id, {"status": "complete", "counts": runner.stats.as_dict()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import httpx2
@@ -89,3 +90,26 @@ def test_backend_error_messages_mask_the_key(monkeypatch: pytest.MonkeyPatch) ->
     mapped = backend._map_error(RuntimeError(f"header 'Bearer {ENV_KEY}' refused"))
     assert ENV_KEY not in mapped.one_line() and ENV_KEY not in str(mapped)
     assert "Bearer ***" in mapped.one_line()
+
+
+def test_credentials_in_a_base_url_are_masked_in_run_json_and_errors(tmp_path: Path) -> None:
+    """A base_url like http://user:pass@host/v1 must not reach run.json or error rows."""
+    import socket
+
+    from personae.runner import RunAborted
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://alice:hunter2-pass@127.0.0.1:{port}/v1"
+    spec = {"study": "grid", "model": "openai/m", "backend": {"base_url": url},
+            "concurrency": {"retry": {"max_attempts": 1, "base_delay_s": 0}},
+            "options": {"questions": ["Hi?"], "include_baseline": True}}
+    out = tmp_path / "run"
+    with pytest.raises(RunAborted) as err:
+        run_study(resolve_spec(spec), out)
+    assert "hunter2-pass" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
+    store = Path(os.environ["PERSONAE_STORE"])
+    for path in [*out.iterdir(), *store.parent.glob(store.name + "*")]:
+        assert b"hunter2-pass" not in path.read_bytes(), path
+    assert json.loads((out / "run.json").read_text())["spec"]["backend"]["base_url"].startswith("http://***@")

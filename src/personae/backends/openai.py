@@ -19,6 +19,7 @@ import itertools
 import os
 import time
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -66,6 +67,18 @@ def _http_client(max_connections: int, timeout: float) -> Any:
     http_mod = importlib.import_module(base.__module__.split(".")[0])
     limits = http_mod.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     return openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout)
+
+
+def without_credentials(url: str | None) -> str | None:
+    """A URL with any user:password part replaced, for run.json and reports."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def chatml(messages: list[dict[str, str]]) -> str:
@@ -126,7 +139,7 @@ class OpenAIBackend(Backend):
     def _classify(self, exc: Exception) -> BackendError:
         import openai  # noqa: PLC0415
 
-        url = self.options.base_url
+        url = without_credentials(self.options.base_url)
         if isinstance(exc, openai.APITimeoutError):
             return TransientBackendError(f"request to {url} timed out.", backend=self.model_id)
         if isinstance(exc, openai.APIConnectionError):
@@ -223,7 +236,8 @@ class OpenAIBackend(Backend):
                                       backend=self.model_id, offsets=offsets, text_chars=text_chars)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "base_url": self.options.base_url, "scoring": self.options.scoring}
+        return {**super().describe(), "base_url": without_credentials(self.options.base_url),
+                "scoring": self.options.scoring}
 
     async def aclose(self) -> None:
         if self._client is not None:

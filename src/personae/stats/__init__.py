@@ -6,7 +6,7 @@ dataclasses with ``as_dict()`` for JSON; bad arguments raise ``ValueError`` nami
 
 from .agreement import category_counts, fleiss_kappa, unanimous_share
 from .anova import AnovaComponents, icc1, one_way_anova_components
-from .bootstrap import bootstrap_ci, bootstrap_pairs, paired_bootstrap
+from .bootstrap import SMALL_SAMPLE, bootstrap_ci, bootstrap_pairs, paired_bootstrap, paired_difference_ci
 from .contingency import fisher_exact, odds_ratio_ci, risk_ratio, two_by_two
 from .correlation import correlation, kendall, pearson, spearman
 from .descriptive import Estimate, mean_ci
@@ -27,7 +27,9 @@ __all__ = [
     "PowerResult",
     "StatResult",
     "VarianceComponents",
+    "SMALL_SAMPLE",
     "bootstrap_ci",
+    "paired_difference_ci",
     "bootstrap_pairs",
     "category_counts",
     "cohens_d",

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import stats as sps
 from scipy.special import ndtr, ndtri
 
 from ._common import Seed, as_1d, as_paired, check_level, check_resamples, rng_from, vectorized
@@ -150,3 +151,26 @@ def bootstrap_pairs(statistic: Statistic, x: ArrayLike, y: ArrayLike, *, seed: S
     return bootstrap_statistic(vectorized(statistic), [u, v], n_resamples=n_resamples, seed=seed,
                                level=level, method=method,
                                label=f"{getattr(statistic, '__name__', 'statistic')}(x, y) over pairs")
+
+
+SMALL_SAMPLE = 30
+"""Below this many paired units, `paired_difference_ci` uses the Student-t interval."""
+
+
+def paired_difference_ci(a: ArrayLike, b: ArrayLike, *, seed: Seed, n_resamples: int = 10_000,
+                         level: float = 0.95) -> StatResult:
+    """CI of mean(a) - mean(b) over paired units, valid at small n.
+
+    With fewer than SMALL_SAMPLE units the percentile bootstrap is too narrow (in null simulations it
+    excluded 0 in 8-10% of runs at 8-14 units), so the Student-t interval of the paired differences
+    is used; from SMALL_SAMPLE units on, the paired percentile bootstrap. `method` says which.
+    """
+    x, y = as_paired(a, b, min_size=2)
+    if x.size >= SMALL_SAMPLE:
+        return paired_bootstrap(x, y, seed=seed, n_resamples=n_resamples, level=level)
+    d = x - y
+    est = float(d.mean())
+    se = float(d.std(ddof=1)) / np.sqrt(d.size)
+    half = float(sps.t.ppf(0.5 + level / 2, df=d.size - 1)) * se if se > 0 else 0.0
+    return StatResult(est, est - half, est + half, n=int(d.size), level=level, se=se,
+                      method=f"paired Student-t interval ({d.size} units < {SMALL_SAMPLE})")

@@ -29,14 +29,12 @@ from ..items import ItemFormat, MCItem, builtin_items, load_hf_items, load_items
 from ..parsing import letter_grammar, parse_choice
 from ..persona import Attributes, Persona, builtin_personas
 from ..runner import Result
-from ..stats import bootstrap_ci, holm, mcnemar, mean_ci, paired_bootstrap, wilcoxon_signed_rank
+from ..stats import bootstrap_ci, holm, mcnemar, paired_difference_ci, wilcoxon_signed_rank
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
 SPECIAL = ("baseline", "in-domain", "off-domain")
 DEFAULT_CONDITIONS = ("baseline", "in-domain", "off-domain", "layperson", "young-child", "toddler")
-SMALL_SAMPLE = 30
-"""Below this many paired items, CIs are Student-t intervals instead of the percentile bootstrap."""
 INSTRUCTION = ("Answer the following multiple-choice question. Reply with the letter of the correct option only.")
 
 
@@ -284,16 +282,11 @@ def _compare(study: AccuracyStudy, acc: np.ndarray, base: np.ndarray, seed: int)
     a, b = acc[both], base[both]
     if both.sum() < 2:
         return {"paired_items": int(both.sum())}
-    if both.sum() >= SMALL_SAMPLE:
-        ci = paired_bootstrap(a, b, seed=seed, n_resamples=study.options.n_bootstrap)
-        method = f"paired percentile bootstrap over items ({study.options.n_bootstrap} resamples)"
-    else:  # the percentile bootstrap is too narrow with few items (8% null coverage failures at 14 items)
-        ci = mean_ci(a - b)
-        method = "paired t-interval over items (fewer than 30 items)"
+    ci = paired_difference_ci(a, b, seed=seed, n_resamples=study.options.n_bootstrap)
     wil = wilcoxon_signed_rank(a, b)
     mc = mcnemar(a > 0.5, b > 0.5)
     return {"paired_items": int(both.sum()), "diff": float(np.mean(a - b)), "diff_ci_low": ci.ci_low,
-            "diff_ci_high": ci.ci_high, "diff_ci_method": method, "p_wilcoxon": wil.p_value,
+            "diff_ci_high": ci.ci_high, "diff_ci_method": ci.method, "p_wilcoxon": wil.p_value,
             "p_mcnemar": mc.p_value, "wilcoxon": wil.as_dict(), "mcnemar": mc.as_dict()}
 
 

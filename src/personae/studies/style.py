@@ -30,9 +30,9 @@ from ..features import get_feature
 from ..judge import JudgeOptions, judge_requests, majority, parse_verdict, self_agreement
 from ..persona import Persona
 from ..runner import Result
-from ..stats import jensen_shannon, mean_ci, paired_bootstrap
+from ..stats import jensen_shannon, paired_difference_ci
 from ..stats.dispersion import distance_ratio_test
-from .base import Prompt, Study, Summary, count_results, prompts_from_strings
+from .base import Prompt, Study, Summary, count_results, derive_seed, prompts_from_strings
 
 BASELINE = "baseline"
 STANCES = ("for", "against", "neutral")
@@ -137,7 +137,7 @@ class StyleStudy(Study):
             if r.ok and q.startswith("opinion-"):
                 content = f"Question: {texts[q]}\nAnswer: {r.text}"
                 reqs += judge_requests(self.options.judge, r.request.model, STANCE_INSTRUCTION, content,
-                                       field="stance", labels=STANCES, seed=self.spec.seed,
+                                       field="stance", labels=STANCES, seed=derive_seed(self.spec.seed, r.key),
                                        tags=Tags(persona=r.request.tags.persona, item=q,
                                                  condition=r.request.tags.condition, wave=1,
                                                  extra={"judged": r.key, "run": r.request.replicate,
@@ -192,14 +192,8 @@ class StyleStudy(Study):
             return {"prompts": len(prompts)}
         per = np.array([np.mean(values[(f, cond, q)]) for q in prompts])
         base = np.array([np.mean(values[(f, BASELINE, q)]) for q in prompts])
-        # few prompts: a paired t-interval over prompts (the percentile bootstrap is too narrow below ~30
-        # units: it excluded 0 in 9.5% of null simulations with 8 prompts); the bootstrap beyond that
-        if len(prompts) < 30:
-            est = mean_ci(per - base)
-            low, high, method = est.ci_low, est.ci_high, "paired t-interval over prompts"
-        else:
-            boot = paired_bootstrap(per, base, seed=seed, n_resamples=self.options.n_bootstrap)
-            low, high, method = boot.ci_low, boot.ci_high, "paired percentile bootstrap over prompts"
+        ci = paired_difference_ci(per, base, seed=seed, n_resamples=self.options.n_bootstrap)
+        low, high, method = ci.ci_low, ci.ci_high, ci.method
         shift = float(np.mean(per - base))
         sds = [np.std(values[(f, cond, q)], ddof=1) for q in prompts if len(values[(f, cond, q)]) > 1]
         noise = float(np.mean(sds)) if sds else float("nan")
