@@ -137,7 +137,7 @@ class StyleStudy(Study):
             if r.ok and q.startswith("opinion-"):
                 content = f"Question: {texts[q]}\nAnswer: {r.text}"
                 reqs += judge_requests(self.options.judge, r.request.model, STANCE_INSTRUCTION, content,
-                                       field="stance", labels=STANCES, seed=derive_seed(self.spec.seed, r.key),
+                                       field="stance", labels=STANCES, seed=derive_seed(self.spec.seed, content),
                                        tags=Tags(persona=r.request.tags.persona, item=q,
                                                  condition=r.request.tags.condition, wave=1,
                                                  extra={"judged": r.key, "run": r.request.replicate,
