@@ -303,6 +303,7 @@ def builtin_items(bank: str = "general") -> tuple[MCItem, ...]:
         return load_items(p)
 
 
+@lru_cache(maxsize=8)  # a spec is checked, then run: download the dataset once per process
 def load_hf_items(name: str, *, split: str = "test", fmt: ItemFormat = "mmlu-pro",
                   limit: int | None = None, seed: int = 0) -> tuple[MCItem, ...]:
     """Items from a Hugging Face dataset (needs `datasets` and a network; never used by default)."""

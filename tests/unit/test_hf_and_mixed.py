@@ -19,6 +19,11 @@ from personae.spec import resolve_spec
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_hf_cache() -> None:
+    load_hf_items.cache_clear()  # the loader caches per process; every test starts from nothing
+
+
 def test_hf_loader_without_datasets_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
     with pytest.raises(ConfigError, match="needs the 'datasets' package"):
@@ -35,7 +40,8 @@ def test_hf_loader_converts_the_mmlu_pro_layout(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     items = load_hf_items("TIGER-Lab/MMLU-Pro", split="validation", limit=2)
-    assert calls == [("TIGER-Lab/MMLU-Pro", "validation")]
+    again = load_hf_items("TIGER-Lab/MMLU-Pro", split="validation", limit=2)  # checking then running a spec
+    assert again is items and calls == [("TIGER-Lab/MMLU-Pro", "validation")]  # downloaded once
     assert [i.id for i in items] == [str(r["question_id"]) for r in records[:2]]
     assert [i.answer for i in items] == [r["answer_index"] for r in records[:2]]
 
