@@ -25,7 +25,7 @@ from .errors import ConfigError, PersonaeError
 from .progress import Progress
 from .report import MAX_TRANSCRIPTS, figure_to_data_uri, write_report
 from .runner import Result, RunAborted, Runner, RunStats
-from .spec import ResolvedSpec
+from .spec import ResolvedSpec, backend_options_for
 from .store import Store
 from .studies import Summary, get_study
 
@@ -55,10 +55,13 @@ def clean_json(value: Any) -> Any:
 
 
 def redact(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Backend options for run.json: secret-looking keys are replaced, and so are credentials in URLs."""
+    """Backend options for run.json: secret-looking keys are replaced, and so are credentials in URLs
+    (nested blocks, such as one per provider, included)."""
     from .backends.openai import without_credentials  # noqa: PLC0415
 
     def clean(k: str, v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return redact(v)
         if any(w in k.lower() for w in _SECRET_WORDS) and not k.endswith("_env"):
             return "***"
         return without_credentials(v) if isinstance(v, str) and "://" in v else v
@@ -105,7 +108,8 @@ async def run_study_async(
     made: dict[str, Backend] = {}
     if backends is None:
         for model in spec.model:
-            made[model] = create_backend(model, spec.backend, file=str(resolved.path) if resolved.path else None)
+            made[model] = create_backend(model, backend_options_for(spec, model),
+                                         file=str(resolved.path) if resolved.path else None)
         backends = made
     out = Path(out_dir) if out_dir is not None else None
     run_id = uuid.uuid4().hex[:12]

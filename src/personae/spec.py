@@ -51,7 +51,8 @@ class StudySpec(BaseModel):
     model: tuple[str, ...] = Field(min_length=1)
     """One model id or a list, e.g. local/smollm2-135m, openai/MODEL, fake/test."""
     backend: dict[str, Any] = Field(default_factory=dict)
-    """Backend options (checked against the backend's option model)."""
+    """Backend options (checked against the backend's option model), or one block per provider:
+    `{openai: {base_url: ...}, local: {n_ctx: 4096}}`."""
     personas: tuple[Any, ...] = ()
     """Personas: 'builtin:ID', a file path (relative to the spec), or an inline mapping."""
     template: str = "you-are"
@@ -235,6 +236,22 @@ def _check_template(spec: StudySpec, personas: tuple[Persona, ...], file: str | 
             raise ConfigError(exc.detail, file=file, line=line, field=field, fix=exc.fix) from None
 
 
+def _is_per_provider(backend: dict[str, Any]) -> bool:
+    from .backends import PROVIDERS  # noqa: PLC0415
+
+    return bool(backend) and set(backend) <= set(PROVIDERS) and all(isinstance(v, dict) for v in backend.values())
+
+
+def backend_options_for(spec: StudySpec, model: str) -> dict[str, Any]:
+    """The backend options of one model: `backend:` itself, or its entry for the model's provider
+    when `backend:` is keyed by provider (`backend: {openai: {base_url: ...}, local: {n_ctx: 4096}}`),
+    so that one spec can compare models behind different providers."""
+    if _is_per_provider(spec.backend):
+        provider, _ = parse_model_id(model)
+        return dict(spec.backend.get(provider, {}))
+    return dict(spec.backend)
+
+
 def _check_backend_options(spec: StudySpec, file: str | None, lines: LineMap) -> None:
     """Validate backend options for every model without contacting any server.
 
@@ -248,10 +265,12 @@ def _check_backend_options(spec: StudySpec, file: str | None, lines: LineMap) ->
     for model in spec.model:
         provider, _ = parse_model_id(model)
         opts_cls = options_model(provider)
+        per_provider = _is_per_provider(spec.backend)
         try:
-            opts = opts_cls.model_validate(spec.backend)
+            opts = opts_cls.model_validate(backend_options_for(spec, model))
         except ValidationError as exc:
-            raise validation_to_config_error(exc, opts_cls, file=file, lines=lines, prefix=("backend",)) from None
+            prefix = ("backend", provider) if per_provider else ("backend",)
+            raise validation_to_config_error(exc, opts_cls, file=file, lines=lines, prefix=prefix) from None
         check = getattr(importlib.import_module(PROVIDERS[provider][0]), "check_options", None)
         if check is None:
             continue
@@ -262,4 +281,5 @@ def _check_backend_options(spec: StudySpec, file: str | None, lines: LineMap) ->
                               field=exc.field, fix=exc.fix) from None
 
 
-__all__ = ["StudySpec", "ResolvedSpec", "ConcurrencySpec", "load_spec", "resolve_spec", "create_backend"]
+__all__ = ["StudySpec", "ResolvedSpec", "ConcurrencySpec", "backend_options_for", "load_spec", "resolve_spec",
+           "create_backend"]

@@ -113,3 +113,10 @@ def test_credentials_in_a_base_url_are_masked_in_run_json_and_errors(tmp_path: P
     for path in [*out.iterdir(), *store.parent.glob(store.name + "*")]:
         assert b"hunter2-pass" not in path.read_bytes(), path
     assert json.loads((out / "run.json").read_text())["spec"]["backend"]["base_url"].startswith("http://***@")
+
+
+def test_per_provider_backend_blocks_are_redacted_too() -> None:
+    from personae.api import redact
+
+    got = redact({"openai": {"base_url": "http://u:p4ss@127.0.0.1:1/v1", "api_key": "sk-x"}, "local": {"n_ctx": 4}})
+    assert got == {"openai": {"base_url": "http://***@127.0.0.1:1/v1", "api_key": "***"}, "local": {"n_ctx": 4}}

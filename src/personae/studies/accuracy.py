@@ -29,6 +29,7 @@ from ..items import ItemFormat, MCItem, builtin_items, load_hf_items, load_items
 from ..parsing import letter_grammar, parse_choice
 from ..persona import Attributes, Persona, builtin_personas
 from ..runner import Result
+from ..spec import backend_options_for
 from ..stats import bootstrap_ci, holm, mcnemar, paired_difference_ci, wilcoxon_signed_rank
 from .base import Study, Summary, count_results
 
@@ -109,7 +110,7 @@ class AccuracyStudy(Study):
                                   fix="use baseline, in-domain, off-domain or a built-in persona id.")
         if resolved.options.mode == "logprob":
             for m in resolved.spec.model:
-                if m.startswith("openai/") and resolved.spec.backend.get("scoring", "none") == "none":
+                if m.startswith("openai/") and backend_options_for(resolved.spec, m).get("scoring", "none") == "none":
                     raise ConfigError(f"mode 'logprob' needs a backend that scores text; {m} has scoring: none.",
                                       field="options.mode",
                                       fix="use mode: generate, or backend.scoring: prompt_logprobs (vLLM).")
