@@ -194,7 +194,7 @@ async def run_study_async(
         figures = [(caption, figure_to_data_uri(fig)) for caption, fig in study.figures(results, summary)]
         write_report(out / "report.html", title=resolved.name, summary=clean_json(summary.model_dump(mode="json")),
                      run=run, rows=[r.to_row() for r in results[:MAX_TRANSCRIPTS]], n_rows=len(results),
-                     figures=figures)
+                     figures=figures, display_columns=study.display_columns)
         _write_json(out / "run.json", run)
     return RunOutcome(summary=summary, results=results, stats=runner.stats, out_dir=out, run=run)
 

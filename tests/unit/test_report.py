@@ -5,10 +5,13 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
+
 from personae.api import run_study
 from personae.backends.base import Request
 from personae.backends.fake import FakeBackend, hash_reply
 from personae.report import render_report
+from personae.report.tables import column_names, display_rows, merge_intervals
 from personae.spec import load_spec
 
 from .helpers import grid_spec, read_json, write_spec
@@ -63,12 +66,20 @@ def test_model_output_is_escaped_and_summary_table_is_present(tmp_path: Path) ->
     parser.feed(html)
     assert "script" not in parser.tags
     summary = read_json(out / "summary.json")
+    # the first table is what people read: one model, so no model column; one CI column; 3 decimals
+    shown = display_rows(summary["table"], None)
     table = parser.tables[0]
     header, rows = table[0], table[1:]
-    assert header == list(summary["table"][0].keys())
+    assert header == column_names(shown) and "model" not in header and "95% CI" in header
     assert len(rows) == len(summary["table"]) == 2  # baseline + pirate-captain
-    for cells, expected in zip(rows, summary["table"]):
-        assert cells == ["" if v is None else str(v) for v in expected.values()]
+    for cells, raw in zip(rows, summary["table"]):
+        by_name = dict(zip(header, cells))
+        assert by_name["condition"] == raw["condition"]
+        assert float(by_name["mean_words"]) == pytest.approx(raw["mean_words"], abs=5e-4)
+        assert by_name["95% CI"] == f"[{raw['ci_low']:.3f}, {raw['ci_high']:.3f}]"
+    # every column of summary.json is in the full table (model included), CIs merged
+    full_header = parser.tables[1][0]
+    assert set(full_header) == set(column_names([merge_intervals(r) for r in summary["table"]]))
     assert summary["verdict"] in html
     assert "<img src=\"data:image/png;base64," in html  # the figure is embedded
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import PersonaeError
+from ..report.tables import cell, column_names, merge_intervals
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,43 +51,16 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _cell(value: Any) -> str:
-    """Table text: floats to 3 decimals (or 3 significant digits when tiny), None as blank."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if value != value:
-            return ""
-        return f"{value:.3f}" if abs(value) >= 0.001 or value == 0 else f"{value:.2g}"
-    return str(value)
-
-
-def merge_intervals(row: dict[str, Any]) -> dict[str, Any]:
-    """X_ci_low and X_ci_high (or ci_low and ci_high) become one column 'X 95% CI'."""
-    merged: dict[str, Any] = {}
-    for k, v in row.items():
-        if k.endswith("ci_low"):
-            stem = k[: -len("ci_low")]
-            hi = row.get(stem + "ci_high")
-            label = (stem.rstrip("_") + " 95% CI").strip()
-            merged[label] = None if v is None or hi is None else f"[{_cell(v)}, {_cell(hi)}]"
-        elif not k.endswith("ci_high"):
-            merged[k] = v
-    return merged
-
-
 def table_from_rows(rows: Sequence[dict[str, Any]], title: str | None = None) -> Table:
     """A rich table of the rows. Cells and title are plain text, never markup: they hold ids and names
     from the user's files ('q[/b]' would otherwise be a MarkupError, '[bold]x' would vanish)."""
     table = Table(title=Text(title) if title is not None else None, show_lines=False)
     rows = [merge_intervals(r) for r in rows]
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
+    columns = column_names(rows)
     for c in columns:
         table.add_column(Text(c), overflow="fold")
     for row in rows:
-        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
+        table.add_row(*(Text(cell(row.get(c))) for c in columns))
     return table
 
 

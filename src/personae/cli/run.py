@@ -36,15 +36,14 @@ def run(
 def print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
     from ..studies import get_study  # noqa: PLC0415
 
+    from ..report.tables import display_rows  # noqa: PLC0415
+
     s = outcome.stats
-    rows = outcome.summary.table
-    shown = get_study(outcome.summary.study).display_columns
-    if shown:  # the terminal gets the key columns; summary.json and the report have them all
-        rows = [{k: r.get(k) for k in ("model", *shown) if k in r or k in shown} for r in rows]
+    table = outcome.summary.table
+    rows = display_rows(table, get_study(outcome.summary.study).display_columns)
     title = outcome.run["title"]
-    models = {r.get("model") for r in rows}
+    models = {r.get("model") for r in table}
     if len(models) == 1 and None not in models:  # one model: say it once, in the title
-        rows = [{k: v for k, v in r.items() if k != "model"} for r in rows]
         title = f"{title} ({models.pop()})"
     out.print(table_from_rows(rows, title=title))
     out.print(Text.assemble(("verdict:", "bold"), " ", outcome.summary.verdict))  # plain text, not markup

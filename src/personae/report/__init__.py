@@ -15,6 +15,8 @@ from typing import Any
 
 import jinja2
 
+from .tables import cell, column_names, display_rows, merge_intervals
+
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("personae", "report/templates"),
     autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
@@ -38,16 +40,15 @@ MAX_TRANSCRIPTS = 200
 
 def render_report(*, title: str, summary: dict[str, Any], run: dict[str, Any], rows: Sequence[dict[str, Any]],
                   figures: Sequence[tuple[str, str]] = (), max_transcripts: int = MAX_TRANSCRIPTS,
-                  n_rows: int | None = None) -> str:
+                  n_rows: int | None = None, display_columns: Sequence[str] | None = None) -> str:
     """The report as one HTML string. `n_rows` is the total number of requests when `rows` holds
     only the first ones (the caller need not build rows that are not shown)."""
-    columns: list[str] = []
-    for row in summary.get("table", []):
-        for k in row:
-            if k not in columns:
-                columns.append(k)
+    table = summary.get("table", [])
+    shown = display_rows(table, display_columns)
+    full = [merge_intervals(r) for r in table]
     return _env.get_template("report.html.j2").render(
-        title=title, summary=summary, run=run, columns=columns, figures=figures,
+        title=title, summary=summary, run=run, figures=figures, cell=cell,
+        shown=shown, shown_columns=column_names(shown), full=full, full_columns=column_names(full),
         transcripts=list(rows)[:max_transcripts], n_rows=len(rows) if n_rows is None else n_rows,
         stats_json=json.dumps(summary.get("stats", {}), indent=2, default=str),
     )

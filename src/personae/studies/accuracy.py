@@ -366,14 +366,16 @@ def _verdict(table: list[dict[str, Any]], chance: float) -> str:
             head += (f"baseline accuracy {base['accuracy']:.2f} is not above chance ({chance:.2f}), so persona "
                      "effects on correctness cannot show here. ")
         if not sig:
-            parts.append(head + "no persona condition changed accuracy significantly (Holm-adjusted Wilcoxon, "
+            parts.append(head + ("No" if head.endswith(". ") else "no") + " persona condition changed accuracy "
+                         "significantly (Holm-adjusted Wilcoxon, "
                          "alpha 0.05).")
         else:
             desc = ", ".join(f"{r['condition']} {100 * r['diff']:+.1f} points [{100 * r['diff_ci_low']:+.1f}, "
                              f"{100 * r['diff_ci_high']:+.1f}]" for r in sig)
             tail = (f" ({', '.join(r['condition'] for r in noise)} within the run-to-run noise floor)" if noise
                     else "")
-            parts.append(head + f"accuracy changed significantly for {desc}{tail}; other conditions did not.")
+            parts.append(head + ("Accuracy" if head.endswith(". ") else "accuracy")
+                         + f" changed significantly for {desc}{tail}; other conditions did not.")
     return " ".join(parts)
 
 
