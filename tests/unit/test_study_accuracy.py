@@ -234,3 +234,12 @@ def test_no_persona_effect_false_positive_rate_over_200_simulated_nulls() -> Non
     assert per_flagged / n_tests <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / n_tests)
 
 
+
+
+def test_a_model_that_never_gives_a_letter_gets_a_verdict_that_says_so(tmp_path: Path) -> None:
+    spec = resolve_spec({"study": "accuracy", "model": "fake/x", "replicates": 2,
+                         "options": {"conditions": ["baseline", "toddler"], "limit": 2, "n_bootstrap": 1000}})
+    outcome = run_study(spec, tmp_path / "run", backends={"fake/x": FakeBackend("fake/x", responder=lambda r: "Hmm.")})
+    assert all(r["parse_failure_rate"] == 1.0 and r["accuracy"] is None for r in outcome.summary.table)
+    assert "no answer could be parsed" in outcome.summary.verdict
+    assert outcome.summary.counts["parse_failures"] == outcome.summary.counts["requests"]

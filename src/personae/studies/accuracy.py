@@ -362,8 +362,16 @@ def _verdict(table: list[dict[str, Any]], chance: float) -> str:
         sig = [r for r in rows if r.get("p_wilcoxon_holm") is not None and r["p_wilcoxon_holm"] < 0.05]
         noise = [r for r in sig if r.get("run_to_run_sd") and abs(r["diff"]) <= r["run_to_run_sd"]]
         head = f"{model}: "
+        rates = [r["parse_failure_rate"] for r in rows if r.get("parse_failure_rate") is not None]
+        if rates and min(rates) >= 1.0:
+            parts.append(head + "no answer could be parsed (the model never gave an option letter), so there is "
+                         "nothing to compare; use mode: logprob, constrained: true, or a stronger model.")
+            continue
+        if rates and max(rates) > 0.5:
+            head += (f"up to {max(rates):.0%} of answers could not be parsed in a condition (counted, not scored "
+                     "wrong); read the accuracies with that in mind. ")
         if base and base["accuracy"] is not None and base["ci_low"] is not None and base["ci_low"] <= chance:
-            head += (f"baseline accuracy {base['accuracy']:.2f} is not above chance ({chance:.2f}), so persona "
+            head += (f"{'B' if head.endswith(': ') else 'b'}aseline accuracy {base['accuracy']:.2f} is not above chance ({chance:.2f}), so persona "
                      "effects on correctness cannot show here. ")
         if not sig:
             parts.append(head + ("No" if head.endswith(". ") else "no") + " persona condition changed accuracy "
