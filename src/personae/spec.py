@@ -13,7 +13,7 @@ A spec names a study, one or more models, personas, sampling and the study's own
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,13 +211,15 @@ def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None =
     return resolved
 
 
-def load_spec(path: str | Path) -> ResolvedSpec:
-    """Read and validate a spec file (YAML or JSON)."""
+def load_spec(path: str | Path, *, models: Sequence[str] = ()) -> ResolvedSpec:
+    """Read and validate a spec file (YAML or JSON); `models` replaces the spec's `model:`."""
     path = Path(path)
     docs = read_documents(path)
     if len(docs) != 1:
         raise ConfigError("a spec file holds one spec.", file=str(path), fix="use .yaml or .json, not .jsonl.")
     data, lines = docs[0]
+    if models and isinstance(data, Mapping):
+        data = {**data, "model": list(models)}
     return resolve_spec(data, path=path, lines=lines)
 
 

@@ -146,3 +146,16 @@ def test_chat_keeps_history_and_reset_clears_it(cli: CliRunner, isolated_store: 
         requests = [json.loads(r) for _, _, r, _ in st.iter_results()]
     users = sorted([m["content"] for m in r["messages"] if m["role"] == "user"] for r in requests)
     assert users == [["one"], ["one", "two"], ["three"]]
+
+
+def test_run_model_option_replaces_the_spec_models(tmp_path: Path) -> None:
+    """`personae run SPEC -m fake/a -m fake/b` runs the spec on those models instead."""
+    spec_path = write_spec(tmp_path, grid_spec(["Hi?"], replicates=1))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(spec_path), "--out", str(out), "-q", "-m", "fake/a", "-m", "fake/b"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["models"] == ["fake/a", "fake/b"]
+    assert {r["model"] for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())} == {"fake/a", "fake/b"}
+    bad = CliRunner().invoke(app, ["run", str(spec_path), "--out", str(out), "-q", "-m", "lcoal/x"])
+    assert bad.exit_code == 2 and "local/x" in bad.output

@@ -16,6 +16,8 @@ def run(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
     store: Path = StoreOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="PERSONAE_QUIET", help="No progress bar."),
+    model: list[str] = typer.Option([], "--model", "-m",
+                                    help="Run on this model instead of the spec's (repeat for several)."),
 ) -> None:
     """Run a study spec and write DIR/run.json, results.jsonl, summary.json and report.html.
 
@@ -23,11 +25,12 @@ def run(
     stopped.
 
     Example: personae run examples/grid.yaml --out runs/grid
+    Example: personae run examples/accuracy.yaml -m openai/qwen2.5-7b --out runs/acc-qwen
     """
     from ..api import run_study  # noqa: PLC0415
     from ..spec import load_spec  # noqa: PLC0415
 
-    resolved = load_spec(spec)
+    resolved = load_spec(spec, models=model)
     with open_store(store) as st:
         outcome = run_study(resolved, out_dir, store=st, quiet=quiet)
     print_outcome(outcome)
