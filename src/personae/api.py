@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import json
-import math
 import subprocess
 import uuid
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._json import jsonable
 from .backends import create_backend
 from .backends.base import Backend
 from .errors import ConfigError, PersonaeError
@@ -41,17 +41,6 @@ class RunOutcome:
     stats: RunStats
     out_dir: Path | None
     run: dict[str, Any]
-
-
-def clean_json(value: Any) -> Any:
-    """NaN and infinities become null so that files are valid JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    return value
 
 
 def redact(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,7 +73,7 @@ def _now() -> str:
 
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(clean_json(data), indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    tmp.write_text(json.dumps(jsonable(data), indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     tmp.replace(path)
 
 
@@ -138,7 +127,7 @@ async def run_study_async(
 
     def on_result(res: Result) -> None:
         if rows_file is not None:
-            rows_file.write(json.dumps(clean_json(res.to_row()), ensure_ascii=False) + "\n")
+            rows_file.write(json.dumps(jsonable(res.to_row()), ensure_ascii=False) + "\n")
             rows_file.flush()
 
     store.start_run(run_id, spec.study, str(out) if out else None, {"spec_file": run["spec_file"]})
@@ -192,7 +181,7 @@ async def run_study_async(
     if out is not None:
         _write_json(out / "summary.json", summary.model_dump(mode="json"))
         figures = [(caption, figure_to_data_uri(fig)) for caption, fig in study.figures(results, summary)]
-        write_report(out / "report.html", title=resolved.name, summary=clean_json(summary.model_dump(mode="json")),
+        write_report(out / "report.html", title=resolved.name, summary=jsonable(summary.model_dump(mode="json")),
                      run=run, rows=[r.to_row() for r in results[:MAX_TRANSCRIPTS]], n_rows=len(results),
                      figures=figures, display_columns=study.display_columns)
         _write_json(out / "run.json", run)

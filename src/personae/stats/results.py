@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
+from .._json import jsonable
 
 NAN = float("nan")
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with non-finite floats (NaN, +-inf) turned into None, recursively, for strict JSON."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    elif isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    return value
 
 
 def record_dict(record: Any) -> dict[str, Any]:

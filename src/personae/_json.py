@@ -1,0 +1,23 @@
+"""Strict JSON values: NaN and infinities become null (used by the run folder and the statistics)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with non-finite floats turned into None, numpy scalars/arrays into Python values, and
+    objects with `as_dict()` into dicts, recursively."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy arrays and scalars
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    return value
