@@ -327,3 +327,15 @@ def load_hf_items(name: str, *, split: str = "test", fmt: ItemFormat = "mmlu-pro
         raise ConfigError(f"a record of '{name}' does not fit the {fmt} layout: {exc}.",
                           fix="set fmt to the dataset's layout.") from None
     return check_unique_items(_parse([(r, (i,)) for i, r in enumerate(recs)], name, None))
+
+
+def resolve_items(ref: str, base_dir: Path, fmt: ItemFormat = "auto", *, seed: int = 0,
+                  hf_split: str = "test") -> tuple[MCItem, ...]:
+    """Items named in a spec: 'builtin:BANK', 'hf:DATASET' (needs `datasets` and a network), or a file
+    path relative to the spec's folder."""
+    if ref.startswith("builtin:"):
+        return builtin_items(ref.removeprefix("builtin:"))
+    if ref.startswith("hf:"):
+        return load_hf_items(ref.removeprefix("hf:"), split=hf_split, fmt="mmlu-pro" if fmt == "auto" else fmt,
+                             seed=seed)
+    return load_items(base_dir / ref, fmt, seed=seed)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..backends.base import Message, Request, Sampling, Tags
 from ..errors import ConfigError
-from ..items import ItemFormat, MCItem, builtin_items, load_hf_items, load_items, normalize_domain
+from ..items import ItemFormat, MCItem, normalize_domain, resolve_items
 from ..parsing import letter_grammar, parse_choice
 from ..persona import Attributes, Persona, builtin_personas
 from ..runner import Result
@@ -119,13 +119,8 @@ class AccuracyStudy(Study):
     @cached_property
     def items(self) -> tuple[MCItem, ...]:
         o = self.options
-        if o.items.startswith("builtin:"):
-            items = builtin_items(o.items.removeprefix("builtin:"))
-        elif o.items.startswith("hf:"):
-            items = load_hf_items(o.items.removeprefix("hf:"), split=o.hf_split,
-                                  fmt=o.items_format if o.items_format != "auto" else "mmlu-pro")
-        else:
-            items = load_items(self.resolved.base_dir / o.items, o.items_format, seed=self.spec.seed)
+        items = resolve_items(o.items, self.resolved.base_dir, o.items_format, seed=self.spec.seed,
+                              hf_split=o.hf_split)
         if o.domains:
             wanted = {normalize_domain(d) for d in o.domains}
             items = tuple(i for i in items if normalize_domain(i.domain) in wanted)

@@ -23,7 +23,7 @@ from scipy import stats as sps
 
 from ..backends.base import Message, Request, Tags
 from ..errors import ConfigError
-from ..items import ItemFormat, MCItem, builtin_items, load_items
+from ..items import ItemFormat, MCItem, resolve_items
 from ..parsing import letter_grammar, parse_choice
 from ..persona import Persona
 from ..runner import Result
@@ -41,7 +41,7 @@ class VarianceOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     items: str = "builtin:opinions"
-    """'builtin:opinions', 'builtin:general', or a file path (relative to the spec)."""
+    """'builtin:opinions', 'builtin:general', a file path (relative to the spec), or 'hf:DATASET'."""
     items_format: ItemFormat = "auto"
     """Layout of the items file (chaosnli for ChaosNLI JSONL with human label counts)."""
     limit: int | None = Field(default=None, ge=1)
@@ -88,10 +88,7 @@ class VarianceStudy(Study):
     @cached_property
     def items(self) -> tuple[MCItem, ...]:
         o = self.options
-        if o.items.startswith("builtin:"):
-            items = builtin_items(o.items.removeprefix("builtin:"))
-        else:
-            items = load_items(self.resolved.base_dir / o.items, o.items_format, seed=self.spec.seed)
+        items = resolve_items(o.items, self.resolved.base_dir, o.items_format, seed=self.spec.seed)
         return items[: o.limit] if o.limit else items
 
     @cached_property
