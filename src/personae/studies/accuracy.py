@@ -29,7 +29,6 @@ from ..items import ItemFormat, MCItem, normalize_domain, resolve_items
 from ..parsing import letter_grammar, parse_choice
 from ..persona import Attributes, Persona, builtin_personas
 from ..runner import Result
-from ..spec import backend_options_for
 from ..stats import bootstrap_ci, holm, mcnemar, paired_difference_ci, wilcoxon_signed_rank
 from .base import Study, Summary, count_results
 
@@ -109,11 +108,7 @@ class AccuracyStudy(Study):
                                   field="options.conditions",
                                   fix="use baseline, in-domain, off-domain or a built-in persona id.")
         if resolved.options.mode == "logprob":
-            for m in resolved.spec.model:
-                if m.startswith("openai/") and backend_options_for(resolved.spec, m).get("scoring", "none") == "none":
-                    raise ConfigError(f"mode 'logprob' needs a backend that scores text; {m} has scoring: none.",
-                                      field="options.mode",
-                                      fix="use mode: generate, or backend.scoring: prompt_logprobs (vLLM).")
+            cls.require_scoring(resolved, "mode 'logprob' (use mode: generate otherwise)", "options.mode")
 
     # ---------------------------------------------------------------- items and conditions
     @cached_property

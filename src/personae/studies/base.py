@@ -82,6 +82,23 @@ class Study(ABC):
     def check(cls, resolved: Any) -> None:
         """Extra validation of a resolved spec (raise ConfigError). Default: nothing."""
 
+    @staticmethod
+    def require_scoring(resolved: Any, why: str, field: str) -> None:
+        """Raise a ConfigError if a model's backend cannot score text (asked of the backend itself,
+        which is created without contacting any server)."""
+        from ..backends import create_backend  # noqa: PLC0415
+        from ..errors import BackendUnavailableError, ConfigError  # noqa: PLC0415
+        from ..spec import backend_options_for  # noqa: PLC0415
+
+        for model in resolved.spec.model:
+            try:
+                backend = create_backend(model, backend_options_for(resolved.spec, model))
+            except BackendUnavailableError:
+                continue  # e.g. no server URL yet: the run itself reports that
+            if not backend.supports_scoring:
+                raise ConfigError(f"{why} needs a backend that scores text, and {model} cannot.", field=field,
+                                  fix="use local/..., or openai/... with backend.scoring: prompt_logprobs (vLLM).")
+
     @abstractmethod
     def plan(self, done: Sequence[Result]) -> list[Request]:
         """The next wave of requests given every result so far; [] when the study is finished."""

@@ -64,6 +64,7 @@ class IndividuationStudy(Study):
 
     @classmethod
     def check(cls, resolved: Any) -> None:
+        cls.require_scoring(resolved, "the individuation study (teacher-forced log-likelihoods)", "model")
         study = cls(resolved)
         if not study.transcripts:
             raise ConfigError("no transcripts.", field="options.data", fix="give a file with at least one record.")
