@@ -41,36 +41,32 @@ def write_spec(folder: Path, data: dict[str, Any], name: str = "spec.yaml") -> P
     return path
 
 
-def grid_spec(questions: Sequence[Any], *, personas: Sequence[Any] = ("builtin:pirate-captain",),
-              replicates: int = 2, backend: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def _spec(study: str, options: dict[str, Any], *, personas: Sequence[Any], replicates: int, seed: int,
+          backend: dict[str, Any] | None) -> dict[str, Any]:
     return {
-        "study": "grid",
+        "study": study,
         "model": MODEL,
         "backend": dict(backend or {}),
         "personas": list(personas),
         "replicates": replicates,
-        "seed": 11,
+        "seed": seed,
         "sampling": {"temperature": 0.7, "max_tokens": 32},
         "concurrency": {"requests": 4, "retry": dict(FAST_RETRY)},
-        "options": {"questions": list(questions)},
-        **extra,
+        "options": options,
     }
+
+
+def grid_spec(questions: Sequence[Any], *, personas: Sequence[Any] = ("builtin:pirate-captain",),
+              replicates: int = 2, backend: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {**_spec("grid", {"questions": list(questions)}, personas=personas, replicates=replicates, seed=11,
+                    backend=backend), **extra}
 
 
 def dialogue_spec(turns: Sequence[str], *, personas: Sequence[Any] = ("builtin:pirate-captain",
                                                                       "builtin:grumpy-farmer"),
                   replicates: int = 2, backend: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "study": "dialogue",
-        "model": MODEL,
-        "backend": dict(backend or {}),
-        "personas": list(personas),
-        "replicates": replicates,
-        "seed": 5,
-        "sampling": {"temperature": 0.7, "max_tokens": 32},
-        "concurrency": {"requests": 4, "retry": dict(FAST_RETRY)},
-        "options": {"user_turns": list(turns)},
-    }
+    return _spec("dialogue", {"user_turns": list(turns)}, personas=personas, replicates=replicates, seed=5,
+                 backend=backend)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
