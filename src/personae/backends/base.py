@@ -51,6 +51,8 @@ class Tags(_Frozen):
     """Study condition label."""
     wave: int = 0
     """Wave number (turn of a dialogue, round of a debate)."""
+    role: str | None = None
+    """The study role that made this call ('judge', 'partner', ...); None for the model under study."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Anything else a study wants back with the result."""
 
