@@ -12,6 +12,7 @@ import datetime as _dt
 import json
 import subprocess
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,15 @@ from typing import Any
 
 from . import __version__
 from ._json import jsonable
-from .backends import create_backend
 from .backends.base import Backend
+from .backends.pool import BackendPool
 from .errors import ConfigError, PersonaeError
+from .executors import Budget, Executor, RunAborted
 from .progress import Progress
 from .report import MAX_TRANSCRIPTS, figure_to_data_uri, write_report
-from .runner import Result, RunAborted, Runner, RunStats
-from .spec import ResolvedSpec, backend_options_for
+from .roles import WEAK_SELF_JUDGE
+from .runner import Result, Runner, RunStats
+from .spec import ResolvedSpec, backend_options_for, role_options
 from .store import Store
 from .studies import Summary, get_study
 
@@ -36,11 +39,14 @@ _SECRET_WORDS = ("key", "token", "secret", "password")
 class RunOutcome:
     """What a finished run returns."""
 
-    summary: Summary
+    summary: Summary | None
+    """None when the run stopped before analysis (a budget)."""
     results: list[Result]
     stats: RunStats
     out_dir: Path | None
     run: dict[str, Any]
+    status: str = "complete"
+    """complete, or stopped (a budget was reached; run again with a larger one to resume)."""
 
 
 def redact(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,115 +83,244 @@ def _write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+class Run:
+    """One run of a study: waves through the cached runner, then analysis and the run folder.
+
+    One exit path: whatever happens (finished, stopped by a budget, aborted, analysis failed),
+    `_finish` records the status in the store and in run.json, and closes what the run opened.
+    """
+
+    def __init__(self, resolved: ResolvedSpec, out_dir: str | Path | None = None, *, store: Store | None = None,
+                 backends: Mapping[str, Backend] | None = None, pool: BackendPool | None = None,
+                 quiet: bool = True, budget: Budget | None = None, executor: Executor | None = None) -> None:
+        self.resolved = resolved
+        self.spec = resolved.spec
+        self.study_cls = get_study(self.spec.study)
+        self.study = self.study_cls(resolved)
+        self.out = Path(out_dir) if out_dir is not None else None
+        self._own_store = store is None
+        self.store = store or Store()
+        self._own_pool = pool is None
+        self.pool = pool or pool_for(resolved, overrides=backends)
+        self.quiet = quiet
+        self.budget = budget or Budget()
+        self.executor = executor
+        self.run_id = uuid.uuid4().hex[:12]
+        self.results: list[Result] = []
+        self.summary: Summary | None = None
+        self.status = "running"
+        self.error: str | None = None
+        self._rows_file: Any = None
+        self._folder_ok = False
+        self.runner: Runner | None = None
+
+    # ---------------------------------------------------------------- metadata
+    def _roles(self) -> dict[str, Any]:
+        out = {}
+        for decl in self.study_cls.roles:
+            bound = self.resolved.roles.get(decl.name)
+            out[decl.name] = {"purpose": decl.purpose, "bound": bound is not None,
+                              "model": bound.model if bound else "(the model under study)",
+                              "backend": redact(bound.options) if bound else None,
+                              "needs_scoring": decl.needs_scoring, "kind": decl.kind}
+        return out
+
+    def _meta(self) -> dict[str, Any]:
+        spec, resolved = self.spec, self.resolved
+        return {
+            "run_id": self.run_id, "status": self.status, "study": spec.study, "title": resolved.name,
+            "spec_file": str(resolved.path) if resolved.path else None, "base_dir": str(resolved.base_dir),
+            "spec": {**spec.model_dump(mode="json"), "backend": redact(spec.backend),
+                     "roles": {k: {**v.model_dump(mode="json"), "backend": redact(v.backend)}
+                               for k, v in spec.roles.items()}},
+            "personas": [p.model_dump(mode="json") for p in resolved.personas],
+            "models": list(spec.model), "roles": self._roles(),
+            "version": __version__, "git_revision": git_revision(), "seed": spec.seed,
+            "store": str(self.store.path), "started_at": _now(), "finished_at": None,
+            "budget": {"max_requests": self.budget.max_requests, "max_tokens": self.budget.max_tokens},
+        }
+
+    # ---------------------------------------------------------------- the run
+    async def execute(self) -> RunOutcome:
+        run = self._meta()
+        self.run = run
+        phase = "waves"
+        try:
+            self._open_folder(run)
+            self.store.start_run(self.run_id, self.spec.study, str(self.out) if self.out else None, run)
+            with Progress(enabled=not self.quiet) as progress:
+                self.runner = runner = Runner(
+                    self.pool, self.store, concurrency=self.spec.concurrency.requests,
+                    retry=self.spec.concurrency.retry, run_id=self.run_id, progress=progress, seed=self.spec.seed,
+                    on_result=self._write_row, budget=self.budget, executor=self.executor)
+                await self._waves(runner)
+            if runner.stopped:
+                self.status = "stopped"
+            else:
+                phase = "analysis"
+                self.summary = self._analyze()
+                self.status = "complete"
+        except BaseException as exc:
+            self.status = "analysis_failed" if phase == "analysis" else "aborted"
+            if phase == "analysis":
+                self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            await self._finish(run)
+        return RunOutcome(summary=self.summary, results=self.results, stats=self.runner.stats, out_dir=self.out,
+                          run=run, status=self.status)
+
+    async def _waves(self, runner: Runner) -> None:
+        study, spec = self.study, self.spec
+        for wave in range(study.max_waves):
+            requests = study.plan(self.results)
+            if not requests:
+                return
+            label = f"{spec.study} wave {wave + 1}" if wave else spec.study
+            got = await runner.run(requests, label=label)
+            self.store.add_run_items(self.run_id, len(self.results), [
+                (r.key, r.error_id, r.request.tags.wave, r.request.tags.model_dump_json()) for r in got])
+            self.results.extend(got)
+            if runner.stopped:
+                return
+            if self.results and not any(r.ok for r in self.results):  # nothing works: stop with the cause
+                last = self.results[-1].error or "unknown error"
+                raise RunAborted(f"stopped: all {len(self.results)} requests failed (nothing is lost: run the same "
+                                 f"command again once fixed). Last error: {last}",
+                                 fix=None if "Fix:" in last else "fix the cause above and run again.")
+        raise PersonaeError(f"the study planned more than {study.max_waves} waves.",
+                            fix="this is a bug in the study's plan(); please report it.")
+
+    def _analyze(self) -> Summary:
+        summary = self.study.analyze(self.results)
+        add_role_notes(self.study, self.results, summary)
+        return summary
+
+    def _open_folder(self, run: dict[str, Any]) -> None:
+        if self.out is None:
+            return
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            previous = _previous_runs(self.out / "run.json")
+            if previous:
+                run["previous_runs"] = previous
+            _write_json(self.out / "run.json", {**run, "counts": RunStats().as_dict()})
+            for stale in ("summary.json", "report.html"):  # the folder's files belong to one run
+                (self.out / stale).unlink(missing_ok=True)
+            self._rows_file = (self.out / "results.jsonl").open("w", encoding="utf-8")
+            self._folder_ok = True
+        except OSError as exc:
+            raise ConfigError(f"cannot write the run folder: {exc.strerror or exc}.", file=str(self.out),
+                              fix="choose another --out folder, or one you may write to.") from None
+
+    def _write_row(self, res: Result) -> None:
+        if self._rows_file is not None:
+            self._rows_file.write(json.dumps(jsonable(res.to_row()), ensure_ascii=False) + "\n")
+            self._rows_file.flush()
+
+    def _totals(self) -> dict[str, Any]:
+        """What the run's results cost, wherever they were computed (a cached re-run computes
+        nothing itself, but its results still came from calls: here they are)."""
+        gens = [r.generation for r in self.results if r.generation is not None]
+        origins = Counter(self.store.result_origins([r.key for r in self.results if r.ok]).values())
+        return {"results": len(self.results), "ok": sum(r.ok for r in self.results),
+                "errors": sum(not r.ok for r in self.results),
+                "prompt_tokens": sum(g.prompt_tokens for g in gens),
+                "completion_tokens": sum(g.completion_tokens for g in gens),
+                "computed_by_run": {str(k): v for k, v in origins.items()}}
+
+    async def _finish(self, run: dict[str, Any]) -> None:
+        try:
+            if self._rows_file is not None:
+                self._rows_file.close()
+            stats = self.runner.stats if self.runner else RunStats()
+            run.update(status=self.status, finished_at=_now(), counts=stats.as_dict(),
+                       tokens={"prompt": stats.prompt_tokens, "completion": stats.completion_tokens})
+            if self.error:
+                run["error"] = self.error
+            if self.status == "stopped":
+                run["stopped"] = "budget"
+                run["budget"] = self.budget.describe()
+            try:
+                run["totals"] = self._totals()
+            except Exception:  # noqa: BLE001 (a store that failed must not hide the run's own error)
+                pass
+            if self.summary is not None:
+                self.store.put_artifact(self.run_id, "summary", "summary",
+                                        content=json.dumps(jsonable(self.summary.model_dump(mode="json"))))
+            self.store.finish_run(self.run_id, {k: run[k] for k in ("status", "finished_at", "counts", "tokens",
+                                                                    "totals", "stopped", "error") if k in run})
+            if self.out is not None and self._folder_ok:
+                if self.summary is not None:
+                    self._write_outputs(run)
+                _write_json(self.out / "run.json", run)
+        finally:
+            if self._own_pool:
+                await self.pool.aclose()
+            if self._own_store:
+                self.store.close()
+
+    def _write_outputs(self, run: dict[str, Any]) -> None:
+        assert self.out is not None and self.summary is not None
+        summary = self.summary
+        _write_json(self.out / "summary.json", summary.model_dump(mode="json"))
+        figures = [(caption, figure_to_data_uri(fig)) for caption, fig in self.study.figures(self.results, summary)]
+        write_report(self.out / "report.html", title=self.resolved.name,
+                     summary=jsonable(summary.model_dump(mode="json")), run=run,
+                     rows=[r.to_row() for r in self.results[:MAX_TRANSCRIPTS]], n_rows=len(self.results),
+                     figures=figures, display_columns=self.study.display_columns)
+
+
+def add_role_notes(study: Any, results: list[Result], summary: Summary) -> None:
+    """Say in the summary when a role the run used was played by the model under study."""
+    for decl in type(study).roles:
+        if decl.name not in study.resolved.roles and any(r.request.tags.role == decl.name for r in results):
+            summary.notes.append(WEAK_SELF_JUDGE.format(role=decl.name, purpose=decl.purpose))
+
+
+def _previous_runs(path: Path) -> list[dict[str, Any]]:
+    """The runs that wrote this folder before (kept, so re-running never erases what the first run cost)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    keep = ("run_id", "status", "started_at", "finished_at", "counts", "tokens")
+    return [*old.get("previous_runs", []), {k: old.get(k) for k in keep}][-20:]
+
+
+def pool_for(resolved: ResolvedSpec, overrides: Mapping[str, Backend] | None = None) -> BackendPool:
+    """The backend pool of a resolved spec: its models, its roles, and any backends given in Python."""
+    spec = resolved.spec
+
+    def options_for(model: str) -> Mapping[str, Any]:
+        return backend_options_for(spec, model) if model in spec.model else role_options(spec, model)
+
+    return BackendPool(roles=resolved.roles, options_for=options_for, overrides=overrides,
+                       file=str(resolved.path) if resolved.path else None)
+
+
 async def run_study_async(
     resolved: ResolvedSpec,
     out_dir: str | Path | None = None,
     *,
     store: Store | None = None,
     backends: Mapping[str, Backend] | None = None,
+    pool: BackendPool | None = None,
     quiet: bool = True,
+    budget: Budget | None = None,
+    executor: Executor | None = None,
 ) -> RunOutcome:
     """Run every wave of the study, write the run folder (if `out_dir`), and return the outcome.
 
-    `backends` overrides backend creation (e.g. a FakeBackend with a Python responder).
-    On a failure the run folder still gets run.json (status 'aborted') and the results so far.
+    `backends` overrides backend creation by model id (e.g. a FakeBackend with a Python responder);
+    `pool` shares backends across runs (the tour). A budget that stops the run leaves status
+    'stopped' (no summary); the same call with a larger budget resumes from the store. On a failure
+    the run folder still gets run.json (status 'aborted') and the results so far.
     """
-    spec = resolved.spec
-    study = get_study(spec.study)(resolved)
-    own_store = store is None
-    store = store or Store()
-    made: dict[str, Backend] = {}
-    if backends is None:
-        for model in spec.model:
-            made[model] = create_backend(model, backend_options_for(spec, model),
-                                         file=str(resolved.path) if resolved.path else None)
-        backends = made
-    out = Path(out_dir) if out_dir is not None else None
-    run_id = uuid.uuid4().hex[:12]
-    run: dict[str, Any] = {
-        "run_id": run_id, "status": "running", "study": spec.study, "title": resolved.name,
-        "spec_file": str(resolved.path) if resolved.path else None,
-        "spec": {**spec.model_dump(mode="json"), "backend": redact(spec.backend)},
-        "personas": [p.model_dump(mode="json") for p in resolved.personas],
-        "models": list(spec.model), "backends": [b.describe() for b in backends.values()],
-        "version": __version__, "git_revision": git_revision(), "seed": spec.seed,
-        "store": str(store.path), "started_at": _now(), "finished_at": None,
-    }
-    rows_file = None
-    if out is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            _write_json(out / "run.json", {**run, "counts": RunStats().as_dict()})
-            rows_file = (out / "results.jsonl").open("w", encoding="utf-8")
-        except OSError as exc:
-            for b in made.values():
-                await b.aclose()
-            if own_store:
-                store.close()
-            raise ConfigError(f"cannot write the run folder: {exc.strerror or exc}.", file=str(out),
-                              fix="choose another --out folder, or one you may write to.") from None
-
-    def on_result(res: Result) -> None:
-        if rows_file is not None:
-            rows_file.write(json.dumps(jsonable(res.to_row()), ensure_ascii=False) + "\n")
-            rows_file.flush()
-
-    store.start_run(run_id, spec.study, str(out) if out else None, {"spec_file": run["spec_file"]})
-    results: list[Result] = []
-    with Progress(enabled=not quiet) as progress:
-        runner = Runner(backends, store, concurrency=spec.concurrency.requests, retry=spec.concurrency.retry,
-                        run_id=run_id, progress=progress, seed=spec.seed, on_result=on_result)
-        try:
-            for wave in range(study.max_waves):
-                requests = study.plan(results)
-                if not requests:
-                    break
-                label = f"{spec.study} wave {wave + 1}" if wave else spec.study
-                results.extend(await runner.run(requests, label=label))
-                if results and not any(r.ok for r in results):  # nothing works: stop with the cause
-                    last = results[-1].error or "unknown error"
-                    raise RunAborted(f"stopped: all {len(results)} requests failed (nothing is lost: run the same "
-                                     f"command again once fixed). Last error: {last}",
-                                     fix=None if "Fix:" in last else "fix the cause above and run again.")
-            else:
-                raise PersonaeError(f"the study planned more than {study.max_waves} waves.",
-                                    fix="this is a bug in the study's plan(); please report it.")
-        except BaseException:
-            run.update(status="aborted", finished_at=_now(), counts=runner.stats.as_dict())
-            if out is not None:
-                _write_json(out / "run.json", run)
-            store.finish_run(run_id, {"status": "aborted"})
-            if own_store:
-                store.close()
-            raise
-        finally:
-            if rows_file is not None:
-                rows_file.close()
-            for b in made.values():
-                await b.aclose()
-    try:
-        summary = study.analyze(results)
-    except BaseException as exc:  # every result is in the store; say so in run.json before raising
-        run.update(status="analysis_failed", finished_at=_now(), counts=runner.stats.as_dict(),
-                   error=f"{type(exc).__name__}: {exc}")
-        if out is not None:
-            _write_json(out / "run.json", run)
-        if own_store:
-            store.close()
-        raise
-    run.update(status="complete", finished_at=_now(), counts=runner.stats.as_dict(),
-               tokens={"prompt": runner.stats.prompt_tokens, "completion": runner.stats.completion_tokens})
-    store.finish_run(run_id, {"status": "complete", "counts": runner.stats.as_dict()})
-    if own_store:
-        store.close()
-    if out is not None:
-        _write_json(out / "summary.json", summary.model_dump(mode="json"))
-        figures = [(caption, figure_to_data_uri(fig)) for caption, fig in study.figures(results, summary)]
-        write_report(out / "report.html", title=resolved.name, summary=jsonable(summary.model_dump(mode="json")),
-                     run=run, rows=[r.to_row() for r in results[:MAX_TRANSCRIPTS]], n_rows=len(results),
-                     figures=figures, display_columns=study.display_columns)
-        _write_json(out / "run.json", run)
-    return RunOutcome(summary=summary, results=results, stats=runner.stats, out_dir=out, run=run)
+    return await Run(resolved, out_dir, store=store, backends=backends, pool=pool, quiet=quiet, budget=budget,
+                     executor=executor).execute()
 
 
 def run_study(resolved: ResolvedSpec, out_dir: str | Path | None = None, **kwargs: Any) -> RunOutcome:

@@ -1,59 +1,37 @@
-"""Async execution of requests: cache look-up, bounded concurrency, retries, progress, streaming.
+"""One path for every model call: cache look-up, execution, commit.
 
-One path for every model call. The runner
+The runner
+- finds each request's backend in the run's pool and computes its cache key (request fields that
+  differ from their defaults, the key version, the backend's fingerprint),
 - answers what the store already holds (one batched look-up per wave),
-- runs the rest with at most `concurrency` requests in flight per backend,
-- retries transient failures (timeouts, 429 with Retry-After, 5xx, connection resets) with
-  exponential backoff and jitter, under a per-request timeout,
+- hands the rest to an executor (asyncio by default: bounded concurrency, retries, timeouts, a
+  budget), texts to embed in batches, each text cached on its own,
 - commits each success to the store as it arrives, records every failure as an error row,
-- and returns one Result per request, in order: nothing is dropped.
+- and returns one Result per request, in order: nothing is dropped. When a budget stops the
+  executor, the requests not sent are counted (`stats.not_sent`) and `stopped` says why.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from .backends.base import Backend, Generation, Request, Score
-from .errors import BackendError, BackendUnavailableError, TransientBackendError
+from .backends.base import Backend, Embedding, Generation, Request, Score
+from .backends.pool import BackendPool
+from .errors import BackendError
+from .executors import AsyncioExecutor, Budget, Executor, Job, Outcome, RetryPolicy, RunAborted
+from .executors.base import RunStats
 from .progress import Progress
 from .store import Store
 
-
-class RetryPolicy(BaseModel):
-    """How transient failures are retried."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_attempts: int = Field(default=4, ge=1, le=20)
-    """Attempts per request, the first included."""
-    base_delay_s: float = Field(default=0.5, ge=0.0)
-    """Delay before the second attempt; doubles each time."""
-    max_delay_s: float = Field(default=30.0, ge=0.0)
-    """Cap on one delay (a server's Retry-After is honoured up to 10x this)."""
-    jitter: float = Field(default=0.5, ge=0.0, le=1.0)
-    """Each delay is multiplied by 1 + U(0, jitter)."""
-    timeout_s: float = Field(default=120.0, gt=0)
-    """Per-request timeout; a timeout counts as a transient failure."""
-
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        """Delay after failed attempt number `attempt` (1-based)."""
-        base = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
-        delay = base * (1.0 + rng.uniform(0.0, self.jitter))
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_delay_s * 10))
-        return delay
+__all__ = ["Result", "RetryPolicy", "RunAborted", "RunStats", "Runner"]
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """The outcome of one request: a generation, a score, or an error. Never dropped."""
+    """The outcome of one request: a generation, a score, an embedding, or an error. Never dropped."""
 
     request: Request
     key: str
@@ -62,6 +40,8 @@ class Result:
     error: str | None = None
     cached: bool = False
     attempts: int = 0
+    embedding: Embedding | None = None
+    error_id: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,13 +51,19 @@ class Result:
     def text(self) -> str | None:
         return self.generation.text if self.generation is not None else None
 
+    @property
+    def output(self) -> Generation | Score | Embedding | None:
+        return self.generation or self.score or self.embedding
+
     def to_row(self) -> dict[str, Any]:
         """One line of results.jsonl."""
         t = self.request.tags
+        out = self.output
         return {
             "key": self.key,
             "model": self.request.model,
             "kind": self.request.kind,
+            "role": t.role,
             "persona": t.persona,
             "item": t.item,
             "condition": t.condition,
@@ -87,48 +73,43 @@ class Result:
             "messages": [m.model_dump() for m in self.request.messages],
             "prompt": self.request.prompt,
             "continuation": self.request.continuation,
+            "input": self.request.input,
             "response": self.text,
             "score": self.score.model_dump() if self.score else None,
+            "embedding_dim": len(self.embedding.vector) if self.embedding else None,
             "error": self.error,
             "cached": self.cached,
             "attempts": self.attempts,
-            "latency_s": (self.generation or self.score).latency_s if (self.generation or self.score) else None,
+            "latency_s": out.latency_s if out is not None else None,
         }
 
 
-@dataclass
-class RunStats:
-    """Counts that run.json reports."""
-
-    requests: int = 0
-    backend_calls: int = 0
-    cache_hits: int = 0
-    errors: int = 0
-    retries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error_messages: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-class RunAborted(BackendError):
-    """Every request is failing the same way (e.g. the server is down): stop early."""
-
-
-def _from_cache(request: Request, key: str, kind: str, response: str) -> Result:
+def result_from_output(request: Request, key: str, kind: str, response: str, *, cached: bool,
+                       attempts: int = 0) -> Result:
+    """A Result from a stored response (JSON) of the given kind."""
     if kind == "score":
-        return Result(request, key, score=Score.model_validate_json(response), cached=True)
-    return Result(request, key, generation=Generation.model_validate_json(response), cached=True)
+        return Result(request, key, score=Score.model_validate_json(response), cached=cached, attempts=attempts)
+    if kind == "embed":
+        return Result(request, key, embedding=Embedding.model_validate_json(response), cached=cached,
+                      attempts=attempts)
+    return Result(request, key, generation=Generation.model_validate_json(response), cached=cached,
+                  attempts=attempts)
+
+
+def _attach(request: Request, key: str, output: Any, attempts: int) -> Result:
+    if isinstance(output, Score):
+        return Result(request, key, score=output, attempts=attempts)
+    if isinstance(output, Embedding):
+        return Result(request, key, embedding=output, attempts=attempts)
+    return Result(request, key, generation=output, attempts=attempts)
 
 
 class Runner:
-    """Runs requests against backends through the store."""
+    """Runs requests against the pool's backends through the store."""
 
     def __init__(
         self,
-        backends: Mapping[str, Backend],
+        backends: BackendPool | Mapping[str, Backend],
         store: Store,
         *,
         concurrency: int = 4,
@@ -138,147 +119,116 @@ class Runner:
         abort_after: int = 8,
         seed: int = 0,
         on_result: Callable[[Result], None] | None = None,
+        budget: Budget | None = None,
+        executor: Executor | None = None,
     ) -> None:
-        self.backends = dict(backends)
+        self.pool = backends if isinstance(backends, BackendPool) else BackendPool.of(backends)
         self.store = store
-        self.concurrency = max(1, concurrency)
-        self.retry = retry or RetryPolicy()
         self.run_id = run_id
         self.progress = progress or Progress(enabled=False)
-        self.abort_after = abort_after
         self.stats = RunStats()
+        self.budget = budget or Budget()
+        self.executor: Executor = executor or AsyncioExecutor(
+            concurrency=concurrency, retry=retry, budget=self.budget, abort_after=abort_after, seed=seed,
+            stats=self.stats)
         self.on_result = on_result
-        self._rng = random.Random(seed)
-        self._successes = 0
-        self._failures_without_success = 0
+        self.stopped: str | None = None
+        self._fingerprints: dict[int, str] = {}
 
     def backend_for(self, request: Request) -> Backend:
-        try:
-            return self.backends[request.model]
-        except KeyError:
-            raise BackendError(f"no backend was created for model '{request.model}'.",
-                               fix="list the model under 'model:' in the spec.") from None
+        return self.pool.for_request(request)
+
+    def key_for(self, request: Request, backend: Backend | None = None) -> str:
+        backend = backend or self.backend_for(request)
+        fp = self._fingerprints.get(id(backend))
+        if fp is None:
+            fp = self._fingerprints[id(backend)] = backend.fingerprint()
+        return request.cache_key(fp)
 
     async def run(self, requests: Sequence[Request], label: str = "requests") -> list[Result]:
-        """Run a wave of requests; returns one Result per request, in order."""
-        keys = [r.cache_key() for r in requests]
+        """Run a wave of requests; returns one Result per request, in order (requests a budget kept
+        from being sent are left out, counted in `stats.not_sent`, and `stopped` is set)."""
+        backends = [self.backend_for(r) for r in requests]
+        keys = [self.key_for(r, b) for r, b in zip(requests, backends)]
         cached = self.store.get_many(keys)
         results: list[Result | None] = [None] * len(requests)
         pending: dict[str, list[int]] = {}
         for i, (req, key) in enumerate(zip(requests, keys)):
             hit = cached.get(key)
             if hit is not None:
-                results[i] = _from_cache(req, key, hit[0], hit[1])
+                results[i] = result_from_output(req, key, hit[0], hit[1], cached=True)
                 self.stats.cache_hits += 1
             else:
                 pending.setdefault(key, []).append(i)
         self.stats.requests += len(requests)
         task = self.progress.add(label, total=len(requests), completed=len(requests) - sum(map(len, pending.values())))
-        for r in results:
-            if r is not None and self.on_result:
-                self.on_result(r)
+        if self.on_result:
+            for r in results:
+                if r is not None:
+                    self.on_result(r)
         if pending:
-            await self._execute(requests, pending, results, task)
+            jobs = self._jobs(requests, backends, pending)
+
+            def sink(job: Job, outcome: Outcome) -> None:
+                for n, (key, req) in enumerate(zip(job.keys, job.requests)):
+                    first = self._commit(req, key, outcome, n)
+                    for j, i in enumerate(pending[key]):
+                        r = first if j == 0 else Result(requests[i], key, first.generation, first.score, first.error,
+                                                        first.cached, first.attempts, first.embedding,
+                                                        first.error_id)
+                        results[i] = r
+                        if self.on_result:
+                            self.on_result(r)
+                    self.progress.advance(task, len(pending[key]))
+
+            await self.executor.execute(jobs, sink)
         self.progress.done(task)
+        missing = sum(r is None for r in results)
+        if missing:
+            self.stats.not_sent += missing
+            self.stopped = "budget"
         return [r for r in results if r is not None]
 
-    async def _execute(self, requests: Sequence[Request], pending: dict[str, list[int]],
-                       results: list[Result | None], task: Any) -> None:
-        by_backend: dict[str, list[str]] = {}
+    def _jobs(self, requests: Sequence[Request], backends: Sequence[Backend],
+              pending: dict[str, list[int]]) -> list[Job]:
+        """One job per request to generate or score; texts to embed in batches per backend."""
+        jobs: list[Job] = []
+        batches: dict[int, list[tuple[str, Request]]] = {}
         for key, idx in pending.items():
-            by_backend.setdefault(requests[idx[0]].model, []).append(key)
-        abort: list[BaseException] = []
+            req, backend = requests[idx[0]], backends[idx[0]]
+            if req.kind == "embed":
+                batch = batches.setdefault(id(backend), [])
+                batch.append((key, req))
+                if len(batch) >= backend.embed_batch_size:
+                    jobs.append(Job(backend, *map(tuple, zip(*batch))))  # type: ignore[arg-type]
+                    batch.clear()
+            else:
+                jobs.append(Job(backend, (key,), (req,)))
+        for id_, batch in batches.items():
+            if batch:
+                backend = backends[pending[batch[0][0]][0]]
+                jobs.append(Job(backend, *map(tuple, zip(*batch))))  # type: ignore[arg-type]
+        return jobs
 
-        async def worker(queue: list[str]) -> None:
-            while queue and not abort:
-                key = queue.pop()
-                idx = pending[key]
-                result = await self._one(requests[idx[0]], key)
-                for j, i in enumerate(idx):
-                    r = result if j == 0 else Result(requests[i], key, result.generation, result.score,
-                                                     result.error, result.cached, result.attempts)
-                    results[i] = r
-                    if self.on_result:
-                        self.on_result(r)
-                self.progress.advance(task, len(idx))
-                try:
-                    self._check_abort(result)
-                except RunAborted as exc:
-                    abort.append(exc)
-
-        jobs = []
-        for keys in by_backend.values():
-            backend = self.backend_for(requests[pending[keys[0]][0]])
-            keys.reverse()  # pop() from the end keeps plan order
-            width = min(self.concurrency, backend.max_concurrency or self.concurrency, len(keys))
-            jobs.extend(worker(keys) for _ in range(width))
-        tasks = [asyncio.ensure_future(job) for job in jobs]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            # gather does not stop the other workers: cancel them, or they keep calling the
-            # backend (and reporting results) after the run was aborted
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        if abort:
-            raise abort[0]
-
-    def _check_abort(self, result: Result) -> None:
-        if result.ok:
-            self._successes += 1
-            self._failures_without_success = 0
-            return
-        self._failures_without_success += 1
-        if self._successes == 0 and self._failures_without_success >= self.abort_after:
-            # one line: the last error carries its own fix, so it goes last
-            raise RunAborted(
-                f"stopped: the first {self._failures_without_success} requests all failed (finished requests "
-                f"are kept in the store; run the same command again once fixed). Last error: {result.error}",
-                fix=None if "Fix:" in (result.error or "") else "fix the cause above and run again.")
-
-    async def _one(self, request: Request, key: str) -> Result:
-        backend = self.backend_for(request)
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.backend_calls += 1
-            try:
-                call = backend.score(request) if request.kind == "score" else backend.generate(request)
-                out = await asyncio.wait_for(call, timeout=self.retry.timeout_s)
-            except (TransientBackendError, asyncio.TimeoutError, TimeoutError, ConnectionError) as exc:
-                err = exc if isinstance(exc, BackendError) else TransientBackendError(
-                    f"timed out after {self.retry.timeout_s:g} s" if isinstance(exc, (asyncio.TimeoutError, TimeoutError))
-                    else f"connection error: {exc}", backend=backend.model_id)
-                if attempt < self.retry.max_attempts:
-                    self.stats.retries += 1
-                    await asyncio.sleep(self.retry.delay(attempt, err.retry_after, self._rng))
-                    continue
-                return self._fail(request, key, err, attempt)
-            except BackendUnavailableError as exc:
-                raise RunAborted(exc.message, backend=backend.model_id, fix=exc.fix) from None
-            except BackendError as exc:
-                return self._fail(request, key, exc, attempt)
-            except Exception as exc:  # a backend bug or a malformed answer: an error row, not a crash
-                return self._fail(request, key, BackendError(
-                    f"unexpected {type(exc).__name__} from {backend.model_id}: {exc}", backend=backend.model_id,
-                    fix="rerun with --debug and report it if it persists."), attempt)
-            break
-        if isinstance(out, Generation):
-            self.stats.prompt_tokens += out.prompt_tokens
-            self.stats.completion_tokens += out.completion_tokens
-            result = Result(request, key, generation=out, attempts=attempt)
-        else:
-            result = Result(request, key, score=out, attempts=attempt)
+    def _commit(self, request: Request, key: str, outcome: Outcome, n: int) -> Result:
+        if outcome.error is not None:
+            return self._fail(request, key, outcome.error, outcome.attempts)
+        output = outcome.outputs[n]
+        if isinstance(output, Generation):
+            self.stats.prompt_tokens += output.prompt_tokens
+            self.stats.completion_tokens += output.completion_tokens
+        elif isinstance(output, Embedding):
+            self.stats.embedded_texts += 1
         req_json = json.dumps(request.model_dump(mode="json", exclude={"tags"}), sort_keys=True)
-        self.store.put(key, request.kind, request.model, req_json, out.model_dump_json())
-        return result
+        self.store.put(key, request.kind, request.model, req_json, output.model_dump_json(), run_id=self.run_id)
+        return _attach(request, key, output, outcome.attempts)
 
     def _fail(self, request: Request, key: str, exc: BackendError, attempts: int) -> Result:
         self.stats.errors += 1
         msg = exc.one_line()
         short = msg[:120]
         self.stats.error_messages[short] = self.stats.error_messages.get(short, 0) + 1
-        self.store.record_error(key, request.model, msg, run_id=self.run_id, status=exc.status, attempts=attempts)
-        return Result(request, key, error=msg, attempts=attempts)
+        req_json = json.dumps(request.model_dump(mode="json", exclude={"tags"}), sort_keys=True)
+        error_id = self.store.record_error(key, request.model, msg, run_id=self.run_id, status=exc.status,
+                                           attempts=attempts, request_json=req_json)
+        return Result(request, key, error=msg, attempts=attempts, error_id=error_id)

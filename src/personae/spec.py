@@ -14,7 +14,7 @@ A spec names a study, one or more models, personas, sampling and the study's own
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ from .backends import check_model_id, create_backend, parse_model_id
 from .backends.base import Sampling
 from .errors import ConfigError, PersonaeError
 from .persona import BUILTIN_TEMPLATES, Persona, builtin_personas, load_personas, parse_persona
-from .runner import RetryPolicy
+from .backends.pool import Binding
+from .executors.base import RetryPolicy
+from .roles import RoleDecl, RoleSpec
 
 
 class ConcurrencySpec(BaseModel):
@@ -69,6 +71,9 @@ class StudySpec(BaseModel):
     """Concurrency, retries and timeouts."""
     options: dict[str, Any] = Field(default_factory=dict)
     """The study's own options (checked against the study's option model)."""
+    roles: dict[str, RoleSpec] = Field(default_factory=dict)
+    """Models for the study's roles (judge, partner, ...), each `{model: ID, backend: {...}}` or just an
+    id; an unbound role is played by the model under study."""
 
     @field_validator("model", mode="before")
     @classmethod
@@ -90,6 +95,8 @@ class ResolvedSpec:
     options: BaseModel
     path: Path | None
     base_dir: Path
+    roles: Mapping[str, Binding] = field(default_factory=dict)
+    """The roles bound to a model (by `roles:`, an option alias, or the role's own default)."""
 
     @property
     def name(self) -> str:
@@ -197,8 +204,10 @@ def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None =
         options = study_cls.Options.model_validate(spec.options)
     except ValidationError as exc:
         raise validation_to_config_error(exc, study_cls.Options, file=file, lines=lines, prefix=("options",)) from None
-    resolved = ResolvedSpec(spec=spec, personas=personas, options=options, path=path, base_dir=base_dir)
+    roles = _resolve_roles(spec, study_cls, options, file, lines)
+    resolved = ResolvedSpec(spec=spec, personas=personas, options=options, path=path, base_dir=base_dir, roles=roles)
     try:
+        _check_role_capabilities(resolved, study_cls.roles)
         study_cls.check(resolved)
     except PersonaeError as exc:
         if isinstance(exc, ConfigError) and exc.file:
@@ -255,32 +264,108 @@ def backend_options_for(spec: StudySpec, model: str) -> dict[str, Any]:
 
 
 def _check_backend_options(spec: StudySpec, file: str | None, lines: LineMap) -> None:
-    """Validate backend options for every model without contacting any server.
+    """Validate backend options for every model without contacting any server."""
+    per_provider = _is_per_provider(spec.backend)
+    for model in spec.model:
+        provider, _ = parse_model_id(model)
+        prefix = ("backend", provider) if per_provider else ("backend",)
+        check_options_for(model, backend_options_for(spec, model), prefix, file, lines)
 
-    A backend module may define `check_options(options)` for checks beyond the option model
-    (the fake backend checks that its responder and scorer are registered).
-    """
+
+def check_options_for(model: str, options: Mapping[str, Any], prefix: tuple[Any, ...], file: str | None,
+                      lines: LineMap) -> None:
+    """Validate one model's backend options against its provider's option model, plus the provider's
+    own `check_options(options)` where it has one (the fake backend checks its responder is registered)."""
     import importlib  # noqa: PLC0415
 
     from .backends import PROVIDERS, options_model  # noqa: PLC0415
 
-    for model in spec.model:
-        provider, _ = parse_model_id(model)
-        opts_cls = options_model(provider)
-        per_provider = _is_per_provider(spec.backend)
+    provider, _ = parse_model_id(model)
+    opts_cls = options_model(provider)
+    try:
+        opts = opts_cls.model_validate(dict(options))
+    except ValidationError as exc:
+        raise validation_to_config_error(exc, opts_cls, file=file, lines=lines, prefix=prefix) from None
+    check = getattr(importlib.import_module(PROVIDERS[provider][0]), "check_options", None)
+    if check is None:
+        return
+    try:
+        check(opts)
+    except ConfigError as exc:
+        field_ = ".".join([*map(str, prefix), *(exc.field or "").split(".")[1:]]) if exc.field else None
+        raise ConfigError(exc.detail, file=file, line=line_for(lines, _field_path(field_) or prefix),
+                          field=field_, fix=exc.fix) from None
+
+
+def role_options(spec: StudySpec, model: str) -> dict[str, Any]:
+    """Default backend options of a role's model: the spec's options for that provider (a flat
+    `backend:` block applies only to the providers of the models under study)."""
+    if _is_per_provider(spec.backend):
+        return backend_options_for(spec, model)
+    studied = {parse_model_id(m)[0] for m in spec.model}
+    return dict(spec.backend) if parse_model_id(model)[0] in studied else {}
+
+
+def _resolve_roles(spec: StudySpec, study_cls: Any, options: BaseModel, file: str | None,
+                   lines: LineMap) -> dict[str, Binding]:
+    """Bind every role: from `roles:`, from a study option that aliases it, or the role's default."""
+    declared: dict[str, RoleDecl] = {r.name: r for r in study_cls.roles}
+    bound: dict[str, tuple[RoleSpec, tuple[Any, ...]]] = {}
+    for name, role in spec.roles.items():
+        if name not in declared:
+            uses = (f"it uses: {', '.join(declared)}" if declared else "it uses none")
+            raise ConfigError(f"the {spec.study} study has no role '{name}'.{suggest(name, declared)}", file=file,
+                              line=line_for(lines, ("roles", name)), field=f"roles.{name}",
+                              fix=f"remove it or use one of the study's roles ({uses}).")
+        bound[name] = (role, ("roles", name))
+    for name, (model, field_) in study_cls.role_aliases(options).items():
+        if name in bound:
+            raise ConfigError(f"the {name} is given twice: in roles.{name} and in {field_}.", file=file,
+                              line=line_for(lines, _field_path(field_)), field=field_,
+                              fix=f"keep roles.{name} and remove {field_}.")
+        bound[name] = (RoleSpec(model=model), _field_path(field_))
+    for name, decl in declared.items():
+        if name not in bound and decl.default is not None:
+            bound[name] = (RoleSpec(model=decl.default), ())
+    out: dict[str, Binding] = {}
+    for name, (role, where) in bound.items():
+        model_where = (*where, "model") if where[:1] == ("roles",) else where
         try:
-            opts = opts_cls.model_validate(backend_options_for(spec, model))
-        except ValidationError as exc:
-            prefix = ("backend", provider) if per_provider else ("backend",)
-            raise validation_to_config_error(exc, opts_cls, file=file, lines=lines, prefix=prefix) from None
-        check = getattr(importlib.import_module(PROVIDERS[provider][0]), "check_options", None)
-        if check is None:
-            continue
-        try:
-            check(opts)
+            check_model_id(role.model)
         except ConfigError as exc:
-            raise ConfigError(exc.detail, file=file, line=line_for(lines, _field_path(exc.field)),
-                              field=exc.field, fix=exc.fix) from None
+            raise ConfigError(exc.detail, file=file, line=line_for(lines, model_where) if where else None,
+                              field=".".join(map(str, model_where)) or f"roles.{name}", fix=exc.fix) from None
+        opts = dict(role.backend) if role.backend else role_options(spec, role.model)
+        backend_where = (*where, "backend") if role.backend else ("backend",)
+        check_options_for(role.model, opts, backend_where, file, lines)
+        out[name] = Binding(role.model, opts)
+    return out
+
+
+def _check_role_capabilities(resolved: ResolvedSpec, declared: Sequence[RoleDecl]) -> None:
+    """A role that must score or embed gets a backend that can (asked of the backend, created
+    without contacting any server)."""
+    from .errors import BackendUnavailableError  # noqa: PLC0415
+
+    for decl in declared:
+        bindings = ([resolved.roles[decl.name]] if decl.name in resolved.roles else
+                    [Binding(m, backend_options_for(resolved.spec, m)) for m in resolved.spec.model])
+        for binding in bindings:
+            needs = ("score text" if decl.needs_scoring else "embed text" if decl.kind == "embed"
+                     else "generate text")
+            try:
+                backend = create_backend(binding.model, binding.options)
+            except BackendUnavailableError:
+                continue  # e.g. no server URL yet: the run itself reports that
+            ok = (backend.supports_scoring if decl.needs_scoring else
+                  backend.supports_embedding if decl.kind == "embed" else backend.supports_generation)
+            if not ok:
+                raise ConfigError(f"the {decl.name} ({decl.purpose}) must {needs}, and {binding.model} cannot.",
+                                  field=f"roles.{decl.name}",
+                                  fix="bind the role to a model that can"
+                                  + (" (local/..., or openai/... with backend.scoring: prompt_logprobs)."
+                                     if decl.needs_scoring else " (e.g. embed/minilm)." if decl.kind == "embed"
+                                     else "."))
 
 
 __all__ = ["StudySpec", "ResolvedSpec", "ConcurrencySpec", "backend_options_for", "load_spec", "resolve_spec",

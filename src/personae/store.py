@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -49,7 +51,41 @@ MIGRATIONS: tuple[str, ...] = (
         meta TEXT NOT NULL
     );
     """,
+    # 2: cache key v2 (old rows stay, never looked up), which run computed a result, the request of
+    # a failed call, the results that make up each run, artifacts, run status
+    """
+    ALTER TABLE results ADD COLUMN key_version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE results ADD COLUMN run_id TEXT;
+    ALTER TABLE errors ADD COLUMN request TEXT;
+    ALTER TABLE runs ADD COLUMN status TEXT;
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    CREATE TABLE run_items (
+        run_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        error_id INTEGER,
+        wave INTEGER NOT NULL,
+        tags TEXT NOT NULL,
+        PRIMARY KEY (run_id, position)
+    );
+    CREATE TABLE artifacts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        content TEXT,
+        path TEXT,
+        sha256 TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (run_id, name)
+    );
+    CREATE INDEX artifacts_run ON artifacts(run_id);
+    """,
 )
+
+KEY_VERSION = 2
+"""The cache-key version this code writes and reads (see personae.backends.base.KEY_VERSION)."""
 
 
 def default_store_path() -> Path:
@@ -61,11 +97,28 @@ def default_store_path() -> Path:
     return base / "personae" / "store.sqlite"
 
 
+def _alive(pid: int | None, host: str | None) -> bool:
+    """Is the process that started a run still there? (Another machine's: assume it is.)"""
+    if pid is None:
+        return False
+    if host and host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Store:
     """The cache and run history. Safe to open from several processes."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_store_path()
+        self.notices: list[str] = []
+        """One-line notices for the user (e.g. old cache rows that are no longer used)."""
         conn = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +161,12 @@ class Store:
                 for statement in filter(str.strip, script.split(";")):
                     c.execute(statement)
                 c.execute("INSERT INTO migrations VALUES (?, ?)", (version, time.time()))
+                if version == 2 and done:
+                    old = c.execute("SELECT COUNT(*) FROM results WHERE key_version = 1").fetchone()[0]
+                    if old:
+                        self.notices.append(
+                            f"note: {self.path} holds {old} cached results from personae 0.1 (cache key v1); they "
+                            "are kept but not reused, so those requests run again once.")
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -121,44 +180,64 @@ class Store:
     def get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """key -> (kind, response JSON) for the keys present."""
         found: dict[str, tuple[str, str]] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 900):
-            chunk = unique[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for key, kind, response in self._conn.execute(
-                f"SELECT key, kind, response FROM results WHERE key IN ({marks})", chunk
-            ):
-                found[key] = (kind, response)
+        for key, kind, response in self._select_in("SELECT key, kind, response FROM results WHERE key_version = "
+                                                   f"{KEY_VERSION} AND key IN ({{marks}})", keys):
+            found[key] = (kind, response)
         return found
 
-    def put(self, key: str, kind: str, model: str, request_json: str, response_json: str) -> None:
-        """Cache one success. The first writer of a key wins (replays are identical anyway)."""
-        self._conn.execute(
-            "INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?, ?)",
-            (key, kind, model, request_json, response_json, time.time()),
-        )
+    def get_full(self, keys: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+        """key -> (kind, request JSON, response JSON) for the keys present."""
+        return {key: (kind, req, resp) for key, kind, req, resp in self._select_in(
+            f"SELECT key, kind, request, response FROM results WHERE key_version = {KEY_VERSION} "
+            "AND key IN ({marks})", keys)}
 
-    def put_many(self, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
+    def _select_in(self, sql: str, values: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        unique = list(dict.fromkeys(values))
+        for start in range(0, len(unique), 900):
+            chunk = unique[start : start + 900]
+            yield from self._conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+
+    # the first writer of a key wins; a row of an older key version under the same key is replaced
+    _PUT = ("INSERT INTO results (key, kind, model, request, response, created_at, key_version, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET kind = excluded.kind, "
+            "model = excluded.model, request = excluded.request, response = excluded.response, "
+            "created_at = excluded.created_at, key_version = excluded.key_version, run_id = excluded.run_id "
+            "WHERE results.key_version < excluded.key_version")
+
+    def put(self, key: str, kind: str, model: str, request_json: str, response_json: str, *,
+            run_id: str | None = None) -> None:
+        """Cache one success. The first writer of a key wins (replays are identical anyway)."""
+        self._conn.execute(self._PUT, (key, kind, model, request_json, response_json, time.time(), KEY_VERSION, run_id))
+
+    def put_many(self, rows: Iterable[tuple[str, str, str, str, str]], *, run_id: str | None = None) -> None:
         now = time.time()
+        self._transaction(lambda c: c.executemany(self._PUT, [(*row, now, KEY_VERSION, run_id) for row in rows]))
+
+    def _transaction(self, work: Any) -> None:
         c = self._conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.executemany("INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?, ?)",
-                          [(*row, now) for row in rows])
+            work(c)
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
 
     def record_error(self, key: str, model: str, error: str, *, run_id: str | None, status: int | None,
-                     attempts: int) -> None:
-        self._conn.execute(
-            "INSERT INTO errors (key, run_id, model, error, status, attempts, created_at) VALUES (?,?,?,?,?,?,?)",
-            (key, run_id, model, error, status, attempts, time.time()),
-        )
+                     attempts: int, request_json: str | None = None) -> int:
+        """Record a failed request; returns the error row's id."""
+        cur = self._conn.execute(
+            "INSERT INTO errors (key, run_id, model, error, status, attempts, created_at, request) "
+            "VALUES (?,?,?,?,?,?,?,?)", (key, run_id, model, error, status, attempts, time.time(), request_json))
+        return int(cur.lastrowid or 0)
+
+    def errors_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        cols = ("id", "key", "model", "error", "status", "attempts", "request")
+        return {row[0]: dict(zip(cols, row)) for row in self._select_in(
+            f"SELECT {', '.join(cols)} FROM errors WHERE id IN ({{marks}})", ids)}
 
     def count(self, table: str = "results") -> int:
-        if table not in ("results", "errors", "runs"):
+        if table not in ("results", "errors", "runs", "run_items", "artifacts"):
             raise ValueError(f"unknown table {table!r}")
         return self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
@@ -169,12 +248,76 @@ class Store:
 
     # ---------------------------------------------------------------- runs
     def start_run(self, run_id: str, study: str, out_dir: str | None, meta: dict[str, Any]) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, NULL, ?)",
-                           (run_id, study, out_dir, time.time(), json.dumps(meta)))
+        self._conn.execute(
+            "INSERT OR REPLACE INTO runs (id, study, out_dir, started_at, finished_at, meta, status, pid, host) "
+            "VALUES (?, ?, ?, ?, NULL, ?, 'running', ?, ?)",
+            (run_id, study, out_dir, time.time(), json.dumps(meta, default=str), os.getpid(), socket.gethostname()))
 
     def finish_run(self, run_id: str, meta: dict[str, Any]) -> None:
-        self._conn.execute("UPDATE runs SET finished_at = ?, meta = ? WHERE id = ?",
-                           (time.time(), json.dumps(meta), run_id))
+        """Mark a run finished and MERGE `meta` into what start_run recorded (nothing is overwritten
+        but the keys given); `meta['status']` becomes the run's status."""
+        row = self._conn.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+        merged = {**(json.loads(row[0]) if row else {}), **meta}
+        self._conn.execute("UPDATE runs SET finished_at = ?, meta = ?, status = ? WHERE id = ?",
+                           (time.time(), json.dumps(merged, default=str), meta.get("status", "complete"), run_id))
+
+    def add_run_items(self, run_id: str, start: int, items: Sequence[tuple[str, int | None, int, str]]) -> None:
+        """Record results (key, error id, wave, tags JSON) as positions start, start+1, ... of a run."""
+        rows = [(run_id, start + n, key, err, wave, tags) for n, (key, err, wave, tags) in enumerate(items)]
+        self._transaction(lambda c: c.executemany("INSERT OR REPLACE INTO run_items VALUES (?, ?, ?, ?, ?, ?)", rows))
+
+    def run_items(self, run_id: str) -> list[tuple[int, str, int | None, int, str]]:
+        """(position, key, error id, wave, tags JSON) of a run, in plan order."""
+        return list(self._conn.execute(
+            "SELECT position, key, error_id, wave, tags FROM run_items WHERE run_id = ? ORDER BY position", (run_id,)))
+
+    def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every run, newest first; a run still 'running' whose process is gone is reported 'aborted'."""
+        sql = ("SELECT id, study, out_dir, started_at, finished_at, meta, status, pid, host FROM runs "
+               "ORDER BY started_at DESC")
+        rows = self._conn.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
+        return [self._run_record(row) for row in rows]
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run by id, or by a unique prefix of its id."""
+        rows = self._conn.execute(
+            "SELECT id, study, out_dir, started_at, finished_at, meta, status, pid, host FROM runs WHERE id LIKE ?",
+            (run_id.replace("%", "").replace("_", "") + "%",)).fetchall()
+        return self._run_record(rows[0]) if len(rows) == 1 else None
+
+    def _run_record(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        run_id, study, out_dir, started, finished, meta, status, pid, host = row
+        meta = json.loads(meta) if meta else {}
+        status = status or meta.get("status") or ("complete" if finished else "running")
+        if status == "running" and not _alive(pid, host):
+            status = "aborted"
+        return {"run_id": run_id, "study": study, "out_dir": out_dir, "started_at": started, "finished_at": finished,
+                "status": status, "meta": meta}
+
+    # ---------------------------------------------------------------- artifacts
+    def put_artifact(self, run_id: str, name: str, kind: str, *, content: str | None = None,
+                     path: str | None = None) -> str:
+        """Record something a run produced (a panel, a persona version, an adapter's manifest): its
+        content (text or JSON) or the path of a file; returns its sha256."""
+        if (content is None) == (path is None):
+            raise ValueError("give an artifact's content or its path, not both")
+        if content is not None:
+            digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
+        else:
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()  # type: ignore[arg-type]
+        self._conn.execute("INSERT OR REPLACE INTO artifacts (run_id, name, kind, content, path, sha256, created_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, name, kind, content, path, digest, time.time()))
+        return digest
+
+    def artifacts(self, run_id: str) -> list[dict[str, Any]]:
+        cols = ("name", "kind", "content", "path", "sha256", "created_at")
+        return [dict(zip(cols, r)) for r in self._conn.execute(
+            f"SELECT {', '.join(cols)} FROM artifacts WHERE run_id = ? ORDER BY id", (run_id,))]
+
+    def result_origins(self, keys: Sequence[str]) -> dict[str, str | None]:
+        """key -> the run that computed it (None for results cached before run ids were kept)."""
+        return {k: r for k, r in self._select_in(
+            f"SELECT key, run_id FROM results WHERE key_version = {KEY_VERSION} AND key IN ({{marks}})", keys)}
 
     def iter_results(self) -> Iterator[tuple[str, str, str, str]]:
         yield from self._conn.execute("SELECT key, kind, request, response FROM results")

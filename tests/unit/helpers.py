@@ -26,6 +26,11 @@ def request(text: str = "hello", *, replicate: int = 0, model: str = MODEL, **fi
     return Request(model=model, messages=(Message(role="user", content=text),), replicate=replicate, **fields)
 
 
+def key(req: Request) -> str:
+    """The cache key the runner gives `req` on a default fake backend of its model."""
+    return req.cache_key(FakeBackend(req.model).fingerprint())
+
+
 def run_requests(backend: FakeBackend, store: Store, requests: Sequence[Request], *,
                  retry: RetryPolicy | None = None, concurrency: int = 4,
                  run_id: str | None = None) -> tuple[list[Result], Runner]:

@@ -252,23 +252,23 @@ def test_a_failure_mid_run_keeps_what_was_computed(tmp_path: Path) -> None:
     """A dialogue whose second turn fails keeps the first turn, as a row and in the store."""
     spec = tmp_path / "spec.yaml"
     data = {"study": "dialogue", "model": "fake/test", "personas": ["builtin:pirate-captain"],
-            "backend": {"script": ["Arr, I be the captain."]},  # one reply: turn 2 runs out of script
+            "backend": {"responder": "echo", "fail_when": "Who are you"},  # turn 2 is refused
             "options": {"user_turns": ["Hi!", "Who are you?", "Bye."]}}
     spec.write_text(yaml.safe_dump(data), encoding="utf-8")
     result = _invoke(["run", str(spec), "--out", str(tmp_path / "run1"), "--quiet"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(x) for x in (tmp_path / "run1" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["error"] is None for r in rows] == [True, False]
-    assert rows[0]["response"] == "Arr, I be the captain."
-    assert "script ran out" in rows[1]["error"]
+    assert rows[0]["response"] == "Hi!"
+    assert "refused the request" in rows[1]["error"]
 
-    # run again with a longer script: turn 1 comes from the store, the rest is new
-    data["backend"] = {"script": ["I am Captain Bess.", "Farewell."]}
+    # run again once the server accepts it: turn 1 comes from the store, the rest is new
+    # (a different *script* would be another backend, with a fingerprint and cache of its own)
+    data["backend"] = {"responder": "echo"}
     spec.write_text(yaml.safe_dump(data), encoding="utf-8")
     result = _invoke(["run", str(spec), "--out", str(tmp_path / "run2"), "--quiet"])
     assert result.exit_code == 0, result.output
     run = json.loads((tmp_path / "run2" / "run.json").read_text(encoding="utf-8"))
     assert run["counts"]["cache_hits"] == 1 and run["counts"]["errors"] == 0
     rows = [json.loads(x) for x in (tmp_path / "run2" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [r["response"] for r in sorted(rows, key=lambda r: r["wave"])] == [
-        "Arr, I be the captain.", "I am Captain Bess.", "Farewell."]
+    assert [r["response"] for r in sorted(rows, key=lambda r: r["wave"])] == ["Hi!", "Who are you?", "Bye."]

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
 from personae.backends.base import Message, Request, Sampling, Tags
@@ -25,43 +19,8 @@ def base(**changes: object) -> Request:
     return Request(**{**BASE, **changes})
 
 
-def independent_key() -> str:
-    """The key of base(), built by hand from the documented recipe: sha256 of canonical JSON."""
-    payload = {
-        "kind": "generate",
-        "model": "fake/test",
-        "messages": [{"role": "system", "content": "You are Ada."}, {"role": "user", "content": "Hi?"}],
-        "prompt": None,
-        "continuation": None,
-        "per_token": False,
-        "sampling": {"temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "seed": 3, "stop": ["\n"]},
-        "json_schema": None,
-        "grammar": None,
-        "replicate": 1,
-        "persona_version": 2,
-    }
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def test_key_is_sha256_of_canonical_json() -> None:
-    assert base().cache_key() == independent_key()
-
-
-def test_key_is_stable_across_processes() -> None:
-    code = (
-        "from personae.backends.base import Message, Request, Sampling\n"
-        "r = Request(model='fake/test', messages=(Message(role='system', content='You are Ada.'),"
-        " Message(role='user', content='Hi?')), sampling=Sampling(temperature=0.7, top_p=0.9, max_tokens=64,"
-        " seed=3, stop=('\\n',)), replicate=1, persona_version=2)\n"
-        "print(r.cache_key())\n"
-    )
-    keys = set()
-    for hash_seed in ("1", "2"):  # different str hashing must not matter
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-        keys.add(out.stdout.strip())
-    assert keys == {independent_key()}
+# The recipe itself (sha256 of the key version, the backend fingerprint and the non-default
+# fields), golden keys and stability across processes: tests/unit/test_cache_key_v2.py.
 
 
 def test_replicates_have_distinct_keys() -> None:

@@ -16,7 +16,7 @@ from personae.spec import load_spec
 from personae.store import Store
 from personae.studies import get_study
 
-from .helpers import grid_spec, read_json, run_requests, write_spec
+from .helpers import grid_spec, key, read_json, run_requests, write_spec
 
 QUESTIONS = ["What do you do on a rainy day?", "What is your favourite food?"]
 
@@ -45,8 +45,8 @@ def test_resume_after_a_partial_run_repeats_nothing(tmp_path: Path) -> None:
 
     assert outcome.stats.backend_calls == len(rest)
     assert outcome.stats.cache_hits == half
-    assert Counter(r.cache_key() for r in second.history) == Counter(r.cache_key() for r in rest)
-    assert not {r.cache_key() for r in second.history} & {r.cache_key() for r in done}
+    assert Counter(key(r) for r in second.history) == Counter(key(r) for r in rest)
+    assert not {key(r) for r in second.history} & {key(r) for r in done}
     by_key = {r.key: r for r in outcome.results}
     for res in first_results:  # the finished half is replayed exactly
         assert by_key[res.key].cached and by_key[res.key].text == res.text
@@ -72,9 +72,9 @@ def test_resume_after_an_outage(tmp_path: Path) -> None:
 
     healthy = FakeBackend()
     outcome = run_study(resolved, tmp_path / "second", backends={"fake/test": healthy})
-    finished = {r.cache_key() for r in answered}
+    finished = {key(r) for r in answered}
     assert len(healthy.history) == 12 - 5
-    assert not {r.cache_key() for r in healthy.history} & finished
+    assert not {key(r) for r in healthy.history} & finished
     assert outcome.stats.cache_hits == 5
     texts = {r.key: r.text for r in outcome.results}
     assert sorted(texts[k] for k in finished) == sorted(f"answer {i}" for i in range(1, 6))

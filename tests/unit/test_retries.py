@@ -8,19 +8,19 @@ from typing import Any
 
 import pytest
 
-import personae.runner as runner_module
+import personae.executors.aio as runner_module
 from personae.backends.base import Generation, Request
 from personae.backends.fake import FakeBackend, FakeOptions
 from personae.runner import RetryPolicy
 from personae.store import Store
 
-from .helpers import request, run_requests
+from .helpers import key, request, run_requests
 
 _real_sleep = asyncio.sleep
 
 
 class _RecordingAsyncio:
-    """Stands in for the `asyncio` module inside personae.runner: sleeps are recorded, not slept."""
+    """Stands in for the `asyncio` module inside the asyncio executor: sleeps are recorded, not slept."""
 
     def __init__(self) -> None:
         self.delays: list[float] = []
@@ -70,7 +70,7 @@ def test_gives_up_with_an_error_row_when_attempts_run_out(sleeps: list[float]) -
     assert backend.calls_per_key[req.cache_key()] == 2
     assert runner.stats.retries == 1
     assert runner.stats.errors == 1
-    assert errors == [{"key": req.cache_key(), "model": req.model, "error": res.error, "status": 503, "attempts": 2}]
+    assert errors == [{"key": key(req), "model": req.model, "error": res.error, "status": 503, "attempts": 2}]
 
 
 def test_max_attempts_one_means_no_retry(sleeps: list[float]) -> None:

@@ -14,7 +14,7 @@ from personae.errors import BackendError, BackendUnavailableError
 from personae.runner import Runner, RunAborted
 from personae.store import Store
 
-from .helpers import MODEL, request, run_requests
+from .helpers import MODEL, key, request, run_requests
 
 
 def plan() -> list[Request]:
@@ -31,8 +31,8 @@ def test_second_run_is_all_cache_hits(isolated_store: Path) -> None:
     assert len(first_backend.history) == len(reqs)
     assert not any(r.cached for r in first)
 
-    # A backend whose empty script fails loudly on any call: only the store can answer.
-    second_backend = FakeBackend(options=FakeOptions(script=()))
+    # A backend that refuses every call (fail_when matches any text): only the store can answer.
+    second_backend = FakeBackend(options=FakeOptions(fail_when=""))
     with Store(isolated_store) as store:  # reopened from disk
         second, runner = run_requests(second_backend, store, reqs)
     assert second_backend.history == []
@@ -58,7 +58,7 @@ def test_cached_response_round_trips_every_field() -> None:
     reqs = [request("one")]
     with Store() as store:
         (first,), _ = run_requests(FakeBackend(), store, reqs)
-        (second,), _ = run_requests(FakeBackend(options=FakeOptions(script=())), store, reqs)
+        (second,), _ = run_requests(FakeBackend(options=FakeOptions(fail_when="")), store, reqs)
     assert second.cached
     assert isinstance(second.generation, Generation)
     assert second.generation == first.generation
@@ -158,7 +158,7 @@ def test_results_come_back_in_request_order_and_none_is_dropped() -> None:
     assert completion_order != sorted(completion_order, key=lambda t: int(t.split()[-1]))  # really out of order
     assert len(results) == n
     assert [r.request for r in results] == reqs
-    assert [r.key for r in results] == [q.cache_key() for q in reqs]
+    assert [r.key for r in results] == [key(q) for q in reqs]
     for i, (req, res) in enumerate(zip(reqs, results)):
         assert res.cached == (i % 3 == 0)
         if i % 5 == 0 and i % 3 != 0:  # 'bad' and not answered by the store
@@ -179,7 +179,7 @@ def test_result_rows_are_json_and_carry_tags() -> None:
     assert row["persona"] == "p1" and row["item"] == "q1" and row["condition"] == "c1"
     assert row["wave"] == 1 and row["replicate"] == 2 and row["extra"] == {"k": "v"}
     assert row["response"] == "hi" and row["error"] is None and row["model"] == MODEL
-    assert row["key"] == req.cache_key()
+    assert row["key"] == key(req)
 
 
 def test_script_running_out_is_an_error_row_not_a_crash() -> None:
@@ -237,7 +237,7 @@ def test_score_requests_are_cached_too() -> None:
     req = Request(kind="score", model=MODEL, prompt="The sky is", continuation="blue today", per_token=True)
     with Store() as store:
         (first,), _ = run_requests(FakeBackend(), store, [req])
-        (second,), runner = run_requests(FakeBackend(options=FakeOptions(script=())), store, [req])
+        (second,), runner = run_requests(FakeBackend(options=FakeOptions(fail_when="")), store, [req])
     assert first.score is not None and first.score.n_tokens == 2
     assert second.cached and runner.stats.backend_calls == 0
     assert second.score == first.score

@@ -14,7 +14,7 @@ from typing import Any
 from personae.backends.fake import FakeBackend
 from personae.store import MIGRATIONS, Store
 
-from .helpers import request, run_requests
+from .helpers import key, request, run_requests
 
 DISTINCT = 200
 SHARED = 50
@@ -122,12 +122,12 @@ def test_reopening_does_not_reapply_migrations(tmp_path: Path) -> None:
 def test_store_holds_json_not_pickle(tmp_path: Path) -> None:
     with Store(tmp_path / "s.sqlite") as store:
         run_requests(FakeBackend(), store, [request("hi")])
-        ((key, kind, req, resp),) = list(store.iter_results())
+        ((stored_key, kind, req, resp),) = list(store.iter_results())
     assert kind == "generate"
     assert json.loads(req)["messages"] == [{"role": "user", "content": "hi"}]
     assert "tags" not in json.loads(req)
     assert isinstance(json.loads(resp)["text"], str)
-    assert key == request("hi").cache_key()
+    assert stored_key == key(request("hi"))
 
 
 def test_default_path_comes_from_the_environment(isolated_store: Path) -> None:

@@ -31,7 +31,8 @@ GARBAGE = "Hmm, I really cannot say."
 
 def uniform(request: Request, salt: str = "") -> float:
     """A deterministic number in [0, 1) from the request (so from its replicate and seed too)."""
-    digest = hashlib.sha256((salt + request.cache_key()).encode()).digest()
+    # from the request's content, not its cache key, so a new key recipe does not redraw the data
+    digest = hashlib.sha256((salt + request.model_dump_json(exclude={"tags"})).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -111,6 +111,8 @@ def test_child_and_expert_shift_length_and_reading_level_and_a_baseline_like_per
     # the shift is persona mean minus baseline mean, both averaged over prompts and replicates
     lengths: dict[str, list[float]] = {}
     for r in outcome.results:
+        if r.request.tags.role is not None:  # verdicts and embeddings are not answers
+            continue
         lengths.setdefault(r.request.tags.condition or "", []).append(len((r.text or "").split()))
     assert child["length"]["shift"] == pytest.approx(np.mean(lengths["young-child"]) - np.mean(lengths["baseline"]))
     assert child["length"]["baseline_mean"] == pytest.approx(np.mean(lengths["baseline"]))
@@ -146,7 +148,7 @@ def test_stance_wave_counts_stances_and_reports_the_judge_self_agreement() -> No
     outcome = run_study(resolve_spec(spec(PROMPTS[:3] + OPINIONS, judge={"repeats": 2}, features=["length"],
                                           effect_feature="length", stance=True)),
                         backends={"fake/x": backend})
-    judged = [r.request for r in outcome.results if r.request.tags.wave == 1]
+    judged = [r.request for r in outcome.results if r.request.tags.role == "judge"]
     n_answers = 4 * len(OPINIONS) * 3  # (baseline + 3 personas) x opinion prompts x replicates
     assert len(judged) == 2 * n_answers and outcome.summary.counts["judge_requests"] == 2 * n_answers
     assert len({r.tags.extra["judged"] for r in judged}) == n_answers  # every answer judged twice

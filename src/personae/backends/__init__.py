@@ -12,9 +12,9 @@ from pydantic import BaseModel, ValidationError
 
 from .._loading import validation_to_config_error
 from ..errors import UnknownModelError
-from .base import Backend, Generation, Message, Request, Sampling, Score, Tags
+from .base import Backend, Embedding, Generation, Message, Request, Sampling, Score, Tags
 
-__all__ = ["Backend", "Generation", "Message", "Request", "Sampling", "Score", "Tags", "create_backend",
+__all__ = ["Backend", "Embedding", "Generation", "Message", "Request", "Sampling", "Score", "Tags", "create_backend",
            "parse_model_id", "check_model_id", "provider_status", "PROVIDERS"]
 
 # provider -> (module, backend class, options class, extra to install)
@@ -22,6 +22,7 @@ PROVIDERS: dict[str, tuple[str, str, str, str]] = {
     "local": ("personae.backends.local", "LocalBackend", "LocalOptions", "local"),
     "openai": ("personae.backends.openai", "OpenAIBackend", "OpenAIOptions", "openai"),
     "fake": ("personae.backends.fake", "FakeBackend", "FakeOptions", "core"),
+    "embed": ("personae.backends.embedders", "EmbedBackend", "EmbedOptions", "embed"),
 }
 
 
@@ -36,7 +37,7 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
             hint = f" Did you mean 'local/{model_id}'?" if model_id in ALIASES else ""
         raise UnknownModelError(
             f"model id '{model_id}' has no provider.{hint}", field="model",
-            fix="write provider/model, e.g. local/smollm2-135m, openai/gpt-4o-mini or fake/test.")
+            fix="write provider/model, e.g. local/smollm2-135m, openai/gpt-4o-mini, fake/test or embed/minilm.")
     if provider not in PROVIDERS:
         close = difflib.get_close_matches(provider, list(PROVIDERS), n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}/{name}'?" if close else ""

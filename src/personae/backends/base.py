@@ -57,11 +57,18 @@ class Tags(_Frozen):
     """Anything else a study wants back with the result."""
 
 
-class Request(_Frozen):
-    """One model call: generate a reply, or score a continuation."""
+KEY_VERSION = 2
+"""Version of the cache-key recipe. Version 1 hashed every field; version 2 hashes the fields that
+differ from their defaults (so a new optional field leaves existing keys alone), this version and
+the backend's fingerprint. Bump it only when the recipe changes; keys of another version are never
+looked up."""
 
-    kind: Literal["generate", "score"] = "generate"
-    """'generate' a reply, or 'score' the log-probability of `continuation`."""
+
+class Request(_Frozen):
+    """One model call: generate a reply, score a continuation, or embed a text."""
+
+    kind: Literal["generate", "score", "embed"] = "generate"
+    """'generate' a reply, 'score' the log-probability of `continuation`, or 'embed' `input`."""
     model: str
     """Model id, e.g. 'local/smollm2-135m'."""
     messages: tuple[Message, ...] = ()
@@ -82,12 +89,23 @@ class Request(_Frozen):
     """Replicate index: repeats are distinct requests and never collapse in the cache."""
     persona_version: int | None = None
     """Version of the persona in the prompt; bumping it invalidates the cache."""
+    input: str | None = None
+    """For kind='embed': the text to embed."""
     tags: Tags = Tags()
     """Study bookkeeping, returned with the result; not part of the cache key."""
 
-    def cache_key(self) -> str:
-        """sha256 of the canonical JSON of everything that changes the output."""
-        payload = self.model_dump(mode="json", exclude={"tags"})
+    def key_payload(self) -> dict[str, Any]:
+        """The fields that change the output and differ from their defaults (tags never do)."""
+        return self.model_dump(mode="json", exclude={"tags"}, exclude_defaults=True)
+
+    def cache_key(self, fingerprint: str = "") -> str:
+        """sha256 of canonical JSON: key version, the backend's fingerprint, and `key_payload()`.
+
+        The runner passes the fingerprint of the backend that answers (model file identity, server
+        URL, ...), so the same model id behind two servers never shares results. Without one
+        (`fingerprint=""`) the key identifies the request's content alone.
+        """
+        payload = {"v": KEY_VERSION, "backend": fingerprint, "request": self.key_payload()}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -122,6 +140,14 @@ class Score(_Frozen):
     latency_s: float = 0.0
 
 
+class Embedding(_Frozen):
+    """A text's embedding vector."""
+
+    vector: tuple[float, ...]
+    """The vector (unit length for the shipped embedders)."""
+    latency_s: float = 0.0
+
+
 class Backend(ABC):
     """A model behind one async interface. Only `generate` is required."""
 
@@ -136,6 +162,12 @@ class Backend(ABC):
     """Can constrain output with a GBNF grammar."""
     supports_seed: bool = False
     """Honours `sampling.seed`."""
+    supports_generation: bool = True
+    """Can generate text (embedding-only backends cannot)."""
+    supports_embedding: bool = False
+    """Can embed texts (`embed`)."""
+    embed_batch_size: int = 64
+    """Texts per `embed` call."""
     max_concurrency: int | None = None
     """Upper bound on useful concurrency (1 for an in-process model)."""
 
@@ -153,6 +185,17 @@ class Backend(ABC):
             fix="use a backend with scoring: local/..., or openai/... with scoring: prompt_logprobs (vLLM).",
         )
 
+    async def embed(self, requests: list[Request]) -> list[Embedding]:
+        """Embeddings of `request.input` for a batch of kind='embed' requests, in order."""
+        raise BackendError(f"backend '{self.model_id}' cannot embed text.", backend=self.model_id,
+                           fix="use an embedder, e.g. embed/minilm.")
+
+    def fingerprint(self) -> str:
+        """What identifies the model behind this backend beyond its id (part of every cache key):
+        for a local model the file's identity and adapter, for a server its URL and scoring mode.
+        Never holds secrets. Default: the provider and model id."""
+        return f"{self.provider}:{self.model_id}"
+
     async def aclose(self) -> None:
         """Release connections or models."""
 
@@ -163,8 +206,10 @@ class Backend(ABC):
             "json": self.supports_json,
             "grammar": self.supports_grammar,
             "seed": self.supports_seed,
+            "embedding": self.supports_embedding,
         }
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about this backend (never secrets)."""
-        return {"model": self.model_id, "provider": self.provider, "capabilities": self.capabilities()}
+        return {"model": self.model_id, "provider": self.provider, "capabilities": self.capabilities(),
+                "fingerprint": self.fingerprint()}

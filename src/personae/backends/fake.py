@@ -147,6 +147,15 @@ class FakeBackend(Backend):
                                             retry_after=o.retry_after)
             raise TransientBackendError("service unavailable (503)", backend=self.model_id, status=503)
 
+    def fingerprint(self) -> str:
+        """Its name, the responder and scorer named in its options, and its script: what decides its
+        answers in a spec (not its scripted failures). A Python callable passed to the constructor is
+        the caller's to keep stable, as a resumed run reuses the answers of the first."""
+        parts = [self.options.responder, self.options.scorer or "-"]
+        if self.options.script is not None:
+            parts.append(hashlib.sha256("\x00".join(self.options.script).encode()).hexdigest()[:16])
+        return f"fake:{self.model_id}:" + ":".join(parts)
+
     async def generate(self, request: Request) -> Generation:
         if self.options.delay_s:
             await asyncio.sleep(self.options.delay_s)

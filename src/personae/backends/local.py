@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import functools
+import hashlib
 import os
 import threading
 import time
@@ -67,6 +68,28 @@ def resolve_model_path(name: str) -> Path:
     return Path(name).expanduser()
 
 
+_HEAD_TAIL = 1 << 20
+
+
+@functools.lru_cache(maxsize=64)
+def _file_identity(path: str, size: int, mtime_ns: int) -> str:
+    """size + sha256 of the first and last MiB: cheap on a multi-GB model, and it tells apart two
+    quantisations or fine-tunes saved under one path. Cached per (path, size, mtime)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        digest.update(fh.read(_HEAD_TAIL))
+        if size > 2 * _HEAD_TAIL:
+            fh.seek(size - _HEAD_TAIL)
+        digest.update(fh.read(_HEAD_TAIL))
+    return f"{size}:{digest.hexdigest()[:24]}"
+
+
+def file_identity(path: Path) -> str:
+    """The identity of a model or adapter file, computed once per file version."""
+    st = path.stat()
+    return _file_identity(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
 @functools.cache
 def _close_llama_devnull_at_exit() -> None:
     """llama-cpp-python opens two /dev/null handles at import and never closes them, so every run
@@ -90,6 +113,8 @@ class LocalOptions(BaseModel):
     """CPU threads for llama.cpp (one process with all threads beats several processes)."""
     n_batch: int = Field(default=512, ge=1)
     """Prompt-processing batch size."""
+    lora: str | None = None
+    """Path of a LoRA adapter (GGUF) applied to the model; part of every cache key."""
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -113,12 +138,21 @@ class LocalBackend(Backend):
         super().__init__(model_id)
         self.options = options or LocalOptions()
         self.path = resolve_model_path(model_id.split("/", 1)[1])
+        self.lora_path = Path(self.options.lora).expanduser() if self.options.lora else None
+        if self.lora_path is not None and not self.lora_path.is_file():
+            raise UnknownModelError(f"LoRA adapter '{self.lora_path}' not found.", field="backend.lora",
+                                    fix="give the path of an existing GGUF adapter file.")
         _close_llama_devnull_at_exit()
         self._gen: Any = None
         self._scorer: Any = None
         self._chat_formatter: Any = None
         self._thread_lock = threading.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
+
+    def fingerprint(self) -> str:
+        """The model file's identity, plus the adapter's when one is applied."""
+        adapter = f"+lora:{file_identity(self.lora_path)}" if self.lora_path else ""
+        return f"local:{file_identity(self.path)}{adapter}"
 
     # ------------------------------------------------------------ model handles
     def _load(self, logits_all: bool) -> Any:
@@ -128,8 +162,9 @@ class LocalBackend(Backend):
             raise MissingDependencyError("llama-cpp-python", "local", "The local backend") from None
         o = self.options
         try:
+            extra = {"lora_path": str(self.lora_path)} if self.lora_path else {}
             return Llama(model_path=str(self.path), n_ctx=o.n_ctx, n_threads=o.n_threads, n_batch=o.n_batch,
-                         logits_all=logits_all, verbose=False)
+                         logits_all=logits_all, verbose=False, **extra)
         except Exception as exc:  # llama.cpp raises ValueError/RuntimeError on a bad file
             raise BackendUnavailableError(f"could not load '{self.path}': {exc}", backend=self.model_id,
                                           fix="check that the file is a valid GGUF model.") from None

@@ -235,6 +235,11 @@ class OpenAIBackend(Backend):
         return score_from_token_pairs(pairs, len(prompt), request.per_token, time.perf_counter() - start,
                                       backend=self.model_id, offsets=offsets, text_chars=text_chars)
 
+    def fingerprint(self) -> str:
+        """The server (URL without credentials or a trailing slash) and how it scores."""
+        url = (without_credentials(self.options.base_url) or "").rstrip("/")
+        return f"openai:{url}:scoring={self.options.scoring}"
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "base_url": without_credentials(self.options.base_url),
                 "scoring": self.options.scoring}

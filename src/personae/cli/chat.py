@@ -43,18 +43,19 @@ def chat(
 
     Example: personae chat builtin:pirate-captain
     """
-    from ..backends import create_backend  # noqa: PLC0415
     from ..backends.base import Message, Request, Sampling, Tags  # noqa: PLC0415
     from ..persona import render_persona  # noqa: PLC0415
+    from ..backends.pool import BackendPool  # noqa: PLC0415
     from ..runner import Runner  # noqa: PLC0415
 
     p = _persona(persona)
     system = render_persona(p, template)
-    backend = create_backend(model)
+    pool = BackendPool()
+    pool.get(model)  # a bad model id or missing server fails here, before the prompt
 
     async def loop() -> None:
         with open_store(store) as st:
-            runner = Runner({model: backend}, st, concurrency=1)
+            runner = Runner(pool, st, concurrency=1)
             history: list[Message] = []
             err.print(f"Chatting with {p.name} ({p.description}) on {model}. /reset, /quit.", markup=False)
             while True:
@@ -84,6 +85,6 @@ def chat(
                     continue
                 history.append(Message(role="assistant", content=res.text or ""))
                 out.print(f"{p.name}> {res.text}", markup=False)
-            await backend.aclose()
+            await pool.aclose()
 
     asyncio.run(loop())

@@ -12,6 +12,7 @@ from .models import models
 from .personas import personas
 from .power import power
 from .run import run
+from .runs import export, runs
 from .tour import tour
 from .validate import validate
 
@@ -19,9 +20,19 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Use LLM personas honestly: measure what a persona does, and use it where it works.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__  # noqa: PLC0415
+
+        typer.echo(f"personae {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", envvar="PERSONAE_DEBUG",
-                                     help="Show tracebacks for errors.")) -> None:
+                                     help="Show tracebacks for errors."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
     if debug:
         os.environ["PERSONAE_DEBUG"] = "1"
 
@@ -33,6 +44,8 @@ app.command()(models)
 app.command()(personas)
 app.command()(tour)
 app.command()(power)
+app.command()(runs)
+app.command()(export)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from ._common import StoreOption, handle_errors, open_store, out, table_from_rows
+from ._common import StoreOption, err, handle_errors, open_store, out, table_from_rows
 
 
 @handle_errors
@@ -18,6 +18,10 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="PERSONAE_QUIET", help="No progress bar."),
     model: list[str] = typer.Option([], "--model", "-m",
                                     help="Run on this model instead of the spec's (repeat for several)."),
+    max_requests: int = typer.Option(None, "--max-requests", min=1,
+                                     help="Send at most N requests to backends, then stop cleanly (resumable)."),
+    max_tokens: int = typer.Option(None, "--max-tokens", min=1,
+                                   help="Stop cleanly once N tokens (prompt + completion) were used (resumable)."),
 ) -> None:
     """Run a study spec and write DIR/run.json, results.jsonl, summary.json and report.html.
 
@@ -26,14 +30,33 @@ def run(
 
     Example: personae run examples/grid.yaml --out runs/grid
     Example: personae run examples/accuracy.yaml -m openai/qwen2.5-7b --out runs/acc-qwen
+    Example: personae run examples/style.yaml --out runs/style --max-requests 100
+
+    Exit codes: 0 finished, 2 an error (one line says where and how to fix it), 3 stopped by
+    --max-requests / --max-tokens (run the same command with a larger budget to continue).
     """
     from ..api import run_study  # noqa: PLC0415
+    from ..executors import Budget  # noqa: PLC0415
     from ..spec import load_spec  # noqa: PLC0415
 
     resolved = load_spec(spec, models=model)
     with open_store(store) as st:
-        outcome = run_study(resolved, out_dir, store=st, quiet=quiet)
+        for notice in st.notices:
+            err.print(notice, markup=False)
+        outcome = run_study(resolved, out_dir, store=st, quiet=quiet,
+                            budget=Budget(max_requests=max_requests, max_tokens=max_tokens))
+    if outcome.summary is None:
+        s = outcome.stats
+        out.print(f"stopped: the budget was reached after {s.backend_calls} backend calls ({s.cache_hits} cache hits, "
+                  f"{s.not_sent} requests not sent). Nothing is lost: run the same command with a larger budget "
+                  "to continue.", markup=False)
+        out.print(f"wrote {outcome.out_dir}/run.json, results.jsonl (status: stopped)", markup=False)
+        raise typer.Exit(BUDGET_EXIT)
     print_outcome(outcome)
+
+
+BUDGET_EXIT = 3
+"""Exit code of a run stopped by its budget."""
 
 
 def print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]

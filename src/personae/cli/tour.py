@@ -26,11 +26,13 @@ def tour(
     import yaml  # noqa: PLC0415
 
     from ..api import run_study  # noqa: PLC0415
+    from ..backends.pool import BackendPool  # noqa: PLC0415
     from ..spec import resolve_spec  # noqa: PLC0415
     from ..studies.dialogue import transcript  # noqa: PLC0415
     from .run import print_outcome  # noqa: PLC0415
 
     folder = resources.files("personae") / "data" / "tour"
+    pool = BackendPool()  # one embedded model for both runs, loaded once
     with open_store(store) as st:
         for name in ("dialogue", "grid"):
             with resources.as_file(folder / f"{name}.yaml") as path:
@@ -39,7 +41,7 @@ def tour(
                     data["model"] = model
                 resolved = resolve_spec(data, path=path)
             out.rule(Text(resolved.name, style="bold"))
-            outcome = run_study(resolved, out_dir / name, store=st, quiet=quiet)
+            outcome = run_study(resolved, out_dir / name, store=st, quiet=quiet, pool=pool)
             if name == "dialogue":
                 for persona in resolved.personas:
                     out.print(Text.assemble("\n", (persona.name, "bold"), f" ({persona.description})"))
@@ -48,4 +50,7 @@ def tour(
                         who = "user" if m.role == "user" else persona.name
                         out.print(f"  {who}> {m.content}", markup=False)
             print_outcome(outcome)
+    import asyncio  # noqa: PLC0415
+
+    asyncio.run(pool.aclose())
     out.print(f"\nOpen {out_dir / 'grid' / 'report.html'} in a browser for the report.", markup=False)

@@ -24,3 +24,7 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
         first = study.plan([])
         out.print(f"ok: {path}: study '{resolved.spec.study}', {len(resolved.spec.model)} model(s), "
                   f"{len(resolved.personas)} persona(s), {len(first)} requests in the first wave", markup=False)
+        for decl in type(study).roles:
+            bound = resolved.roles.get(decl.name)
+            who = bound.model if bound else f"the model under study ({', '.join(resolved.spec.model)}; weak)"
+            out.print(f"  role {decl.name}: {who} - {decl.purpose}", markup=False)

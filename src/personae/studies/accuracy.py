@@ -214,6 +214,14 @@ class AccuracyStudy(Study):
     def analyze(self, results: Sequence[Result]) -> Summary:
         return analyze_accuracy(self, results)
 
+    def row_features(self, result: Result) -> dict[str, Any]:
+        """The parsed answer letter and whether it is correct (generation mode)."""
+        item = {i.id: i for i in self.items}.get(result.request.tags.item or "")
+        if item is None or result.request.kind != "generate":
+            return {}
+        letter = parse_choice(result.text, item.letters, item.choices)
+        return {"answer": letter, "correct": None if letter is None else letter == item.answer_letter}
+
     def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
         from ..report.plots import forest_plot  # noqa: PLC0415
 

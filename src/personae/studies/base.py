@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..backends.base import Message, Request, Sampling, Tags
 from ..persona import Persona, builtin_personas, render_persona
+from ..roles import RoleDecl
 from ..runner import Result
 
 
@@ -70,6 +71,8 @@ class Study(ABC):
     """Safety cap on the number of waves."""
     display_columns: ClassVar[tuple[str, ...] | None] = None
     """Columns of the summary table printed in the terminal (None: all)."""
+    roles: ClassVar[tuple[RoleDecl, ...]] = ()
+    """The roles this study uses besides the model under study (bound in the spec's `roles:`)."""
 
     def __init__(self, resolved: Any) -> None:
         self.resolved = resolved
@@ -81,6 +84,20 @@ class Study(ABC):
     @classmethod
     def check(cls, resolved: Any) -> None:
         """Extra validation of a resolved spec (raise ConfigError). Default: nothing."""
+
+    @classmethod
+    def role_aliases(cls, options: Any) -> dict[str, tuple[str, str]]:
+        """Roles bound by one of the study's own options, as {role: (model id, option field)}
+        (kept for specs written before `roles:` existed). Default: none."""
+        return {}
+
+    def role_model(self, role: str, studied: str) -> str:
+        """The model that plays `role` for answers of the studied model `studied`."""
+        bound = self.resolved.roles.get(role)
+        return bound.model if bound is not None else studied
+
+    def role_is_bound(self, role: str) -> bool:
+        return role in self.resolved.roles
 
     @staticmethod
     def require_scoring(resolved: Any, why: str, field: str) -> None:
@@ -106,6 +123,11 @@ class Study(ABC):
     @abstractmethod
     def analyze(self, results: Sequence[Result]) -> Summary:
         """Statistics and verdict from all results (errors included, and counted)."""
+
+    def row_features(self, result: Result) -> dict[str, Any]:
+        """Per-answer values the study computes (a parsed answer, style features), as extra columns
+        of `load_run(...).requests`. Default: none."""
+        return {}
 
     def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
         """(caption, matplotlib Figure) pairs for the report. Default: none."""

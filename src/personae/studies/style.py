@@ -29,6 +29,7 @@ from ..errors import ConfigError
 from ..features import get_feature
 from ..judge import JudgeOptions, judge_requests, majority, parse_verdict, self_agreement
 from ..persona import Persona
+from ..roles import RoleDecl
 from ..runner import Result
 from ..stats import jensen_shannon, paired_difference_ci
 from ..stats.dispersion import distance_ratio_test
@@ -72,6 +73,20 @@ class StyleOptions(BaseModel):
 class StyleStudy(Study):
     name = "style"
     Options = StyleOptions
+    roles = (RoleDecl("judge", "rates the stance of answers to opinion prompts"),
+             RoleDecl("embedder", "embeds answers for the perspective-diversity test", kind="embed",
+                      default="embed/minilm"))
+
+    @classmethod
+    def role_aliases(cls, options: Any) -> dict[str, tuple[str, str]]:
+        """`options.judge.model` and `options.embedder` (older spellings of roles.judge and
+        roles.embedder) keep working."""
+        out = {}
+        if options.judge.model:
+            out["judge"] = (options.judge.model, "options.judge.model")
+        if options.embedder != "minilm":
+            out["embedder"] = (f"embed/{options.embedder}", "options.embedder")
+        return out
 
     @classmethod
     def check(cls, resolved: Any) -> None:
@@ -86,7 +101,7 @@ class StyleStudy(Study):
                               field="replicates", fix="set e.g. 'replicates: 3'.")
         if not study.prompts:
             raise ConfigError("no prompts.", field="options.prompts", fix="add prompts.")
-        if resolved.options.embedder == "minilm":  # find out now, not after every answer is generated
+        if resolved.roles["embedder"].model == "embed/minilm":  # find out now, not after every answer
             import importlib.util  # noqa: PLC0415
 
             for module, package in (("sentence_transformers", "sentence-transformers"),
@@ -137,25 +152,33 @@ class StyleStudy(Study):
                                                           replicate=r, tags=Tags(persona=persona.id if persona
                                                                                  else None, item=q.id, condition=cond)))
             return reqs
-        if not self.options.stance or any(r.request.tags.wave == 1 for r in done):
+        if any(r.request.tags.wave == 1 for r in done):
             return []
         texts = {q.id: q.text for q in self.prompts}
+        persona_ids = {p.id for p in self.panel}
         reqs = []
         for r in done:
             q = r.request.tags.item or ""
-            if r.ok and q.startswith("opinion-"):
+            t = r.request.tags
+            if r.ok and self.options.stance and q.startswith("opinion-"):
                 content = f"Question: {texts[q]}\nAnswer: {r.text}"
-                reqs += judge_requests(self.options.judge, r.request.model, STANCE_INSTRUCTION, content,
+                reqs += judge_requests(self.options.judge, self.role_model("judge", r.request.model),
+                                       STANCE_INSTRUCTION, content,
                                        field="stance", labels=STANCES, seed=derive_seed(self.spec.seed, content),
-                                       tags=Tags(persona=r.request.tags.persona, item=q,
-                                                 condition=r.request.tags.condition, wave=1,
-                                                 extra={"judged": r.key, "run": r.request.replicate,
-                                                        "model": r.request.model}))
+                                       tags=Tags(persona=t.persona, item=q, condition=t.condition, wave=1,
+                                                 role="judge", extra={"judged": r.key, "run": r.request.replicate,
+                                                                      "model": r.request.model}))
+        for r in done:  # every persona answer's embedding, for the diversity test (cached per text)
+            t = r.request.tags
+            if r.ok and t.condition in persona_ids:
+                reqs.append(Request(kind="embed", model=self.role_model("embedder", r.request.model), input=r.text or "",
+                                    tags=Tags(persona=t.persona, item=t.item, condition=t.condition, wave=1,
+                                              role="embedder", extra={"embeds": r.key, "model": r.request.model})))
         return reqs
 
     # ---------------------------------------------------------------- analysis
     def analyze(self, results: Sequence[Result]) -> Summary:
-        answers = [r for r in results if r.request.tags.wave == 0]
+        answers = [r for r in results if r.request.tags.role is None]
         table: list[dict[str, Any]] = []
         stats: dict[str, Any] = {"features": {}, "diversity": {}, "stance": {}}
         for m_i, model in enumerate(self.spec.model):
@@ -169,11 +192,13 @@ class StyleStudy(Study):
                     row[f] = eff.get("shift")
                     row[f + "_distinct"] = eff.get("distinguishable")
                 table.append(row)
-            stats["diversity"][model] = self._diversity(mine, seed=self.spec.seed + m_i)
+            stats["diversity"][model] = self._diversity(mine, self._vectors(results), seed=self.spec.seed + m_i)
             stats["stance"][model] = self._stance(results, model)
         stats["effect_map"] = self._effect_map(stats)
         counts = count_results(answers)
-        counts["judge_requests"] = len(results) - len(answers)
+        counts["judge_requests"] = sum(r.request.tags.role == "judge" for r in results)
+        counts["embed_requests"] = sum(r.request.tags.role == "embedder" for r in results)
+        counts["embed_errors"] = sum(r.request.tags.role == "embedder" and not r.ok for r in results)
         skipped = (stats["effect_map"] or {}).get("skipped")
         notes = ["Each shift is persona minus no-persona baseline, paired over prompts; 'distinct' means the 95% CI "
                  "excludes 0 and the shift is larger than the run-to-run noise floor."]
@@ -211,29 +236,44 @@ class StyleStudy(Study):
                 "noise_floor_sd": noise, "persona_mean": float(per.mean()), "baseline_mean": float(base.mean()),
                 "distinguishable": bool(excludes_zero and abs(shift) > noise)}
 
-    def _diversity(self, results: Sequence[Result], seed: int) -> dict[str, Any]:
-        from ..embed import cosine_distances, get_embedder  # noqa: PLC0415
+    def row_features(self, result: Result) -> dict[str, Any]:
+        """The style features of an answer (verdicts and embeddings get none)."""
+        if result.request.tags.role is not None:
+            return {}
+        return {f: get_feature(f)(result.text or "") for f in self.options.features}
+
+    @staticmethod
+    def _vectors(results: Sequence[Result]) -> dict[str, np.ndarray]:
+        """Answer key -> its embedding (from the embedder role's results)."""
+        return {r.request.tags.extra["embeds"]: np.asarray(r.embedding.vector) for r in results
+                if r.request.tags.role == "embedder" and r.embedding is not None}
+
+    def _diversity(self, results: Sequence[Result], vectors: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+        from ..embed import cosine_distances  # noqa: PLC0415
 
         persona_ids = {p.id for p in self.panel}
         by_prompt: dict[str, list[Result]] = defaultdict(list)
+        missing = 0
         for r in results:
             if r.request.tags.condition in persona_ids:
-                by_prompt[r.request.tags.item or ""].append(r)
+                if r.key in vectors:
+                    by_prompt[r.request.tags.item or ""].append(r)
+                else:
+                    missing += 1
         usable = {q: rs for q, rs in by_prompt.items() if len({r.request.tags.condition for r in rs}) >= 2}
         if not usable:
-            return {"prompts": 0}
-        embedder = get_embedder(self.options.embedder)
+            return {"prompts": 0, "answers_without_embedding": missing}
         dists, labels = [], []
         for rs in usable.values():
-            vecs = embedder.encode([r.text or "" for r in rs])
-            dists.append(cosine_distances(vecs))
+            dists.append(cosine_distances(np.stack([vectors[r.key] for r in rs])))
             labels.append([r.request.tags.condition for r in rs])
         t = distance_ratio_test(dists, labels, seed=seed, n_permutations=self.options.n_permutations)
-        return {**t.as_dict(), "embedder": embedder.name,
+        return {**t.as_dict(), "embedder": self.resolved.roles["embedder"].model.removeprefix("embed/"),
+                "answers_without_embedding": missing,
                 "test": "permutation of persona labels within each prompt (cosine distance of embeddings)"}
 
     def _stance(self, results: Sequence[Result], model: str) -> dict[str, Any]:
-        judged = [r for r in results if r.request.tags.wave == 1 and r.request.tags.extra.get("model") == model]
+        judged = [r for r in results if r.request.tags.role == "judge" and r.request.tags.extra.get("model") == model]
         if not judged:
             return {}
         verdicts: dict[str, list[str | None]] = defaultdict(list)

@@ -1,0 +1,130 @@
+"""The default executor: asyncio in this process.
+
+- at most `concurrency` requests in flight per backend (never more than the backend says it can use),
+- transient failures (timeouts, 429 with Retry-After, 5xx, connection resets) retried with
+  exponential backoff and jitter, under a per-request timeout,
+- a budget checked before each call is sent,
+- a run whose first requests all fail stops early with the cause (RunAborted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+
+from ..errors import BackendError, BackendUnavailableError, TransientBackendError
+from .base import Budget, Job, Outcome, Output, RetryPolicy, RunStats, Sink
+
+
+class RunAborted(BackendError):
+    """Every request is failing the same way (e.g. the server is down): stop early."""
+
+
+class AsyncioExecutor:
+    """Bounded concurrency per backend, retries, timeouts and a budget, in one event loop."""
+
+    def __init__(self, *, concurrency: int = 4, retry: RetryPolicy | None = None, budget: Budget | None = None,
+                 abort_after: int = 8, seed: int = 0, stats: RunStats | None = None) -> None:
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy()
+        self.budget = budget or Budget()
+        self.abort_after = abort_after
+        self.stats = stats or RunStats()
+        self._rng = random.Random(seed)
+        self._successes = 0
+        self._failures_without_success = 0
+
+    async def execute(self, jobs: Sequence[Job], sink: Sink) -> None:
+        by_backend: dict[int, list[Job]] = {}
+        for job in jobs:
+            by_backend.setdefault(id(job.backend), []).append(job)
+        abort: list[BaseException] = []
+
+        async def worker(queue: list[Job]) -> None:
+            while queue and not abort:
+                job = queue.pop()
+                if not self.budget.take(len(job.requests)):
+                    queue.clear()  # nothing more is sent to this backend; finished jobs are kept
+                    return
+                outcome = await self._one(job)
+                sink(job, outcome)
+                try:
+                    self._check_abort(outcome)
+                except RunAborted as exc:
+                    abort.append(exc)
+
+        workers = []
+        for queue in by_backend.values():
+            backend = queue[0].backend
+            queue.reverse()  # pop() from the end keeps plan order
+            width = min(self.concurrency, backend.max_concurrency or self.concurrency, len(queue))
+            workers.extend(worker(queue) for _ in range(width))
+        tasks = [asyncio.ensure_future(w) for w in workers]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # gather does not stop the other workers: cancel them, or they keep calling the
+            # backend (and reporting results) after the run was aborted
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if abort:
+            raise abort[0]
+
+    def _check_abort(self, outcome: Outcome) -> None:
+        if outcome.error is None:
+            self._successes += 1
+            self._failures_without_success = 0
+            return
+        self._failures_without_success += 1
+        if self._successes == 0 and self._failures_without_success >= self.abort_after:
+            error = outcome.error.one_line()
+            # one line: the last error carries its own fix, so it goes last
+            raise RunAborted(
+                f"stopped: the first {self._failures_without_success} requests all failed (finished requests "
+                f"are kept in the store; run the same command again once fixed). Last error: {error}",
+                fix=None if "Fix:" in error else "fix the cause above and run again.")
+
+    async def _call(self, job: Job) -> tuple[Output, ...]:
+        backend, kind = job.backend, job.kind
+        if kind == "embed":
+            out = await backend.embed(list(job.requests))
+            if len(out) != len(job.requests):
+                raise BackendError(f"{backend.model_id} returned {len(out)} embeddings for {len(job.requests)} texts.",
+                                   backend=backend.model_id)
+            return tuple(out)
+        (request,) = job.requests
+        if kind == "score":
+            return (await backend.score(request),)
+        return (await backend.generate(request),)
+
+    async def _one(self, job: Job) -> Outcome:
+        backend = job.backend
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.backend_calls += 1
+            try:
+                outputs = await asyncio.wait_for(self._call(job), timeout=self.retry.timeout_s)
+            except (TransientBackendError, asyncio.TimeoutError, TimeoutError, ConnectionError) as exc:
+                err = exc if isinstance(exc, BackendError) else TransientBackendError(
+                    f"timed out after {self.retry.timeout_s:g} s" if isinstance(exc, (asyncio.TimeoutError, TimeoutError))
+                    else f"connection error: {exc}", backend=backend.model_id)
+                if attempt < self.retry.max_attempts:
+                    self.stats.retries += 1
+                    await asyncio.sleep(self.retry.delay(attempt, err.retry_after, self._rng))
+                    continue
+                return Outcome(error=err, attempts=attempt)
+            except BackendUnavailableError as exc:
+                raise RunAborted(exc.message, backend=backend.model_id, fix=exc.fix) from None
+            except BackendError as exc:
+                return Outcome(error=exc, attempts=attempt)
+            except Exception as exc:  # a backend bug or a malformed answer: an error row, not a crash
+                return Outcome(error=BackendError(
+                    f"unexpected {type(exc).__name__} from {backend.model_id}: {exc}", backend=backend.model_id,
+                    fix="rerun with --debug and report it if it persists."), attempts=attempt)
+            tokens = sum(getattr(o, "prompt_tokens", 0) + getattr(o, "completion_tokens", 0) for o in outputs)
+            self.budget.spend_tokens(tokens)
+            return Outcome(outputs=outputs, attempts=attempt)
