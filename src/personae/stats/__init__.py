@@ -4,7 +4,7 @@ Conventions: two-sample quantities are ``a`` minus ``b`` (or ``a`` over ``b``); 
 dataclasses with ``as_dict()`` for JSON; bad arguments raise ``ValueError`` naming the problem.
 """
 
-from .agreement import category_counts, fleiss_kappa, unanimous_share
+from .agreement import category_counts, fleiss_kappa, krippendorff_alpha, unanimous_share
 from .anova import AnovaComponents, icc1, one_way_anova_components
 from .bootstrap import SMALL_SAMPLE, bootstrap_ci, bootstrap_pairs, paired_bootstrap, paired_difference_ci
 from .contingency import fisher_exact, odds_ratio_ci, risk_ratio, two_by_two
@@ -41,6 +41,7 @@ __all__ = [
     "item_logit",
     "jensen_shannon",
     "kendall",
+    "krippendorff_alpha",
     "label_distribution",
     "label_permutation_test",
     "mcnemar",

@@ -1,9 +1,9 @@
-"""Agreement among repeated verdicts: Fleiss' kappa and the share of unanimous items."""
+"""Agreement among raters or repeated verdicts: Fleiss' kappa, Krippendorff's alpha, unanimous share."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -91,3 +91,128 @@ def unanimous_share(counts: ArrayLike) -> float:
     """Share of items on which all raters (e.g. all k repeats of a judge) gave the same label."""
     t = _as_counts(counts)
     return float(np.mean(t.max(axis=1) == t.sum(axis=1)))
+
+
+Level = Literal["nominal", "ordinal", "interval", "ratio"]
+"""Level of measurement of Krippendorff's alpha: which difference between two values counts."""
+_LEVELS: tuple[str, ...] = get_args(Level)
+
+
+def krippendorff_alpha(data: ArrayLike | Sequence[Sequence[Any]], level: Level = "nominal", *,
+                       n_resamples: int = 0, seed: Seed | None = None, confidence: float = 0.95) -> StatResult:
+    """Krippendorff's alpha from a **units x raters** table (one row per unit), None/NaN for missing.
+
+    Computed from the coincidence matrix (Krippendorff 2011, "Computing Krippendorff's
+    Alpha-Reliability"): alpha = 1 - D_o / D_e, with the observed and expected disagreement summed
+    over the pairable values (units with at least two values; others are left out and counted in
+    ``note``). ``level`` picks the difference metric: 'nominal' (any labels), 'ordinal' (ranks of
+    the numbers), 'interval' (squared difference), 'ratio' (non-negative numbers). The
+    ``krippendorff`` package takes the transpose (raters x units). With ``n_resamples`` > 0 a
+    percentile bootstrap CI over units is added (needs ``seed``). If every pairable value is the
+    same, alpha is undefined (NaN, said in ``note``) although the raters agree.
+    """
+    if level not in _LEVELS:
+        raise ValueError(f"level is the level of measurement, one of {', '.join(map(repr, _LEVELS))}; got "
+                         f"{level!r} (the confidence level of the CI is `confidence`)")
+    check_level(confidence)
+    values, counts, dropped = _pairable_counts(data, level)
+    label = f"Krippendorff's alpha ({level})"
+    left_out = (f"{dropped} unit(s) with fewer than two values left out (not pairable)" if dropped else "")
+    alpha = float(_alpha(counts, values, level))
+    if not np.isfinite(alpha):
+        only = values[0].item() if isinstance(values[0], np.generic) else values[0]
+        shown = f"{only:g}" if isinstance(only, float) else repr(only)
+        note = f"every pairable value is {shown}: expected disagreement is 0 and alpha is undefined"
+        return StatResult(float("nan"), n=counts.shape[0], level=confidence, method=label,
+                          note="; ".join(x for x in (note, left_out) if x))
+    if n_resamples == 0:
+        return StatResult(alpha, n=counts.shape[0], level=confidence, method=label, note=left_out)
+    n_resamples = check_resamples(n_resamples)
+    if seed is None:
+        raise ValueError("a bootstrap CI (n_resamples > 0) needs an explicit seed")
+    rng = rng_from(seed)
+    units = counts.shape[0]
+    rows = max(1, (1 << 22) // (counts.size + values.size**2))
+    boot = np.concatenate([_alpha(counts[rng.integers(0, units, (min(rows, n_resamples - s), units))], values, level)
+                           for s in range(0, n_resamples, rows)])
+    low, high, note = interval_from_distribution(boot, alpha, confidence, "percentile")
+    return StatResult(alpha, low, high, n=units, level=confidence, se=float(np.nanstd(boot, ddof=1)),
+                      method=f"{label}; percentile bootstrap over units, {n_resamples} resamples",
+                      note="; ".join(x for x in (left_out, note) if x))
+
+
+def _pairable_counts(data: Any, level: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(values, units x values counts of the pairable units, number of units left out)."""
+    try:
+        table = np.asarray(data, dtype=float)  # None becomes NaN
+    except (TypeError, ValueError):
+        table = np.asarray(data, dtype=object)
+    if table.ndim != 2 or table.shape[0] < 1:
+        raise ValueError(f"data must be a units x raters table (one row per unit), got shape {table.shape}")
+    if table.dtype == object:
+        if level != "nominal":
+            raise ValueError(f"level {level!r} needs numbers, got labels such as {_first_label(table)!r}; map "
+                             "ordered labels to numbers in their order (e.g. low=1, mid=2, high=3), or use "
+                             "level='nominal'")
+        present = np.array([[not _missing(x) for x in row] for row in table], dtype=bool).reshape(table.shape)
+        labels = list(dict.fromkeys(table[present].tolist()))
+        values = np.array(labels, dtype=object)
+        index = {x: i for i, x in enumerate(labels)}
+        codes = np.array([index[x] for x in table[present].tolist()], dtype=int)
+    else:
+        if np.isinf(table).any():
+            raise ValueError("data contains infinite values; use NaN or None for a missing value")
+        present = ~np.isnan(table)
+        values, codes = np.unique(table[present], return_inverse=True)
+        if level == "ratio" and values.size and values[0] < 0:
+            raise ValueError(f"level 'ratio' needs non-negative values with a true zero, got {values[0]:g}; "
+                             "use level='interval' for values that can be negative")
+    counts = np.zeros((table.shape[0], values.size), dtype=float)
+    np.add.at(counts, (np.nonzero(present)[0], codes.ravel()), 1.0)
+    pairable = counts.sum(axis=1) >= 2
+    if not pairable.any():
+        raise ValueError(f"Krippendorff's alpha needs at least one unit with two or more values, but none of the "
+                         f"{table.shape[0]} unit(s) has more than one ({int(present.sum())} value(s) in all). data "
+                         "is units x raters: one row per unit, one column per rater; if you passed raters x units "
+                         "(the krippendorff package's layout), transpose it")
+    counts = counts[pairable]
+    used = counts.sum(axis=0) > 0
+    return values[used], counts[:, used], int((~pairable).sum())
+
+
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, (float, np.floating)) and bool(np.isnan(x)))
+
+
+def _first_label(table: np.ndarray) -> Any:
+    return next((x for x in table.ravel() if not _missing(x)), None)
+
+
+def _alpha(counts: np.ndarray, values: np.ndarray, level: str) -> np.ndarray:
+    """Alpha for tables of shape (..., units, values) of pairable units, via the coincidence matrix."""
+    per_unit = counts / (counts.sum(axis=-1, keepdims=True) - 1)
+    coincidences = np.einsum("...uc,...uk->...ck", per_unit, counts)
+    diagonal = np.arange(values.size)
+    coincidences[..., diagonal, diagonal] -= per_unit.sum(axis=-2)
+    n_c = coincidences.sum(axis=-1)
+    delta = _squared_differences(values, n_c, level)
+    observed = (coincidences * delta).sum(axis=(-2, -1))
+    expected = (n_c[..., :, None] * n_c[..., None, :] * delta).sum(axis=(-2, -1))
+    with np.errstate(all="ignore"):
+        return 1.0 - (n_c.sum(axis=-1) - 1) * observed / np.where(expected > 0, expected, np.nan)
+
+
+def _squared_differences(values: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
+    """The metric delta^2 between every two values (Krippendorff 2011, section C)."""
+    if level == "nominal":
+        return 1.0 - np.eye(values.size)
+    if level == "ordinal":  # ranks: sum of n_g from c to k, less half of n_c and of n_k
+        mid = np.cumsum(n_c, axis=-1) - n_c / 2
+        return (mid[..., :, None] - mid[..., None, :]) ** 2
+    v = values.astype(float)
+    diff = v[:, None] - v[None, :]
+    if level == "interval":
+        return diff**2
+    total = v[:, None] + v[None, :]
+    with np.errstate(all="ignore"):
+        return np.where(total > 0, (diff / np.where(total > 0, total, 1.0)) ** 2, 0.0)
