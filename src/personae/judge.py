@@ -6,8 +6,8 @@ parse is None: counted, never guessed. With k >= 2 repeats the summary reports, 
 share of unanimous items and Fleiss' kappa (categorical fields) or Krippendorff's alpha
 (ordinal and numeric fields), so a judge that disagrees with itself says so.
 
-`Judge` takes any pydantic verdict model; `judge_requests`/`self_agreement`/`majority` are the
-older one-enum-field judge (kept for the style study).
+`Judge` takes any pydantic verdict model; every study judges through it (the style study's
+stance judge is a one-field verdict model).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Generic
 
@@ -28,12 +28,10 @@ from ._verdict import (VerdictField, describe_fields, field_value, one_json_obje
                        verdict_fields, verdict_schema)
 from .backends.base import Message, Request, Sampling, Tags
 from .errors import ConfigError
-from .parsing import parse_json_field
 from .stats import category_counts, fleiss_kappa, krippendorff_alpha, unanimous_share
 
 __all__ = ["Answered", "FieldAgreement", "ItemKey", "Judge", "JudgeOptions", "JudgedItem", "JudgedSet",
-           "ParseFailure", "item_key", "judge_requests", "label_schema", "majority", "parse_verdict",
-           "self_agreement"]
+           "ParseFailure", "item_key"]
 
 
 class JudgeOptions(BaseModel):
@@ -49,60 +47,6 @@ class JudgeOptions(BaseModel):
     """Sampling temperature of repeated verdicts (the first is also sampled)."""
     max_tokens: int = Field(default=48, ge=8)
     """Room for the JSON verdict."""
-
-
-def label_schema(field: str, labels: Sequence[str]) -> dict[str, Any]:
-    """JSON schema of a one-field categorical verdict."""
-    return {"type": "object", "properties": {field: {"type": "string", "enum": list(labels)}},
-            "required": [field], "additionalProperties": False}
-
-
-def judge_requests(options: JudgeOptions, default_model: str, instruction: str, content: str, *,
-                   field: str, labels: Sequence[str], seed: int, tags: Tags) -> list[Request]:
-    """k verdict requests for one piece of content (distinct replicates and seeds)."""
-    system = (f"{instruction}\nAnswer only with a JSON object: {{\"{field}\": one of "
-              f"{', '.join(repr(x) for x in labels)}}}.")
-    return [Request(model=options.model or default_model,
-                    messages=(Message(role="system", content=system), Message(role="user", content=content)),
-                    sampling=Sampling(temperature=options.temperature, max_tokens=options.max_tokens, seed=seed + k),
-                    json_schema=label_schema(field, labels), replicate=k, tags=tags)
-            for k in range(options.repeats)]
-
-
-def parse_verdict(text: str | None, field: str, labels: Sequence[str]) -> str | None:
-    return parse_json_field(text, field, labels)
-
-
-def self_agreement(verdicts: Mapping[Any, Sequence[str | None]], labels: Sequence[str]) -> dict[str, Any]:
-    """Share of unanimous items and Fleiss' kappa over items whose k verdicts all parsed."""
-    complete = [list(v) for v in verdicts.values() if v and all(x is not None for x in v)]
-    k = max((len(v) for v in verdicts.values()), default=0)
-    out: dict[str, Any] = {"items": len(verdicts), "complete_items": len(complete), "repeats": k,
-                           "parse_failures": sum(x is None for v in verdicts.values() for x in v)}
-    if k < 2 or not complete:
-        out["note"] = "one verdict per item: self-agreement not measured (set judge.repeats >= 2)."
-        return out
-    counts = category_counts(complete, labels)
-    used = [lab for lab, n in zip(labels, counts.sum(axis=0)) if n > 0]
-    if len(used) == 1:
-        out["note"] = (f"the judge gave every answer the same verdict ('{used[0]}'): it does not tell the answers "
-                       "apart, so its agreement says nothing; use a stronger judge (judge.model).")
-    out["unanimous_share"] = unanimous_share(counts)
-    out["fleiss_kappa"] = fleiss_kappa(counts).as_dict()
-    kappa = out["fleiss_kappa"]["estimate"]
-    if kappa is not None and kappa < 0.4 and "note" not in out:
-        out["note"] = f"the judge disagrees with itself (Fleiss' kappa {kappa:.2f} < 0.4): read its verdicts with care."
-    return out
-
-
-def majority(verdicts: Sequence[str | None]) -> str | None:
-    """The most common parsed verdict (ties: the first in order of appearance), or None."""
-    parsed = [v for v in verdicts if v is not None]
-    if not parsed:
-        return None
-    values, counts = np.unique(parsed, return_counts=True)
-    best = counts.max()
-    return next(v for v in parsed if counts[list(values).index(v)] == best)
 
 
 def _check(ok: bool, name: str, message: str, fix: str) -> None:

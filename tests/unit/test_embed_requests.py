@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from personae.api import run_study
 from personae.backends.base import Request, Tags
 from personae.backends.embedders import EmbedBackend
 from personae.embed import HashEmbedder

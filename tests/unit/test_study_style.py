@@ -167,7 +167,8 @@ def test_stance_wave_counts_stances_and_reports_the_judge_self_agreement() -> No
     agreement = stance["agreement"]
     assert agreement["repeats"] == 2 and agreement["items"] == n_answers
     assert agreement["unanimous_share"] == 1.0
-    assert agreement["fleiss_kappa"]["estimate"] == pytest.approx(1.0)
+    assert agreement["statistic"]["estimate"] == pytest.approx(1.0) and agreement["kind"] == "categorical"
+    assert agreement["parse_failures"] == 0 and agreement["request_errors"] == 0
     assert not any("disagrees with itself" in n for n in outcome.summary.notes)
 
 
@@ -181,7 +182,7 @@ def test_a_judge_that_disagrees_with_itself_is_flagged() -> None:
                        stance=True), coin_judge)
     agreement = outcome.summary.stats["stance"]["fake/x"]["agreement"]
     assert agreement["unanimous_share"] < 0.6
-    assert agreement["fleiss_kappa"]["estimate"] < 0.4
+    assert agreement["statistic"]["estimate"] < 0.4
     assert any("fake/x stance judge: the judge disagrees with itself" in n for n in outcome.summary.notes)
 
 

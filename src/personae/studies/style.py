@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,7 +27,7 @@ from .._loading import line_for, read_documents, validation_to_config_error
 from ..backends.base import Message, Request, Tags
 from ..errors import ConfigError
 from ..features import get_feature
-from ..judge import JudgeOptions, judge_requests, majority, parse_verdict, self_agreement
+from ..judge import Judge, JudgeOptions
 from ..persona import Persona
 from ..roles import RoleDecl
 from ..runner import Result
@@ -41,6 +41,15 @@ DEFAULT_PERSONAS = ("expert-physics", "layperson", "young-child", "pirate-captai
                     "grumpy-farmer")
 STANCE_INSTRUCTION = ("You rate the stance of an answer to a question. Say 'for' if the answer supports what the "
                       "question proposes, 'against' if it opposes it, 'neutral' if it takes no side.")
+
+
+class StanceVerdict(BaseModel):
+    """The stance judge's verdict on one answer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stance: Literal["for", "against", "neutral"] = Field(
+        description="for: supports what the question proposes; against: opposes it; neutral: takes no side")
 
 
 class StyleOptions(BaseModel):
@@ -112,6 +121,10 @@ class StyleStudy(Study):
                                       fix="pip install 'personae[embed]' (a CPU torch first), or embedder: hash.")
 
     @cached_property
+    def stance_judge(self) -> Judge[StanceVerdict]:
+        return Judge.from_options(StanceVerdict, STANCE_INSTRUCTION, self.options.judge)
+
+    @cached_property
     def panel(self) -> tuple[Persona, ...]:
         return self.persona_panel(DEFAULT_PERSONAS)
 
@@ -162,12 +175,10 @@ class StyleStudy(Study):
             t = r.request.tags
             if r.ok and self.options.stance and q.startswith("opinion-"):
                 content = f"Question: {texts[q]}\nAnswer: {r.text}"
-                reqs += judge_requests(self.options.judge, self.role_model("judge", r.request.model),
-                                       STANCE_INSTRUCTION, content,
-                                       field="stance", labels=STANCES, seed=derive_seed(self.spec.seed, content),
-                                       tags=Tags(persona=t.persona, item=q, condition=t.condition, wave=1,
-                                                 role="judge", extra={"judged": r.key, "run": r.request.replicate,
-                                                                      "model": r.request.model}))
+                reqs += self.stance_judge.requests(
+                    self.role_model("judge", r.request.model), content, seed=derive_seed(self.spec.seed, content),
+                    tags=Tags(persona=t.persona, item=q, condition=t.condition, wave=1,
+                              extra={"judged": r.key, "run": r.request.replicate, "model": r.request.model}))
         for r in done:  # every persona answer's embedding, for the diversity test (cached per text)
             t = r.request.tags
             if r.ok and t.condition in persona_ids:
@@ -276,18 +287,13 @@ class StyleStudy(Study):
         judged = [r for r in results if r.request.tags.role == "judge" and r.request.tags.extra.get("model") == model]
         if not judged:
             return {}
-        verdicts: dict[str, list[str | None]] = defaultdict(list)
-        meta: dict[str, tuple[str, str]] = {}
-        for r in judged:
-            key = r.request.tags.extra["judged"]
-            verdicts[key].append(parse_verdict(r.text, "stance", STANCES) if r.ok else None)
-            meta[key] = (r.request.tags.condition or "", r.request.tags.item or "")
+        judge = self.stance_judge
+        judged = judge.collect(judged, key=lambda req: req.tags.extra["judged"])
         dist: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        for key, vs in verdicts.items():
-            cond, item = meta[key]
-            m = majority(vs)
-            if m is not None:
-                dist[cond][item].append(m)
+        for item in judged.items:
+            verdict = judge.aggregate(item)
+            if verdict is not None:
+                dist[item.tags.condition or ""][item.tags.item or ""].append(verdict["stance"])
         per_persona = {}
         for cond in [c for c, _ in self.conditions()[1:]]:
             jsds = []
@@ -303,7 +309,12 @@ class StyleStudy(Study):
         base_counts = {s: sum(v.count(s) for v in dist.get(BASELINE, {}).values()) for s in STANCES}
         for entry in per_persona.values():
             entry["shift"] = {s: share_shift(entry["stance_counts"], base_counts, s) for s in STANCES}
-        return {"baseline": base_counts, "personas": per_persona, "agreement": self_agreement(verdicts, STANCES)}
+        agreement = {**judge.agreement(judged)["stance"].as_dict(), "repeats": judge.repeats}
+        used = {s for v in dist.values() for labels in v.values() for s in labels}
+        if judge.repeats >= 2 and len(used) == 1:
+            agreement["note"] = (f"the judge gave every answer the same verdict ('{used.pop()}'): it does not tell the "
+                                 "answers apart, so its agreement says nothing; use a stronger judge (roles.judge).")
+        return {"baseline": base_counts, "personas": per_persona, "agreement": agreement}
 
     def _effect_map(self, stats: dict[str, Any]) -> dict[str, Any] | None:
         if not self.options.accuracy_run:
