@@ -236,6 +236,7 @@ class Run:
             stats = self.runner.stats if self.runner else RunStats()
             run.update(status=self.status, finished_at=_now(), counts=stats.as_dict(),
                        tokens={"prompt": stats.prompt_tokens, "completion": stats.completion_tokens})
+            run["backends"] = [b.describe() for b in self.pool.backends()]
             if self.error:
                 run["error"] = self.error
             if self.status == "stopped":
@@ -249,7 +250,8 @@ class Run:
                 self.store.put_artifact(self.run_id, "summary", "summary",
                                         content=json.dumps(jsonable(self.summary.model_dump(mode="json"))))
             self.store.finish_run(self.run_id, {k: run[k] for k in ("status", "finished_at", "counts", "tokens",
-                                                                    "totals", "stopped", "error") if k in run})
+                                                                    "totals", "stopped", "error", "backends")
+                                                if k in run})
             if self.out is not None and self._folder_ok:
                 if self.summary is not None:
                     self._write_outputs(run)
