@@ -14,7 +14,6 @@ A spec names a study, one or more models, personas, sampling and the study's own
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from .backends.base import Sampling
 from .errors import ConfigError, PersonaeError
 from .persona import BUILTIN_TEMPLATES, Persona, builtin_personas, load_personas, parse_persona
 from .runner import RetryPolicy
+from .spec_types import ResolvedSpec
 
 
 class ConcurrencySpec(BaseModel):
@@ -79,21 +79,6 @@ class StudySpec(BaseModel):
     @classmethod
     def _one_persona(cls, value: Any) -> Any:
         return (value,) if isinstance(value, (str, Mapping)) else value
-
-
-@dataclass(frozen=True)
-class ResolvedSpec:
-    """A validated spec with its personas loaded and its study options parsed."""
-
-    spec: StudySpec
-    personas: tuple[Persona, ...]
-    options: BaseModel
-    path: Path | None
-    base_dir: Path
-
-    @property
-    def name(self) -> str:
-        return self.spec.title or (self.path.stem if self.path else self.spec.study)
 
 
 def _resolve_personas(spec: StudySpec, base_dir: Path, file: str | None, lines: LineMap) -> tuple[Persona, ...]:
