@@ -14,7 +14,6 @@ A spec names a study, one or more models, personas, sampling and the study's own
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from .persona import BUILTIN_TEMPLATES, Persona, builtin_personas, load_personas
 from .backends.pool import Binding
 from .executors.base import RetryPolicy
 from .roles import RoleDecl, RoleSpec
+from .spec_types import ResolvedSpec
 
 
 class ConcurrencySpec(BaseModel):
@@ -84,23 +84,6 @@ class StudySpec(BaseModel):
     @classmethod
     def _one_persona(cls, value: Any) -> Any:
         return (value,) if isinstance(value, (str, Mapping)) else value
-
-
-@dataclass(frozen=True)
-class ResolvedSpec:
-    """A validated spec with its personas loaded and its study options parsed."""
-
-    spec: StudySpec
-    personas: tuple[Persona, ...]
-    options: BaseModel
-    path: Path | None
-    base_dir: Path
-    roles: Mapping[str, Binding] = field(default_factory=dict)
-    """The roles bound to a model (by `roles:`, an option alias, or the role's own default)."""
-
-    @property
-    def name(self) -> str:
-        return self.spec.title or (self.path.stem if self.path else self.spec.study)
 
 
 def _resolve_personas(spec: StudySpec, base_dir: Path, file: str | None, lines: LineMap) -> tuple[Persona, ...]:

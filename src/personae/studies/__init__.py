@@ -6,9 +6,10 @@ import importlib
 
 from .._loading import suggest
 from ..errors import ConfigError
+from ._cells import Cell, Condition, cells
 from .base import Study, Summary
 
-__all__ = ["Study", "Summary", "get_study", "STUDIES"]
+__all__ = ["Cell", "Condition", "Study", "Summary", "cells", "get_study", "STUDIES"]
 
 # name -> module that defines it (imported lazily)
 STUDIES: dict[str, str] = {

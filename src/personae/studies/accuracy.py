@@ -23,13 +23,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..backends.base import Message, Request, Sampling, Tags
+from ..backends.base import Message, Request, Sampling
 from ..errors import ConfigError
 from ..items import ItemFormat, MCItem, normalize_domain, resolve_items
 from ..parsing import letter_grammar, parse_choice
 from ..persona import Attributes, Persona, builtin_personas
 from ..runner import Result
+from ..spec_types import ResolvedSpec
 from ..stats import bootstrap_ci, holm, mcnemar, paired_difference_ci, wilcoxon_signed_rank
+from ._cells import Condition, cells
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
@@ -79,14 +81,14 @@ def expert_for(domain: str) -> Persona:
                    attributes=Attributes(expertise_domain=slug, knowledge_level="expert"))
 
 
-class AccuracyStudy(Study):
+class AccuracyStudy(Study[AccuracyOptions]):
     name = "accuracy"
     display_columns = ("condition", "items", "accuracy", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_wilcoxon_holm",
                        "run_to_run_sd", "parse_failure_rate", "errors")
     Options = AccuracyOptions
 
     @classmethod
-    def check(cls, resolved: Any) -> None:
+    def check(cls, resolved: ResolvedSpec) -> None:
         study = cls(resolved)
         items = study.items
         domains = study.domains
@@ -100,14 +102,14 @@ class AccuracyStudy(Study):
                               field="options.items", fix="give every item an 'answer'.")
         library = builtin_personas()
         user = {p.id for p in resolved.personas}
-        for c in resolved.options.conditions:
+        for c in study.options.conditions:
             if c not in SPECIAL and c not in library and c not in user:
                 from .._loading import suggest  # noqa: PLC0415
 
                 raise ConfigError(f"unknown condition '{c}'.{suggest(c, [*SPECIAL, *library])}",
                                   field="options.conditions",
                                   fix="use baseline, in-domain, off-domain or a built-in persona id.")
-        if resolved.options.mode == "logprob":
+        if study.options.mode == "logprob":
             cls.require_scoring(resolved, "mode 'logprob' (use mode: generate otherwise)", "options.mode")
 
     # ---------------------------------------------------------------- items and conditions
@@ -162,25 +164,20 @@ class AccuracyStudy(Study):
     def plan(self, done: Sequence[Result]) -> list[Request]:
         if done:
             return []
-        reqs: list[Request] = []
         logprob = self.options.mode == "logprob"
-        for model in self.spec.model:
-            for cond in self.condition_names:
-                for item in self.items:
-                    persona = self.persona_for(cond, item)
-                    tags = dict(persona=persona.id if persona else None, item=item.id, condition=cond)
-                    if logprob:  # deterministic: one sample, one score per option letter
-                        base = self.chat_request(model, persona, self.question_messages(item), replicate=0,
-                                                 tags=Tags(**tags), sampling=Sampling(temperature=0.0))
-                        for letter in item.letters:
-                            reqs.append(base.model_copy(update={
-                                "kind": "score", "continuation": letter,
-                                "tags": Tags(**tags, extra={"option": letter})}))
-                        continue
-                    extra = {"grammar": letter_grammar(item.letters)} if self.options.constrained else {}
-                    for r in range(self.spec.replicates):
-                        reqs.append(self.chat_request(model, persona, self.question_messages(item), replicate=r,
-                                                      tags=Tags(**tags), **extra))
+        plan = cells(self.spec.model, [Condition(c) for c in self.condition_names], self.items,
+                     1 if logprob else self.spec.replicates, seed=self.spec.seed, persona_for=self.persona_for)
+        reqs: list[Request] = []
+        for cell in plan:
+            item = cell.item
+            if logprob:  # deterministic: one sample, one score per option letter
+                base = self.cell_request(cell, self.question_messages(item), sampling=Sampling(temperature=0.0))
+                reqs.extend(base.model_copy(update={"kind": "score", "continuation": letter,
+                                                    "tags": cell.tags.model_copy(update={"extra": {"option": letter}})})
+                            for letter in item.letters)
+                continue
+            extra: dict[str, Any] = {"grammar": letter_grammar(item.letters)} if self.options.constrained else {}
+            reqs.append(self.cell_request(cell, self.question_messages(item), **extra))
         return reqs
 
     # ---------------------------------------------------------------- analyze

@@ -9,11 +9,9 @@ a killed run replays finished waves from the store and resumes at the wave it re
 
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +19,10 @@ from ..backends.base import Message, Request, Sampling, Tags
 from ..persona import Persona, builtin_personas, render_persona
 from ..roles import RoleDecl
 from ..runner import Result
+from ..spec_types import ResolvedSpec
+from ._cells import Cell, cell_seed, derive_seed
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
 class Prompt(BaseModel):
@@ -60,13 +62,14 @@ class Summary(BaseModel):
     """Caveats (e.g. errors excluded, judge disagreement)."""
 
 
-class Study(ABC):
-    """Base class of every study."""
+class Study(ABC, Generic[OptionsT]):
+    """Base class of every study, generic over its options model: `class GridStudy(Study[GridOptions])`."""
 
     name: ClassVar[str]
     """Registered name used in specs."""
     Options: ClassVar[type[BaseModel]]
-    """The study's own options (frozen, extra='forbid')."""
+    """The study's own options (frozen, extra='forbid'): the OptionsT of `self.options`. (A ClassVar
+    cannot hold a type variable, so the type checker does not tie the two; __init__ checks it.)"""
     max_waves: ClassVar[int] = 10_000
     """Safety cap on the number of waves."""
     display_columns: ClassVar[tuple[str, ...] | None] = None
@@ -74,15 +77,18 @@ class Study(ABC):
     roles: ClassVar[tuple[RoleDecl, ...]] = ()
     """The roles this study uses besides the model under study (bound in the spec's `roles:`)."""
 
-    def __init__(self, resolved: Any) -> None:
+    def __init__(self, resolved: ResolvedSpec) -> None:
+        if not isinstance(resolved.options, self.Options):
+            raise TypeError(f"{type(self).__name__} takes {self.Options.__name__}, got "
+                            f"{type(resolved.options).__name__}: resolve the spec with resolve_spec().")
         self.resolved = resolved
         self.spec = resolved.spec
-        self.options = resolved.options
+        self.options: OptionsT = cast(OptionsT, resolved.options)
         self.personas: tuple[Persona, ...] = resolved.personas
         self._system_prompts: dict[int, tuple[Persona, str]] = {}
 
     @classmethod
-    def check(cls, resolved: Any) -> None:
+    def check(cls, resolved: ResolvedSpec) -> None:
         """Extra validation of a resolved spec (raise ConfigError). Default: nothing."""
 
     @classmethod
@@ -100,7 +106,7 @@ class Study(ABC):
         return role in self.resolved.roles
 
     @staticmethod
-    def require_scoring(resolved: Any, why: str, field: str) -> None:
+    def require_scoring(resolved: ResolvedSpec, why: str, field: str) -> None:
         """Raise a ConfigError if a model's backend cannot score text (asked of the backend itself,
         which is created without contacting any server)."""
         from ..backends import create_backend  # noqa: PLC0415
@@ -153,31 +159,28 @@ class Study(ABC):
         return text
 
     def sampling_for(self, replicate: int, sampling: Sampling | None = None, tags: Tags | None = None) -> Sampling:
-        """The spec's sampling with a seed derived from the spec seed, the cell and the replicate.
-
-        Every (persona, item, condition, turn, replicate) gets its own seed. A seed shared across
-        personas (seed + replicate) would make the personas' samples common random numbers: their
-        runs move together, and a test that treats runs as independent (the variance study's
-        permutation test) would see persona differences smaller than they are.
-        """
+        """The spec's sampling with a seed derived from the spec seed, the cell and the replicate
+        (`cell_seed`: every persona, item, condition, wave and replicate gets its own)."""
         base = sampling or self.spec.sampling
-        t = tags or Tags()
-        return base.model_copy(update={"seed": derive_seed(self.spec.seed, t.persona, t.item, t.condition, t.wave,
-                                                           replicate)})
+        return base.model_copy(update={"seed": cell_seed(self.spec.seed, tags or Tags(), replicate)})
 
     def chat_request(self, model: str, persona: Persona | None, history: Sequence[Message], *, replicate: int,
                      tags: Tags, sampling: Sampling | None = None, **extra: Any) -> Request:
         """A generation request with the persona rendered as the system prompt."""
+        return self._chat(model, persona, history, replicate, tags, self.sampling_for(replicate, sampling, tags), extra)
+
+    def cell_request(self, cell: Cell[Any], history: Sequence[Message], *, sampling: Sampling | None = None,
+                     **extra: Any) -> Request:
+        """The generation request of one cell of `cells()`: its model, persona, replicate, tags and seed."""
+        seeded = (sampling or self.spec.sampling).model_copy(update={"seed": cell.seed})
+        return self._chat(cell.model, cell.persona, history, cell.replicate, cell.tags, seeded, extra)
+
+    def _chat(self, model: str, persona: Persona | None, history: Sequence[Message], replicate: int, tags: Tags,
+              sampling: Sampling, extra: dict[str, Any]) -> Request:
         system = self.system_prompt(persona)
         messages = ((Message(role="system", content=system),) if system else ()) + tuple(history)
-        return Request(kind="generate", model=model, messages=messages, sampling=self.sampling_for(replicate, sampling, tags),
-                       replicate=replicate, persona_version=persona.version if persona else None, tags=tags, **extra)
-
-
-def derive_seed(*parts: Any) -> int:
-    """A deterministic 31-bit seed from any JSON-able parts."""
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+        return Request(kind="generate", model=model, messages=messages, sampling=sampling, replicate=replicate,
+                       persona_version=persona.version if persona else None, tags=tags, **extra)
 
 
 def count_results(results: Sequence[Result]) -> dict[str, int]:
@@ -187,3 +190,6 @@ def count_results(results: Sequence[Result]) -> dict[str, int]:
         "errors": sum(not r.ok for r in results),
         "cached": sum(r.cached for r in results),
     }
+
+
+__all__ = ["Prompt", "Study", "Summary", "count_results", "derive_seed", "prompts_from_strings"]

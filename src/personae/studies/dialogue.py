@@ -18,6 +18,7 @@ from ..backends.base import Message, Request, Tags
 from ..errors import ConfigError
 from ..persona import Persona
 from ..runner import Result
+from ..spec_types import ResolvedSpec
 from ..stats import mean_ci
 from .base import Study, Summary, count_results
 
@@ -45,12 +46,12 @@ def transcript(results: Sequence[Result]) -> list[Message]:
     return history
 
 
-class DialogueStudy(Study):
+class DialogueStudy(Study[DialogueOptions]):
     name = "dialogue"
     Options = DialogueOptions
 
     @classmethod
-    def check(cls, resolved: Any) -> None:
+    def check(cls, resolved: ResolvedSpec) -> None:
         if not resolved.personas:
             raise ConfigError("a dialogue needs at least one persona.", field="personas",
                               fix="add e.g. 'personas: [builtin:pirate-captain]'.")
@@ -78,7 +79,7 @@ class DialogueStudy(Study):
         return reqs
 
     def analyze(self, results: Sequence[Result]) -> Summary:
-        table = []
+        table: list[dict[str, Any]] = []
         n_turns = len(self.options.user_turns)
         for model in self.spec.model:
             for persona in self.personas:

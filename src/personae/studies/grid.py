@@ -15,10 +15,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy import stats as sps
 
-from ..backends.base import Message, Request, Tags
+from ..backends.base import Message, Request
 from ..errors import ConfigError
 from ..runner import Result
+from ..spec_types import ResolvedSpec
 from ..stats import mean_ci
+from ._cells import Condition, cells
 from .base import Prompt, Study, Summary, count_results, prompts_from_strings
 
 BASELINE = "baseline"
@@ -42,40 +44,35 @@ def words(text: str | None) -> int:
     return len(text.split()) if text else 0
 
 
-class GridStudy(Study):
+class GridStudy(Study[GridOptions]):
     name = "grid"
     Options = GridOptions
 
     @classmethod
-    def check(cls, resolved: Any) -> None:
+    def check(cls, resolved: ResolvedSpec) -> None:
+        options = cls(resolved).options
         first: dict[str, int] = {}
-        for n, q in enumerate(resolved.options.questions):
+        for n, q in enumerate(options.questions):
             if q.id in first:
                 raise ConfigError(f"question id '{q.id}' appears twice (questions {first[q.id] + 1} and {n + 1}).",
                                   field=f"options.questions.{n}",
                                   fix="give each question a unique id (plain-string questions get q1, q2, ... "
                                   "by position).")
             first[q.id] = n
-        if not resolved.personas and not resolved.options.include_baseline:
+        if not resolved.personas and not options.include_baseline:
             raise ConfigError("nothing to run: no personas and include_baseline is false.", field="personas",
                               fix="add personas or set options.include_baseline: true.")
 
-    def conditions(self) -> list[tuple[str, Any]]:
-        conds: list[tuple[str, Any]] = [(BASELINE, None)] if self.options.include_baseline else []
-        return conds + [(p.id, p) for p in self.personas]
+    def conditions(self) -> list[Condition]:
+        baseline = [Condition(BASELINE)] if self.options.include_baseline else []
+        return baseline + [Condition(p.id, p) for p in self.personas]
 
     def plan(self, done: Sequence[Result]) -> list[Request]:
         if done:
             return []
-        reqs = []
-        for model in self.spec.model:
-            for cond, persona in self.conditions():
-                for q in self.options.questions:
-                    for r in range(self.spec.replicates):
-                        reqs.append(self.chat_request(
-                            model, persona, [Message(role="user", content=q.text)], replicate=r,
-                            tags=Tags(persona=persona.id if persona else None, item=q.id, condition=cond)))
-        return reqs
+        return [self.cell_request(c, [Message(role="user", content=c.item.text)])
+                for c in cells(self.spec.model, self.conditions(), self.options.questions, self.spec.replicates,
+                               seed=self.spec.seed)]
 
     def analyze(self, results: Sequence[Result]) -> Summary:
         table = []
@@ -86,7 +83,7 @@ class GridStudy(Study):
         verdicts = []
         for model in self.spec.model:
             lengths: dict[str, list[int]] = {}
-            for cond, _ in self.conditions():
+            for cond in (c.name for c in self.conditions()):
                 rs = groups.get((model, cond), [])
                 ok = [r for r in rs if r.ok]
                 lens = [words(r.text) for r in ok]

@@ -25,6 +25,7 @@ from ..backends.base import Request, Tags
 from ..errors import ConfigError
 from ..persona import format_interview, profile_interview
 from ..runner import Result
+from ..spec_types import ResolvedSpec
 from ..stats import bootstrap_ci, cohens_d, mean_ci
 from ..transcripts import SYNTHETIC_EXPERIMENTS, Transcript, load_transcripts, synthetic_transcripts
 from .base import Study, Summary, count_results
@@ -56,14 +57,14 @@ def move_space(prompt: str, response: str) -> tuple[str, str]:
     return stripped, prompt[len(stripped):] + response
 
 
-class IndividuationStudy(Study):
+class IndividuationStudy(Study[IndividuationOptions]):
     name = "individuation"
     display_columns = ("experiment", "participants", "nll_without", "nll_with", "nll_shuffled", "d", "d_ci_low",
                        "d_ci_high", "d_content", "d_content_ci_low", "d_content_ci_high", "profile_informative")
     Options = IndividuationOptions
 
     @classmethod
-    def check(cls, resolved: Any) -> None:
+    def check(cls, resolved: ResolvedSpec) -> None:
         cls.require_scoring(resolved, "the individuation study (teacher-forced log-likelihoods)", "model")
         study = cls(resolved)
         if not study.transcripts:

@@ -21,14 +21,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats as sps
 
-from ..backends.base import Message, Request, Tags
+from ..backends.base import Message, Request
 from ..errors import ConfigError
 from ..items import ItemFormat, MCItem, resolve_items
 from ..parsing import letter_grammar, parse_choice
 from ..persona import Persona
 from ..runner import Result
+from ..spec_types import ResolvedSpec
 from ..stats import bootstrap_ci, holm, jensen_shannon, wilcoxon_signed_rank
 from ..stats.dispersion import dispersion_test, variance_shares
+from ._cells import Condition, cells
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
@@ -61,14 +63,14 @@ class VarianceOptions(BaseModel):
     """Bootstrap resamples over items."""
 
 
-class VarianceStudy(Study):
+class VarianceStudy(Study[VarianceOptions]):
     name = "variance"
     display_columns = ("item", "answers", "d_within", "d_between", "ratio", "null_ratio", "p_value", "p_holm", "share_persona",
                        "parse_failures")
     Options = VarianceOptions
 
     @classmethod
-    def check(cls, resolved: Any) -> None:
+    def check(cls, resolved: ResolvedSpec) -> None:
         if resolved.spec.replicates < 2:
             raise ConfigError("the variance study needs replicates >= 2 (runs per persona and item).",
                               field="replicates", fix="set e.g. 'replicates: 5'.")
@@ -100,20 +102,16 @@ class VarianceStudy(Study):
     def plan(self, done: Sequence[Result]) -> list[Request]:
         if done:
             return []
-        reqs = []
         runs = self.spec.replicates
-        for model in self.spec.model:
-            for item in self.items:
-                msg = [Message(role="user", content=f"{self.options.instruction}\n\n{item.render()}\nAnswer:")]
-                extra = {"grammar": letter_grammar(item.letters)} if self.options.constrained else {}
-                for p in self.panel:
-                    for r in range(runs):
-                        reqs.append(self.chat_request(model, p, msg, replicate=r, **extra,
-                                                      tags=Tags(persona=p.id, item=item.id, condition=p.id)))
-                if self.options.baseline:  # a no-persona panel of the same size
-                    for r in range(runs * len(self.panel)):
-                        reqs.append(self.chat_request(model, None, msg, replicate=r, **extra,
-                                                      tags=Tags(item=item.id, condition=BASELINE)))
+        conditions = [Condition(p.id, p) for p in self.panel]
+        if self.options.baseline:  # a no-persona panel of the same size
+            conditions.append(Condition(BASELINE, replicates=runs * len(self.panel)))
+        reqs = []
+        for cell in cells(self.spec.model, conditions, self.items, runs, seed=self.spec.seed, outer="item"):
+            item = cell.item
+            msg = [Message(role="user", content=f"{self.options.instruction}\n\n{item.render()}\nAnswer:")]
+            extra: dict[str, Any] = {"grammar": letter_grammar(item.letters)} if self.options.constrained else {}
+            reqs.append(self.cell_request(cell, msg, **extra))
         return reqs
 
     def analyze(self, results: Sequence[Result]) -> Summary:
