@@ -120,13 +120,13 @@ def test_runs_lists_runs_and_a_killed_one_is_aborted(tmp_path: Path) -> None:
     assert "deadbeef0000" in result.output and "aborted" in result.output and "complete" in result.output
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_export_writes_the_requests_and_the_summary_tables(fmt: str, tmp_path: Path) -> None:
     data, make = CASES["grid"]
     outcome = run_study(resolve_spec(data), tmp_path / "run", backends={"fake/test": make()})
     result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--format", fmt, "--out", str(tmp_path / "x")])
     assert result.exit_code == 0, result.output
-    reader = pd.read_csv if fmt == "csv" else (lambda p: pd.read_json(p, lines=True))
+    reader = {"csv": pd.read_csv, "parquet": pd.read_parquet, "jsonl": lambda p: pd.read_json(p, lines=True)}[fmt]
     requests = reader(tmp_path / "x" / f"requests.{fmt}")
     assert len(requests) == len(outcome.results)
     assert {"persona", "item", "condition", "replicate", "role", "system_prompt", "last_user", "response",

@@ -33,6 +33,7 @@ from ..roles import RoleDecl
 from ..runner import Result
 from ..stats import jensen_shannon, paired_difference_ci
 from ..stats.dispersion import distance_ratio_test
+from ._cells import Condition, cells
 from .base import Prompt, Study, Summary, count_results, derive_seed, prompts_from_strings
 
 BASELINE = "baseline"
@@ -156,15 +157,9 @@ class StyleStudy(Study):
     # ---------------------------------------------------------------- waves
     def plan(self, done: Sequence[Result]) -> list[Request]:
         if not done:
-            reqs = []
-            for model in self.spec.model:
-                for cond, persona in self.conditions():
-                    for q in self.prompts:
-                        for r in range(self.spec.replicates):
-                            reqs.append(self.chat_request(model, persona, [Message(role="user", content=q.text)],
-                                                          replicate=r, tags=Tags(persona=persona.id if persona
-                                                                                 else None, item=q.id, condition=cond)))
-            return reqs
+            conditions = [Condition(name, persona) for name, persona in self.conditions()]
+            return [self.cell_request(c, [Message(role="user", content=c.item.text)])
+                    for c in cells(self.spec.model, conditions, self.prompts, self.spec.replicates, seed=self.spec.seed)]
         if any(r.request.tags.wave == 1 for r in done):
             return []
         texts = {q.id: q.text for q in self.prompts}
