@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._json import jsonable
+from ._json import dumps_strict, jsonable
 from .backends.base import Backend
 from .backends.pool import BackendPool
 from .errors import ConfigError, PersonaeError
@@ -33,6 +33,8 @@ from .store import Store
 from .studies import Summary, get_study
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
+ITEM_BATCH = 256
+"""Run items (which results make up a run) are written in batches of this many, and at each wave's end."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,8 @@ class Run:
         self.error: str | None = None
         self._rows_file: Any = None
         self._folder_ok = False
+        self._items: list[tuple[int, str, int | None, int, str]] = []
+        self._offset = 0
         self.runner: Runner | None = None
 
     # ---------------------------------------------------------------- metadata
@@ -152,7 +156,7 @@ class Run:
                 self.runner = runner = Runner(
                     self.pool, self.store, concurrency=self.spec.concurrency.requests,
                     retry=self.spec.concurrency.retry, run_id=self.run_id, progress=progress, seed=self.spec.seed,
-                    on_result=self._write_row, budget=self.budget, executor=self.executor)
+                    on_result=self._write_row, on_item=self._item, budget=self.budget, executor=self.executor)
                 await self._waves(runner)
             if runner.stopped:
                 self.status = "stopped"
@@ -177,9 +181,9 @@ class Run:
             if not requests:
                 return
             label = f"{spec.study} wave {wave + 1}" if wave else spec.study
+            self._offset = len(self.results)
             got = await runner.run(requests, label=label)
-            self.store.add_run_items(self.run_id, len(self.results), [
-                (r.key, r.error_id, r.request.tags.wave, r.request.tags.model_dump_json()) for r in got])
+            self._flush_items()
             self.results.extend(got)
             if runner.stopped:
                 return
@@ -190,6 +194,23 @@ class Run:
                                  fix=None if "Fix:" in last else "fix the cause above and run again.")
         raise PersonaeError(f"the study planned more than {study.max_waves} waves.",
                             fix="this is a bug in the study's plan(); please report it.")
+
+    def _item(self, index: int, r: Result) -> None:
+        """Record that a result belongs to this run, at its plan position (a wave's requests keep
+        their order; a budget-stopped wave's unsent requests leave gaps, closed on flush)."""
+        self._items.append((self._offset + index, r.key, r.error_id, r.request.tags.wave,
+                            r.request.tags.model_dump_json()))
+        if len(self._items) >= ITEM_BATCH:
+            self._flush_items(final=False)
+
+    def _flush_items(self, final: bool = True) -> None:
+        """Write buffered run items (a kill loses at most ITEM_BATCH of them, never a result). At the
+        end of a wave the positions are renumbered to close the gaps unsent requests left."""
+        if self._items:
+            self.store.add_run_items(self.run_id, self._items)
+            self._items = []
+        if final:
+            self.store.compact_run_items(self.run_id)
 
     def _analyze(self) -> Summary:
         summary = self.study.analyze(self.results)
@@ -215,7 +236,7 @@ class Run:
 
     def _write_row(self, res: Result) -> None:
         if self._rows_file is not None:
-            self._rows_file.write(json.dumps(jsonable(res.to_row()), ensure_ascii=False) + "\n")
+            self._rows_file.write(dumps_strict(res.to_row()) + "\n")
             self._rows_file.flush()
 
     def _totals(self) -> dict[str, Any]:

@@ -119,6 +119,7 @@ class Runner:
         abort_after: int = 8,
         seed: int = 0,
         on_result: Callable[[Result], None] | None = None,
+        on_item: Callable[[int, Result], None] | None = None,
         budget: Budget | None = None,
         executor: Executor | None = None,
     ) -> None:
@@ -132,6 +133,8 @@ class Runner:
             concurrency=concurrency, retry=retry, budget=self.budget, abort_after=abort_after, seed=seed,
             stats=self.stats)
         self.on_result = on_result
+        self.on_item = on_item
+        """Called with (index in the wave, result) for every result as it is known (cache hits first)."""
         self.stopped: str | None = None
         self._fingerprints: dict[int, str] = {}
 
@@ -162,10 +165,10 @@ class Runner:
                 pending.setdefault(key, []).append(i)
         self.stats.requests += len(requests)
         task = self.progress.add(label, total=len(requests), completed=len(requests) - sum(map(len, pending.values())))
-        if self.on_result:
-            for r in results:
+        if self.on_result or self.on_item:
+            for i, r in enumerate(results):
                 if r is not None:
-                    self.on_result(r)
+                    self._report(i, r)
         if pending:
             jobs = self._jobs(requests, backends, pending)
 
@@ -177,8 +180,7 @@ class Runner:
                                                         first.cached, first.attempts, first.embedding,
                                                         first.error_id)
                         results[i] = r
-                        if self.on_result:
-                            self.on_result(r)
+                        self._report(i, r)
                     self.progress.advance(task, len(pending[key]))
 
             await self.executor.execute(jobs, sink)
@@ -188,6 +190,12 @@ class Runner:
             self.stats.not_sent += missing
             self.stopped = "budget"
         return [r for r in results if r is not None]
+
+    def _report(self, index: int, result: Result) -> None:
+        if self.on_result:
+            self.on_result(result)
+        if self.on_item:
+            self.on_item(index, result)
 
     def _jobs(self, requests: Sequence[Request], backends: Sequence[Backend],
               pending: dict[str, list[int]]) -> list[Job]:

@@ -261,10 +261,22 @@ class Store:
         self._conn.execute("UPDATE runs SET finished_at = ?, meta = ?, status = ? WHERE id = ?",
                            (time.time(), json.dumps(merged, default=str), meta.get("status", "complete"), run_id))
 
-    def add_run_items(self, run_id: str, start: int, items: Sequence[tuple[str, int | None, int, str]]) -> None:
-        """Record results (key, error id, wave, tags JSON) as positions start, start+1, ... of a run."""
-        rows = [(run_id, start + n, key, err, wave, tags) for n, (key, err, wave, tags) in enumerate(items)]
+    def add_run_items(self, run_id: str, items: Sequence[tuple[int, str, int | None, int, str]]) -> None:
+        """Record results of a run: (position, key, error id, wave, tags JSON)."""
+        rows = [(run_id, *item) for item in items]
         self._transaction(lambda c: c.executemany("INSERT OR REPLACE INTO run_items VALUES (?, ?, ?, ?, ?, ?)", rows))
+
+    def compact_run_items(self, run_id: str) -> None:
+        """Renumber a run's positions 0..n-1 in order (closing gaps that unsent requests left)."""
+        rows = self._conn.execute("SELECT position FROM run_items WHERE run_id = ? ORDER BY position",
+                                  (run_id,)).fetchall()
+        if not rows or rows[-1][0] == len(rows) - 1:
+            return
+        def work(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE run_items SET position = -1 - position WHERE run_id = ?", (run_id,))
+            c.executemany("UPDATE run_items SET position = ? WHERE run_id = ? AND position = ?",
+                          [(n, run_id, -1 - old) for n, (old,) in enumerate(rows)])
+        self._transaction(work)
 
     def run_items(self, run_id: str) -> list[tuple[int, str, int | None, int, str]]:
         """(position, key, error id, wave, tags JSON) of a run, in plan order."""

@@ -121,6 +121,15 @@ def test_kill_and_resume_fake_backend(tmp_path: Path) -> None:
     })
     store, out_dir = tmp_path / "store.sqlite", tmp_path / "run"
     done = kill_midway(spec, out_dir, store, min_rows=20, total=total, tmp_path=tmp_path)
+    killed = json.loads((out_dir / "run.json").read_text())["run_id"]
+    listed = subprocess.run([*PERSONAE, "runs"], env=env_with_store(store), capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "aborted" in next(line for line in listed.stdout.splitlines() if killed in line)
+    from personae.runs import load_run
+
+    partial = load_run(killed, store=store)  # its results up to the last batch of run items
+    assert partial.status == "aborted" and done - 256 <= len(partial.results) <= done
     resume_and_check(spec, out_dir, store, done=done, total=total)
 
 

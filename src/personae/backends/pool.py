@@ -41,6 +41,7 @@ class BackendPool:
         self.overrides = dict(overrides or {})
         self.file = file
         self._made: dict[tuple[str, str], Backend] = {}
+        self._by_request: dict[tuple[str, str | None], Backend] = {}  # (model, role) -> backend, memoised
         self._closed = False
 
     @classmethod
@@ -76,7 +77,11 @@ class BackendPool:
         return backend
 
     def for_request(self, request: Request) -> Backend:
-        return self.get(request.model, request.tags.role)
+        where = (request.model, request.tags.role)
+        backend = self._by_request.get(where)
+        if backend is None:
+            backend = self._by_request[where] = self.get(*where)
+        return backend
 
     def backends(self) -> list[Backend]:
         """Every backend handed out so far (created here or given), each once."""
@@ -88,6 +93,7 @@ class BackendPool:
     async def aclose(self) -> None:
         """Close the backends this pool created (given ones belong to the caller)."""
         self._closed = True
+        self._by_request = {}
         made, self._made = list(self._made.values()), {}
         for backend in made:
             await backend.aclose()

@@ -85,7 +85,7 @@ class Study(ABC, Generic[OptionsT]):
         self.spec = resolved.spec
         self.options: OptionsT = cast(OptionsT, resolved.options)
         self.personas: tuple[Persona, ...] = resolved.personas
-        self._system_prompts: dict[int, tuple[Persona, str]] = {}
+        self._system_prompts: dict[int, tuple[Persona, str, Message]] = {}
 
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
@@ -151,12 +151,15 @@ class Study(ABC, Generic[OptionsT]):
         """The persona rendered with the spec's template, once per persona (not once per request)."""
         if persona is None:
             return None
+        return self._system(persona)[1]
+
+    def _system(self, persona: Persona) -> tuple[Persona, str, Message]:
         hit = self._system_prompts.get(id(persona))
         if hit is not None and hit[0] is persona:  # the entry holds the persona, so its id is not reused
-            return hit[1]
+            return hit
         text = render_persona(persona, self.spec.template, self.spec.templates)
-        self._system_prompts[id(persona)] = (persona, text)
-        return text
+        entry = self._system_prompts[id(persona)] = (persona, text, Message(role="system", content=text))
+        return entry
 
     def sampling_for(self, replicate: int, sampling: Sampling | None = None, tags: Tags | None = None) -> Sampling:
         """The spec's sampling with a seed derived from the spec seed, the cell and the replicate
@@ -177,8 +180,8 @@ class Study(ABC, Generic[OptionsT]):
 
     def _chat(self, model: str, persona: Persona | None, history: Sequence[Message], replicate: int, tags: Tags,
               sampling: Sampling, extra: dict[str, Any]) -> Request:
-        system = self.system_prompt(persona)
-        messages = ((Message(role="system", content=system),) if system else ()) + tuple(history)
+        system = self._system(persona)[2] if persona is not None else None  # one Message per persona
+        messages = ((system,) if system is not None and system.content else ()) + tuple(history)
         return Request(kind="generate", model=model, messages=messages, sampling=sampling, replicate=replicate,
                        persona_version=persona.version if persona else None, tags=tags, **extra)
 

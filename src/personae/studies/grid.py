@@ -123,7 +123,12 @@ class GridStudy(Study[GridOptions]):
 
         plt = _plt()
         rows = summary.table
-        fig, ax = plt.subplots(figsize=(6, 0.4 * len(rows) + 1.2))
+        # at most 12 inches tall: a 100-persona grid gave a 41-inch, 4,500-pixel PNG that took 1.5 s
+        # to encode (most of a cached re-run) and could not be read anyway
+        height = min(12.0, 0.4 * len(rows) + 1.2)
+        fig, ax = plt.subplots(figsize=(6, height))
+        if len(rows) > 28:
+            ax.tick_params(axis="y", labelsize=max(4.0, 10.0 * 28 / len(rows)))
         labels = [f"{r['condition']} ({r['model'].split('/')[-1]})" for r in rows]
         means = [r["mean_words"] for r in rows]
         err = [[max(0.0, (r["mean_words"] - r["ci_low"]) if r["ci_low"] == r["ci_low"] else 0) for r in rows],
