@@ -65,9 +65,11 @@ class StyleOptions(BaseModel):
     stance: bool = True
     """Judge the stance of answers to 'opinion-' prompts (a second wave)."""
     judge: JudgeOptions = JudgeOptions()
-    """Judge model and repeats for stance."""
+    """Repeats, temperature and room of the stance judge; its model is `roles.judge` (`judge.model`
+    is another spelling of it)."""
     embedder: str = "minilm"
-    """'minilm' (all-MiniLM-L6-v2, shipped) or 'hash' (deterministic, for tests)."""
+    """'minilm' (all-MiniLM-L6-v2, shipped) or 'hash' (deterministic, for tests): another spelling of
+    `roles.embedder: embed/NAME` (the role is the way to go)."""
     accuracy_run: str | None = None
     """Folder of an accuracy run on the same model, for the effect map."""
     effect_feature: str = "reading_level"
