@@ -76,6 +76,9 @@ def test_load_run_rebuilds_every_study_so_that_analysis_gives_the_same_summary(s
         assert set(answers.groupby("condition")["response"].count()) == {3 * 4}  # 4 prompts x 3 replicates
     if study == "accuracy":
         assert {"answer", "correct"} <= set(frame.columns)
+        assert frame["correct"].dropna().isin([True, False]).all()
+    if study == "variance":
+        assert frame["answer"].notna().all() and set(frame["answer_code"]) <= {0, 1, 2, 3, 4}
     if study == "grid":
         assert frame["error"].notna().sum() == 4 and loaded.meta["totals"]["errors"] == 4
 

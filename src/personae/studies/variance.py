@@ -117,6 +117,14 @@ class VarianceStudy(Study[VarianceOptions]):
     def analyze(self, results: Sequence[Result]) -> Summary:
         return analyze_variance(self, results)
 
+    def row_features(self, result: Result) -> dict[str, Any]:
+        """The parsed answer letter and its code (the option's position, 0-based)."""
+        item = {i.id: i for i in self.items}.get(result.request.tags.item or "")
+        if item is None:
+            return {}
+        letter = parse_choice(result.text, item.letters, item.choices)
+        return {"answer": letter, "answer_code": item.letters.index(letter) if letter else None}
+
     def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
         from ..report.plots import scatter_with_errors  # noqa: PLC0415
 
