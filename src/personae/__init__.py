@@ -5,7 +5,7 @@ personas for what they are good for (character, personalisation, diverse panels,
 human reasoning), with those measurements built in.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .api import Run, RunOutcome, run_study, run_study_async  # noqa: E402
 from .backends import create_backend  # noqa: E402

@@ -165,14 +165,20 @@ def line_for(lines: LineMap, loc: tuple[Any, ...]) -> int | None:
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Field names of the (sub)model that `loc` points into, for 'did you mean'."""
+    import collections.abc  # noqa: PLC0415
+    import typing  # noqa: PLC0415
+
     current: Any = model
+    key_next = False  # the part after a dict[str, Model] field is a key of the user's choosing
     for part in loc[:-1]:
-        if isinstance(part, int):
+        if isinstance(part, int) or key_next:
+            key_next = False
             continue
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return []
         ann = fields[part].annotation
+        key_next = typing.get_origin(ann) in (dict, collections.abc.Mapping)
         current = _first_model(ann)
         if current is None:
             return []

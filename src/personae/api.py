@@ -137,7 +137,8 @@ class Run:
             "spec": {**spec.model_dump(mode="json"), "backend": redact(spec.backend),
                      "roles": {k: {**v.model_dump(mode="json"), "backend": redact(v.backend)}
                                for k, v in spec.roles.items()}},
-            "personas": [p.model_dump(mode="json") for p in resolved.personas],
+            # the personas the study used: the spec's, or the study's default panel when it gave none
+            "personas": [p.model_dump(mode="json") for p in (getattr(self.study, "panel", None) or resolved.personas)],
             "models": list(spec.model), "roles": self._roles(),
             "version": __version__, "git_revision": git_revision(), "seed": spec.seed,
             "store": str(self.store.path), "started_at": _now(), "finished_at": None,
@@ -297,8 +298,14 @@ class Run:
 def add_role_notes(study: Any, results: list[Result], summary: Summary) -> None:
     """Say in the summary when a role the run used was played by the model under study."""
     for decl in type(study).roles:
-        if decl.name not in study.resolved.roles and any(r.request.tags.role == decl.name for r in results):
+        mine = [r for r in results if r.request.tags.role == decl.name]
+        if decl.name not in study.resolved.roles and mine:
             summary.notes.append(WEAK_SELF_JUDGE.format(role=decl.name, purpose=decl.purpose))
+        failed = [r for r in mine if not r.ok]
+        if failed:
+            models = ", ".join(sorted({r.request.model for r in failed}))
+            summary.notes.insert(0, f"{len(failed)} of {len(mine)} requests to the {decl.name} ({models}) failed: "
+                                    f"what needs them leaves those out (first error: {failed[0].error})")
 
 
 def _previous_runs(path: Path) -> list[dict[str, Any]]:

@@ -62,12 +62,21 @@ class LoadedRun:
 
         return get_study(self.study)(self.resolve())
 
-    def analyze(self) -> Any:
-        """The study's Summary computed again from the stored results."""
+    def analyze(self, *, allow_incomplete: bool = False) -> Any:
+        """The study's Summary computed again from the stored results. A run that did not finish
+        (stopped by a budget, aborted) holds part of its results: analysing them needs
+        `allow_incomplete=True`, and the summary's first note says so."""
         from .api import add_role_notes  # noqa: PLC0415
 
+        if self.status != "complete" and not allow_incomplete:
+            raise ConfigError(f"run {self.run_id} is {self.status}: it holds {len(self.results)} results, part of what "
+                              "its study plans, and a summary of them would read like a finished one.",
+                              fix="resume it (personae run SPEC again), or analyze(allow_incomplete=True).")
         summary = self._study.analyze(self.results)
         add_role_notes(self._study, self.results, summary)
+        if self.status != "complete":
+            summary.notes.insert(0, f"INCOMPLETE: run {self.run_id} is {self.status}; this analyses the "
+                                    f"{len(self.results)} results it has, not the whole study.")
         return summary
 
     @cached_property
@@ -130,12 +139,23 @@ def _leaves(node: Any, path: str, out: list[dict[str, Any]]) -> None:
         out.append({"path": path, "value": json.dumps(node) if isinstance(node, list) else node})
 
 
-def _open_store(store: Store | str | Path | None, hint: str | None) -> tuple[Store, bool]:
-    if isinstance(store, Store):
-        return store, False
-    if store is None and hint and Path(hint).exists():
-        return Store(hint), True
-    return Store(store), True
+def _open_existing(path: str | Path) -> Store:
+    """Open a store that must exist already (reading a run never creates an empty store)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"no store at {path}.", file=str(path),
+                          fix="give the store the run used (--store / PERSONAE_STORE; run.json names it).")
+    return Store(path)
+
+
+def _candidates(store: Store | str | Path | None, hint: str | None) -> list[Store | str | Path]:
+    """Where to look for a run: the given store, then the one its run.json names."""
+    from .store import default_store_path  # noqa: PLC0415
+
+    first = store if store is not None else (hint if hint and Path(hint).is_file() else default_store_path())
+    out: list[Store | str | Path] = [first]
+    if hint and Path(hint).is_file() and (isinstance(first, Store) or Path(first) != Path(hint)):
+        out.append(hint)
+    return out
 
 
 def load_run(run: str | Path, *, store: Store | str | Path | None = None) -> LoadedRun:
@@ -150,17 +170,27 @@ def load_run(run: str | Path, *, store: Store | str | Path | None = None) -> Loa
         except (OSError, ValueError, KeyError, TypeError):
             raise ConfigError("this folder has no readable run.json.", file=str(folder / "run.json"),
                               fix="give a run folder written by 'personae run', or a run id from 'personae runs'.") from None
-    st, own = _open_store(store, hint)
-    try:
-        record = st.run(run_id)
-        if record is None:
-            raise ConfigError(f"no run '{run_id}' in the store {st.path}.", file=str(st.path),
-                              fix="list the runs with 'personae runs' (and --store if the run used another store).")
-        results = _results(st, record["run_id"])
-        artifacts = st.artifacts(record["run_id"])
-    finally:
-        if own:
-            st.close()
+    searched: list[str] = []
+    for where in _candidates(store, hint):
+        st = where if isinstance(where, Store) else _open_existing(where)
+        try:
+            matches = st.runs_matching(run_id)
+            if len(matches) > 1:
+                raise ConfigError(f"run id prefix '{run_id}' matches {len(matches)} runs: {', '.join(matches[:8])}.",
+                                  file=str(st.path), fix="give more characters of the run id ('personae runs').")
+            if matches:
+                record = st.run(matches[0])
+                assert record is not None
+                results = _results(st, record["run_id"])
+                artifacts = st.artifacts(record["run_id"])
+                break
+            searched.append(str(st.path))
+        finally:
+            if not isinstance(where, Store):
+                st.close()
+    else:
+        raise ConfigError(f"no run '{run_id}' in the store {' or '.join(searched)}.", file=searched[0],
+                          fix="list the runs with 'personae runs' (and --store if the run used another store).")
     summary = next((json.loads(a["content"]) for a in artifacts if a["name"] == "summary" and a["content"]), None)
     return LoadedRun(run_id=record["run_id"], study=record["study"], status=record["status"], meta=record["meta"],
                      results=results, summary=summary, artifacts=[a for a in artifacts if a["name"] != "summary"])

@@ -290,12 +290,21 @@ class Store:
         rows = self._conn.execute(sql + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
         return [self._run_record(row) for row in rows]
 
+    def runs_matching(self, prefix: str) -> list[str]:
+        """Ids of the runs whose id is `prefix` or starts with it (the exact id first)."""
+        ids = [r[0] for r in self._conn.execute("SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id",
+                                                (len(prefix), prefix))]
+        return [prefix] if prefix in ids else ids
+
     def run(self, run_id: str) -> dict[str, Any] | None:
-        """One run by id, or by a unique prefix of its id."""
-        rows = self._conn.execute(
-            "SELECT id, study, out_dir, started_at, finished_at, meta, status, pid, host FROM runs WHERE id LIKE ?",
-            (run_id.replace("%", "").replace("_", "") + "%",)).fetchall()
-        return self._run_record(rows[0]) if len(rows) == 1 else None
+        """One run by id, or by a unique prefix of its id (None if none or several match)."""
+        ids = self.runs_matching(run_id) if run_id else []
+        if len(ids) != 1:
+            return None
+        row = self._conn.execute(
+            "SELECT id, study, out_dir, started_at, finished_at, meta, status, pid, host FROM runs WHERE id = ?",
+            (ids[0],)).fetchone()
+        return self._run_record(row)
 
     def _run_record(self, row: tuple[Any, ...]) -> dict[str, Any]:
         run_id, study, out_dir, started, finished, meta, status, pid, host = row

@@ -133,3 +133,29 @@ def test_two_base_urls_under_one_model_id_never_share_results() -> None:
         kb = Runner({"openai/m": b}, st).key_for(req)
     assert ka != kb
     assert "secret" not in b.fingerprint() and b.fingerprint().endswith("127.0.0.1:9002/v1:scoring=none")
+
+
+def test_a_judge_whose_server_refuses_everything_stops_the_run_even_though_the_studied_model_answers(
+        tmp_path: Path) -> None:
+    from personae.runner import RunAborted
+
+    data = with_judge(roles={"judge": {"model": "fake/judge", "backend": {"fail_when": ""}}})  # refuses all
+    with pytest.raises(RunAborted, match=r"the first 8 requests to fake/judge \(the judge\) all failed"):
+        run_study(resolve_spec(data), tmp_path / "run")
+    run_json = read_json(tmp_path / "run" / "run.json")
+    assert run_json["status"] == "aborted"
+    with Store() as st:  # every answer of the studied model is kept
+        assert st.count("results") >= 4 * 4 * 3 and st.count("errors") >= 8  # answers (and embeddings)
+
+
+def test_failed_judge_requests_are_counted_in_the_notes(tmp_path: Path) -> None:
+    # the judge refuses the young child's answers only ("Yes! It is fun."): after the baseline's succeeded
+    data = with_judge(roles={"judge": {"model": "fake/judge", "backend": {"fail_when": "Yes!",
+                                                                         "responder": "always-for"}}})
+    outcome = run_study(resolve_spec(data), tmp_path / "run")
+    failed = [r for r in outcome.results if r.request.tags.role == "judge" and not r.ok]
+    assert len(failed) == 2 * 3 * 2  # 2 opinion prompts x 3 runs x 2 repeats of the child's answers
+    assert outcome.summary.notes[0].startswith(f"{len(failed)} of 48 requests to the judge (fake/judge) failed")
+    agreement = outcome.summary.stats["stance"]["fake/x"]["agreement"]
+    assert agreement["request_errors"] == len(failed) and "12 of 48 verdicts failed as requests" in agreement["note"]
+    assert any(n.startswith("stance judge (fake/judge) of fake/x's answers: 12 of 48") for n in outcome.summary.notes)

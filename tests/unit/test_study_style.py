@@ -183,7 +183,7 @@ def test_a_judge_that_disagrees_with_itself_is_flagged() -> None:
     agreement = outcome.summary.stats["stance"]["fake/x"]["agreement"]
     assert agreement["unanimous_share"] < 0.6
     assert agreement["statistic"]["estimate"] < 0.4
-    assert any("fake/x stance judge: the judge disagrees with itself" in n for n in outcome.summary.notes)
+    assert any("stance judge (fake/x) of fake/x's answers: the judge disagrees with itself" in n for n in outcome.summary.notes)
 
 
 def test_effect_map_pairs_accuracy_and_style_effects_per_persona(tmp_path: Path) -> None:

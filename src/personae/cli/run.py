@@ -18,9 +18,9 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="PERSONAE_QUIET", help="No progress bar."),
     model: list[str] = typer.Option([], "--model", "-m",
                                     help="Run on this model instead of the spec's (repeat for several)."),
-    max_requests: int = typer.Option(None, "--max-requests", min=1,
+    max_requests: int = typer.Option(None, "--max-requests",
                                      help="Send at most N requests to backends, then stop cleanly (resumable)."),
-    max_tokens: int = typer.Option(None, "--max-tokens", min=1,
+    max_tokens: int = typer.Option(None, "--max-tokens",
                                    help="Stop cleanly once N tokens (prompt + completion) were used (resumable)."),
 ) -> None:
     """Run a study spec and write DIR/run.json, results.jsonl, summary.json and report.html.
@@ -36,9 +36,14 @@ def run(
     --max-requests / --max-tokens (run the same command with a larger budget to continue).
     """
     from ..api import run_study  # noqa: PLC0415
+    from ..errors import ConfigError  # noqa: PLC0415
     from ..executors import Budget  # noqa: PLC0415
     from ..spec import load_spec  # noqa: PLC0415
 
+    for flag, value in (("--max-requests", max_requests), ("--max-tokens", max_tokens)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1 (got {value}).", field=flag,
+                              fix=f"give a positive number, or leave {flag} out for no budget.")
     resolved = load_spec(spec, models=model)
     with open_store(store) as st:
         for notice in st.notices:

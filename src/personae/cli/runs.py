@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from ._common import StoreOption, handle_errors, open_store, out, table_from_rows
+from ._common import StoreOption, handle_errors, out, table_from_rows
 
 
 @handle_errors
 def runs(
     store: Path = StoreOption,
-    limit: int = typer.Option(30, "--limit", "-n", help="Newest N runs (0: all)."),
+    limit: int = typer.Option(30, "--limit", "-n", min=0, help="Newest N runs (0: all)."),
 ) -> None:
     """List the runs in the store: id, study, models, status, counts, date.
 
@@ -21,9 +21,14 @@ def runs(
 
     Example: personae runs -n 10
     """
-    from ..runs import run_rows  # noqa: PLC0415
+    from ..runs import _open_existing, run_rows  # noqa: PLC0415
+    from ..store import default_store_path  # noqa: PLC0415
 
-    with open_store(store) as st:
+    path = store or default_store_path()
+    if store is None and not path.is_file():
+        out.print(f"no runs yet (no store at {path}): personae run SPEC --out DIR", markup=False)
+        return
+    with _open_existing(path) as st:
         for notice in st.notices:
             out.print(notice, markup=False)
         rows = run_rows(st.runs(limit or None))

@@ -23,7 +23,8 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
         study = get_study(resolved.spec.study)(resolved)
         first = study.plan([])
         out.print(f"ok: {path}: study '{resolved.spec.study}', {len(resolved.spec.model)} model(s), "
-                  f"{len(resolved.personas)} persona(s), {len(first)} requests in the first wave", markup=False)
+                  f"{len(getattr(study, 'panel', None) or resolved.personas)} persona(s)"
+                  f"{'' if resolved.personas else ' (the study default)'}, {len(first)} requests in the first wave", markup=False)
         for decl in type(study).roles:
             bound = resolved.roles.get(decl.name)
             who = bound.model if bound else f"the model under study ({', '.join(resolved.spec.model)}; weak)"

@@ -32,8 +32,10 @@ class AsyncioExecutor:
         self.abort_after = abort_after
         self.stats = stats or RunStats()
         self._rng = random.Random(seed)
-        self._successes = 0
-        self._failures_without_success = 0
+        # per backend: a judge on a server that is down must stop the run even when the model
+        # under study answers (counting all backends together, its successes hid the judge's failures)
+        self._successes: dict[int, int] = {}
+        self._failures_without_success: dict[int, int] = {}
 
     async def execute(self, jobs: Sequence[Job], sink: Sink) -> None:
         by_backend: dict[int, list[Job]] = {}
@@ -50,7 +52,7 @@ class AsyncioExecutor:
                 outcome = await self._one(job)
                 sink(job, outcome)
                 try:
-                    self._check_abort(outcome)
+                    self._check_abort(job, outcome)
                 except RunAborted as exc:
                     abort.append(exc)
 
@@ -73,18 +75,21 @@ class AsyncioExecutor:
         if abort:
             raise abort[0]
 
-    def _check_abort(self, outcome: Outcome) -> None:
+    def _check_abort(self, job: Job, outcome: Outcome) -> None:
+        b = id(job.backend)
         if outcome.error is None:
-            self._successes += 1
-            self._failures_without_success = 0
+            self._successes[b] = self._successes.get(b, 0) + 1
+            self._failures_without_success[b] = 0
             return
-        self._failures_without_success += 1
-        if self._successes == 0 and self._failures_without_success >= self.abort_after:
+        failed = self._failures_without_success[b] = self._failures_without_success.get(b, 0) + 1
+        if self._successes.get(b, 0) == 0 and failed >= self.abort_after:
             error = outcome.error.one_line()
+            role = job.requests[0].tags.role
+            who = f"{job.backend.model_id} (the {role})" if role else job.backend.model_id
             # one line: the last error carries its own fix, so it goes last
             raise RunAborted(
-                f"stopped: the first {self._failures_without_success} requests all failed (finished requests "
-                f"are kept in the store; run the same command again once fixed). Last error: {error}",
+                f"stopped: the first {failed} requests to {who} all failed (finished requests are kept in the "
+                f"store; run the same command again once fixed). Last error: {error}",
                 fix=None if "Fix:" in error else "fix the cause above and run again.")
 
     async def _call(self, job: Job) -> tuple[Output, ...]:

@@ -96,8 +96,9 @@ class StyleStudy(Study):
         out = {}
         if options.judge.model:
             out["judge"] = (options.judge.model, "options.judge.model")
-        if options.embedder != "minilm":
-            out["embedder"] = (f"embed/{options.embedder}", "options.embedder")
+        if options.embedder not in ("minilm", "embed/minilm"):
+            name = options.embedder
+            out["embedder"] = (name if name.startswith("embed/") else f"embed/{name}", "options.embedder")
         return out
 
     @classmethod
@@ -217,7 +218,7 @@ class StyleStudy(Study):
         for model, st in stats["stance"].items():
             note = (st.get("agreement") or {}).get("note")
             if note:
-                notes.append(f"{model} stance judge: {note}")
+                notes.append(f"stance judge ({self.role_model('judge', model)}) of {model}'s answers: {note}")
         return Summary(study=self.name, verdict=self._verdict(stats), table=table, stats=stats, counts=counts,
                        notes=notes)
 
@@ -285,6 +286,7 @@ class StyleStudy(Study):
         if not judged:
             return {}
         judge = self.stance_judge
+        judged_results = judged
         judged = judge.collect(judged, key=lambda req: req.tags.extra["judged"])
         dist: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         for item in judged.items:
@@ -311,6 +313,11 @@ class StyleStudy(Study):
         if judge.repeats >= 2 and len(used) == 1:
             agreement["note"] = (f"the judge gave every answer the same verdict ('{used.pop()}'): it does not tell the "
                                  "answers apart, so its agreement says nothing; use a stronger judge (roles.judge).")
+        failed = [f"{agreement[k]} of {len(judged_results)} verdicts {what}" for k, what in
+                  (("parse_failures", "did not parse (their raw text is in results.jsonl)"),
+                   ("request_errors", "failed as requests")) if agreement[k]]
+        if failed:
+            agreement["note"] = "; ".join([*failed, *([agreement["note"]] if agreement["note"] else [])])
         return {"baseline": base_counts, "personas": per_persona, "agreement": agreement}
 
     def _effect_map(self, stats: dict[str, Any]) -> dict[str, Any] | None:
