@@ -159,3 +159,12 @@ def test_failed_judge_requests_are_counted_in_the_notes(tmp_path: Path) -> None:
     agreement = outcome.summary.stats["stance"]["fake/x"]["agreement"]
     assert agreement["request_errors"] == len(failed) and "12 of 48 verdicts failed as requests" in agreement["note"]
     assert any(n.startswith("stance judge (fake/judge) of fake/x's answers: 12 of 48") for n in outcome.summary.notes)
+
+
+def test_the_report_names_each_role_and_its_model(tmp_path: Path) -> None:
+    data = with_judge(roles={"judge": {"model": "fake/judge", "backend": {"responder": "always-for"}}})
+    run_study(resolve_spec(data), tmp_path / "run")
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert "judge = fake/judge" in html and "embedder = embed/hash" in html
+    run_study(resolve_spec(with_judge()), tmp_path / "self")
+    assert "judge = the model under study (weak)" in (tmp_path / "self" / "report.html").read_text()
