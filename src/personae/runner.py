@@ -171,6 +171,8 @@ class Runner:
                     self._report(i, r)
         if pending:
             jobs = self._jobs(requests, backends, pending)
+            for job_backend, reqs in self._by_backend(jobs):
+                await job_backend.prepare(reqs)
 
             def sink(job: Job, outcome: Outcome) -> None:
                 for n, (key, req) in enumerate(zip(job.keys, job.requests)):
@@ -190,6 +192,13 @@ class Runner:
             self.stats.not_sent += missing
             self.stopped = "budget"
         return [r for r in results if r is not None]
+
+    @staticmethod
+    def _by_backend(jobs: Sequence[Job]) -> list[tuple[Backend, list[Request]]]:
+        groups: dict[int, tuple[Backend, list[Request]]] = {}
+        for job in jobs:
+            groups.setdefault(id(job.backend), (job.backend, []))[1].extend(job.requests)
+        return list(groups.values())
 
     def _report(self, index: int, result: Result) -> None:
         if self.on_result:

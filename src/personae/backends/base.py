@@ -190,6 +190,10 @@ class Backend(ABC):
         raise BackendError(f"backend '{self.model_id}' cannot embed text.", backend=self.model_id,
                            fix="use an embedder, e.g. embed/minilm.")
 
+    async def prepare(self, requests: list[Request]) -> None:
+        """Called with a wave's requests for this backend before any is sent (e.g. to size a local
+        model's context for the longest prompt); raise a ConfigError to stop before any call."""
+
     def fingerprint(self) -> str:
         """What identifies the model behind this backend beyond its id (part of every cache key):
         for a local model the file's identity and adapter, for a server its URL and scoring mode.

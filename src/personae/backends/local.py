@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._loading import suggest
-from ..errors import BackendError, BackendUnavailableError, MissingDependencyError, UnknownModelError
+from ..errors import BackendError, BackendUnavailableError, ConfigError, MissingDependencyError, UnknownModelError
 from .base import Backend, Generation, Request, Score
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -104,11 +104,30 @@ def _close_llama_devnull_at_exit() -> None:
             atexit.register(handle.close)
 
 
+AUTO_CTX_MIN = 2048
+"""The smallest context the local backend sizes automatically (llama.cpp's memory grows with it)."""
+
+
+def _round_up(n: int, step: int) -> int:
+    return max(AUTO_CTX_MIN, -(-n // step) * step)
+
+
+def _where(request: Request) -> str:
+    t = request.tags
+    parts = [f"{k} {v}" for k, v in (("role", t.role), ("persona", t.persona), ("item", t.item),
+                                     ("condition", t.condition)) if v]
+    if t.wave:
+        parts.append(f"wave {t.wave}")
+    return ", ".join(parts) or "the first request"
+
+
 class LocalOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    n_ctx: int = Field(default=2048, ge=128)
-    """Context length in tokens."""
+    n_ctx: int | None = Field(default=None, ge=128)
+    """Context length in tokens. Default: sized from the longest prompt of each wave (at least 2048,
+    at most the model's trained context); a prompt that cannot fit stops the run before any call of
+    its wave, with the item named."""
     n_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
     """CPU threads for llama.cpp (one process with all threads beats several processes)."""
     n_batch: int = Field(default=512, ge=1)
@@ -148,6 +167,7 @@ class LocalBackend(Backend):
         self._chat_formatter: Any = None
         self._thread_lock = threading.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
+        self._auto_ctx = AUTO_CTX_MIN
 
     def fingerprint(self) -> str:
         """The model file's identity, plus the adapter's when one is applied."""
@@ -163,11 +183,74 @@ class LocalBackend(Backend):
         o = self.options
         try:
             extra = {"lora_path": str(self.lora_path)} if self.lora_path else {}
-            return Llama(model_path=str(self.path), n_ctx=o.n_ctx, n_threads=o.n_threads, n_batch=o.n_batch,
+            return Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=o.n_threads, n_batch=o.n_batch,
                          logits_all=logits_all, verbose=False, **extra)
         except Exception as exc:  # llama.cpp raises ValueError/RuntimeError on a bad file
             raise BackendUnavailableError(f"could not load '{self.path}': {exc}", backend=self.model_id,
                                           fix="check that the file is a valid GGUF model.") from None
+
+    @property
+    def n_ctx(self) -> int:
+        """The context length contexts are created with (the option, or the size chosen so far)."""
+        return self.options.n_ctx or self._auto_ctx
+
+    # ------------------------------------------------------------ context sizing
+    async def prepare(self, requests: list[Request]) -> None:
+        """Before a wave is sent: make the context fit its longest prompt, or say which one cannot fit."""
+        await self._call(self.prepare_sync, requests)
+
+    def prepare_sync(self, requests: list[Request]) -> None:
+        if requests and all(r.kind == "score" for r in requests):
+            self.scorer_llm  # noqa: B018 (a scoring run loads only the scoring context)
+        need, worst = 0, None
+        for r in requests:
+            budget = r.sampling.max_tokens if r.kind == "generate" else 0
+            text = self._prompt_text(r)
+            # a token is at least one byte: a prompt whose bytes fit cannot overflow (no tokenising)
+            if len(text.encode("utf-8")) + budget + 8 <= self.n_ctx:
+                continue
+            n = self._count_tokens(r, text) + budget
+            if n > need:
+                need, worst = n, r
+        if worst is None or need <= self.n_ctx:
+            return
+        trained = self.trained_ctx()
+        where = _where(worst)
+        fit = min(trained, _round_up(need, 256))
+        if self.options.n_ctx is not None:
+            raise ConfigError(
+                f"the longest prompt of this wave ({where}) needs {need} tokens with its max_tokens, more than "
+                f"backend.n_ctx {self.options.n_ctx}.", field="backend.n_ctx",
+                fix=(f"set backend.n_ctx: {fit} ({self.model_id} was trained on {trained}), or leave n_ctx out to "
+                     "size it from the prompts." if need <= trained else
+                     f"shorten it: {self.model_id} was trained on {trained} tokens."))
+        if need > trained:
+            raise ConfigError(
+                f"the longest prompt of this wave ({where}) needs {need} tokens with its max_tokens, more than "
+                f"{self.model_id} was trained on ({trained}).", field="backend.n_ctx",
+                fix="shorten it (a shorter transcript, fewer turns, a smaller max_tokens) or use a model with a "
+                "longer context.")
+        self._auto_ctx = fit
+        self._gen = self._scorer = None  # created again, with the larger context, on first use
+
+    def _prompt_text(self, request: Request) -> str:
+        if request.messages:
+            text = self.chat_prompt([m.model_dump() for m in request.messages])
+        else:
+            text = request.prompt or ""
+        return text + (request.continuation or "")
+
+    def _count_tokens(self, request: Request, text: str) -> int:
+        llm = self.scorer_llm if request.kind == "score" and self._gen is None else self.llm
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    def trained_ctx(self) -> int:
+        """The context the model was trained on (GGUF metadata)."""
+        llm = self._scorer if self._scorer is not None else self.llm
+        try:
+            return int(llm._model.n_ctx_train()) or self.n_ctx
+        except (AttributeError, TypeError, ValueError):
+            return self.n_ctx
 
     @property
     def llm(self) -> Any:
@@ -301,4 +384,4 @@ class LocalBackend(Backend):
         return await self._call(self.score_sync, request)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "path": str(self.path), "n_ctx": self.options.n_ctx}
+        return {**super().describe(), "path": str(self.path), "n_ctx": self.n_ctx, "n_ctx_auto": self.options.n_ctx is None}
