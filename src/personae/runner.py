@@ -243,8 +243,7 @@ class Runner:
     def _fail(self, request: Request, key: str, exc: BackendError, attempts: int) -> Result:
         self.stats.errors += 1
         msg = exc.one_line()
-        short = msg[:120]
-        self.stats.error_messages[short] = self.stats.error_messages.get(short, 0) + 1
+        self.stats.count_error(msg)
         req_json = json.dumps(request.model_dump(mode="json", exclude={"tags"}), sort_keys=True)
         error_id = self.store.record_error(key, request.model, msg, run_id=self.run_id, status=exc.status,
                                            attempts=attempts, request_json=req_json)

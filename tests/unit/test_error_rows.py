@@ -142,3 +142,28 @@ def test_a_store_the_run_opened_is_closed_even_when_it_aborts(tmp_path: Path,
     run_study(load_spec(fine), tmp_path / "fine")
     assert len(opened) == 2
     assert [s.closed for s in opened] == [True, True]
+
+
+def test_error_messages_are_grouped_by_kind_with_counts_and_one_example(tmp_path: Path) -> None:
+    """Issue 7, defect 9: 529 distinct messages (each with its own token count) made run.json 61 KB."""
+    from personae.errors import BackendError
+
+    def too_long(request):  # type: ignore[no-untyped-def]
+        n = 4000 + len(request.last_user())
+        if request.last_user() == "ok":  # one success first, or the run stops as a dead server
+            return "fine"
+        if "refuse" in request.last_user():
+            raise BackendError("the server refused it", backend="fake/test", status=400)
+        raise BackendError(f"prompt of {n} tokens is over n_ctx=2048", backend="fake/test", status=400)
+
+    backend = FakeBackend(responder=too_long)
+    from .helpers import request as make, run_requests
+
+    with Store(tmp_path / "s.sqlite") as st:
+        _, runner = run_requests(backend, st, [make("ok")] + [make("q" * i) for i in range(1, 41)] + [make("refuse")],
+                                 concurrency=1)
+    kinds = runner.stats.error_messages
+    assert len(kinds) == 2
+    by_count = sorted(kinds.values(), key=lambda e: e["count"])
+    assert [e["count"] for e in by_count] == [1, 40]
+    assert "prompt of 4001 tokens" in by_count[1]["example"]

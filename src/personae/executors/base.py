@@ -8,6 +8,7 @@ process; a Ray executor can shard the same jobs over a cluster without any study
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -46,6 +47,15 @@ class RetryPolicy(BaseModel):
 Output = Generation | Score | Embedding
 
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_HEX = re.compile(r"\b[0-9a-f]{12,64}\b")
+
+
+def error_kind(message: str) -> str:
+    """An error message with its numbers and ids masked, cut to 160 characters: one kind per cause."""
+    return _NUMBER.sub("N", _HEX.sub("ID", message))[:160]
+
+
 @dataclass
 class RunStats:
     """Counts that run.json reports (for one invocation)."""
@@ -59,7 +69,14 @@ class RunStats:
     completion_tokens: int = 0
     embedded_texts: int = 0
     not_sent: int = 0
-    error_messages: dict[str, int] = field(default_factory=dict)
+    error_messages: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Failures grouped by kind (the message with its numbers masked): {kind: {count, example}}, so
+    529 'prompt of 4,6NN tokens' errors are one entry, not 529."""
+
+    def count_error(self, message: str) -> None:
+        kind = error_kind(message)
+        entry = self.error_messages.setdefault(kind, {"count": 0, "example": message[:300]})
+        entry["count"] = int(entry["count"]) + 1  # type: ignore[call-overload]
 
     def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
