@@ -244,3 +244,27 @@ def test_a_model_that_never_gives_a_letter_gets_a_verdict_that_says_so(tmp_path:
     assert all(r["parse_failure_rate"] == 1.0 and r["accuracy"] is None for r in outcome.summary.table)
     assert "no answer could be parsed" in outcome.summary.verdict
     assert outcome.summary.counts["parse_failures"] == outcome.summary.counts["requests"]
+
+
+def test_the_readme_example_on_a_server_that_cannot_score_runs_in_generate_mode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 7, defect 8: `personae run examples/accuracy.yaml -m openai/MODEL` failed (logprob needs
+    scoring). With mode: auto the example reads answers by generation there, and says so."""
+    from personae.spec import load_spec
+    from personae.studies import get_study
+
+    monkeypatch.setenv("PERSONAE_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # never contacted
+    example = ROOT / "examples" / "accuracy.yaml"
+    served = load_spec(example, models=["openai/qwen"])
+    study = get_study("accuracy")(served)
+    assert study.mode == "generate" and study.cannot_score == ("openai/qwen",)
+    assert {r.kind for r in study.plan([])} == {"generate"}
+    local = get_study("accuracy")(load_spec(example))
+    assert local.mode == "logprob" and {r.kind for r in local.plan([])} == {"score"}
+
+    monkeypatch.setattr(FakeBackend, "supports_scoring", False)
+    data = {**spec(mode="auto", limit=1), "replicates": 2}
+    outcome = run_study(resolve_spec(data), backends={"fake/x": FakeBackend("fake/x", responder=responder_with(no_effect))})
+    assert outcome.summary.stats["mode"] == "generate"
+    assert any(n.startswith("mode auto: answers generated and parsed (generate), as fake/x cannot score") for n in
+               outcome.summary.notes)

@@ -55,8 +55,9 @@ class AccuracyOptions(BaseModel):
     """At most this many items per domain (in file order)."""
     conditions: tuple[str, ...] = DEFAULT_CONDITIONS
     """baseline, in-domain, off-domain, and built-in persona ids; the spec's personas are added."""
-    mode: Literal["generate", "logprob"] = "generate"
-    """Read the answer by generating and parsing a letter, or from the option letters' log-probs."""
+    mode: Literal["generate", "logprob", "auto"] = "generate"
+    """Read the answer by generating and parsing a letter, or from the option letters' log-probs;
+    'auto': logprob when every model's backend can score text, generate otherwise (a note says which)."""
     instruction: str = INSTRUCTION
     """What the user message says before the question."""
     constrained: bool = False
@@ -112,6 +113,32 @@ class AccuracyStudy(Study[AccuracyOptions]):
         if study.options.mode == "logprob":
             cls.require_scoring(resolved, "mode 'logprob' (use mode: generate otherwise)", "options.mode")
 
+    @cached_property
+    def mode(self) -> str:
+        """The mode the run uses ('auto' resolved from the backends' capabilities, asked of backends
+        created without contacting any server)."""
+        if self.options.mode != "auto":
+            return self.options.mode
+        return "logprob" if not self.cannot_score else "generate"
+
+    @cached_property
+    def cannot_score(self) -> tuple[str, ...]:
+        """The models whose backend cannot score text."""
+        from ..backends import create_backend  # noqa: PLC0415
+        from ..errors import BackendUnavailableError  # noqa: PLC0415
+        from ..spec import backend_options_for  # noqa: PLC0415
+
+        out = []
+        for model in self.spec.model:
+            try:
+                backend = create_backend(model, backend_options_for(self.spec, model))
+            except BackendUnavailableError:
+                out.append(model)  # no server to ask: generation works on any server
+                continue
+            if not backend.supports_scoring:
+                out.append(model)
+        return tuple(out)
+
     # ---------------------------------------------------------------- items and conditions
     @cached_property
     def items(self) -> tuple[MCItem, ...]:
@@ -164,7 +191,7 @@ class AccuracyStudy(Study[AccuracyOptions]):
     def plan(self, done: Sequence[Result]) -> list[Request]:
         if done:
             return []
-        logprob = self.options.mode == "logprob"
+        logprob = self.mode == "logprob"
         plan = cells(self.spec.model, [Condition(c) for c in self.condition_names], self.items,
                      1 if logprob else self.spec.replicates, seed=self.spec.seed, persona_for=self.persona_for)
         reqs: list[Request] = []
@@ -185,7 +212,7 @@ class AccuracyStudy(Study[AccuracyOptions]):
         """One record per sample: model, condition, item, replicate, answer letter or None, correct, error."""
         by_id = {i.id: i for i in self.items}
         out: list[dict[str, Any]] = []
-        if self.options.mode == "logprob":
+        if self.mode == "logprob":
             groups: dict[tuple[str, str, str], list[Result]] = defaultdict(list)
             for r in results:
                 groups[(r.request.model, r.request.tags.condition or "", r.request.tags.item or "")].append(r)
@@ -209,7 +236,13 @@ class AccuracyStudy(Study[AccuracyOptions]):
         return out
 
     def analyze(self, results: Sequence[Result]) -> Summary:
-        return analyze_accuracy(self, results)
+        summary = analyze_accuracy(self, results)
+        if self.options.mode == "auto":
+            summary.notes.append(
+                f"mode auto: answers read from the option letters' log-probabilities (logprob)." if self.mode == "logprob"
+                else f"mode auto: answers generated and parsed (generate), as {', '.join(self.cannot_score)} cannot "
+                     "score text; log-probabilities need local/... or a vLLM server (backend.scoring: prompt_logprobs).")
+        return summary
 
     def row_features(self, result: Result) -> dict[str, Any]:
         """The parsed answer letter and whether it is correct (generation mode)."""
@@ -305,8 +338,8 @@ def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary
             table.append(row)
     _holm(table)
     stats: dict[str, Any] = {"tests": tests, "chance": float(np.mean([1 / len(i.choices) for i in study.items])),
-                             "items": len(item_ids), "samples_per_cell": 1 if study.options.mode == "logprob"
-                             else study.spec.replicates, "mode": study.options.mode}
+                             "items": len(item_ids), "samples_per_cell": 1 if study.mode == "logprob"
+                             else study.spec.replicates, "mode": study.mode}
     if study.options.mixed_model:
         stats["mixed_model"] = _mixed(answers, study.spec.seed)
     counts = count_results(results)
