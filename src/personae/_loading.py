@@ -60,6 +60,80 @@ def _lines_of(node: yaml.Node | None, file: str) -> LineMap:
     return lines
 
 
+MAX_VALUES = 100_000
+"""Most values a YAML file may expand to through its aliases (a 'billion laughs' file of a few
+hundred bytes expands to gigabytes: refused, not loaded)."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists a spec, persona or data file may have."""
+
+
+def _check_yaml_graph(root: yaml.Node | None, file: str) -> None:
+    """Refuse a YAML node graph that expands past MAX_VALUES or nests deeper than MAX_DEPTH. Aliases
+    make the graph share nodes; sizes are counted once per node and multiplied, iteratively."""
+    if root is None:
+        return
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    shared: yaml.Node | None = None
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    seen: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        kids: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            kids = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            kids = list(node.value)
+        if not done:
+            if id(node) in seen:
+                shared = shared or node
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids if id(k) not in seen)
+            continue
+        size[id(node)] = 1 + sum(size.get(id(k), 1) for k in kids)
+        depth[id(node)] = 1 + max((depth.get(id(k), 1) for k in kids), default=0)
+        if depth[id(node)] > MAX_DEPTH:
+            raise _too_deep(file, node.start_mark.line + 1)
+        if size[id(node)] > MAX_VALUES:
+            line = (shared or node).start_mark.line + 1
+            raise ConfigError(f"its aliases expand to more than {MAX_VALUES:,} values (an anchor used inside "
+                              "anchors many times over).", file=file, line=line,
+                              fix="write the values out instead of nesting aliases; personae does not expand "
+                              "files this large.")
+
+
+def _too_deep(file: str, line: int | None) -> ConfigError:
+    return ConfigError(f"is nested more than {MAX_DEPTH} levels deep.", file=file, line=line,
+                       fix="flatten the file: specs, personas and data records need only a few levels.")
+
+
+def _check_depth(data: Any, file: str) -> None:
+    """Refuse data (from JSON) nested deeper than MAX_DEPTH, iteratively."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, d = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if d > MAX_DEPTH:
+            raise _too_deep(file, None)
+        stack.extend((c, d + 1) for c in children)
+
+
+def _json_loads(text: str, file: str, line: int | None = None) -> Any:
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise _too_deep(file, line) from None
+    _check_depth(data, file)
+    return data
+
+
 def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
     """Read a YAML, JSON or JSONL file into documents, each with a line map.
 
@@ -86,7 +160,7 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
             if not line.strip():
                 continue
             try:
-                docs.append((json.loads(line), {(): n}))
+                docs.append((_json_loads(line, str(path), n), {(): n}))
             except json.JSONDecodeError as exc:
                 raise ConfigError(
                     f"invalid JSON: {exc.msg} (column {exc.colno}).", file=str(path), line=n,
@@ -99,7 +173,7 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
         if not text.strip():
             raise ConfigError("the file is empty.", file=str(path), fix="add the content it should hold.")
         try:
-            data = json.loads(text)
+            data = _json_loads(text, str(path))
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"invalid JSON: {exc.msg} (column {exc.colno}).", file=str(path), line=exc.lineno,
@@ -113,9 +187,12 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
         )
     try:
         node = yaml.compose(text)
+        _check_yaml_graph(node, str(path))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, str(path)) from None
+    except RecursionError:
+        raise _too_deep(str(path), None) from None
     if data is None:
         raise ConfigError("the file is empty.", file=str(path), fix="add the content it should hold.")
     return [(data, _lines_of(node, str(path)))]

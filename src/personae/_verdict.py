@@ -158,6 +158,8 @@ def one_json_object(text: str | None) -> tuple[str | None, str | None]:
     decoder = json.JSONDecoder()
     try:
         _, end = decoder.raw_decode(text, start)
+    except RecursionError:
+        return None, f"a JSON object nested too deep to read: {_snippet(text)}"
     except json.JSONDecodeError as exc:
         cut = "; the reply stops inside the object: raise max_tokens?" if text.count("{", start) > text.count(
             "}", start) else ""
@@ -167,7 +169,7 @@ def one_json_object(text: str | None) -> tuple[str | None, str | None]:
         try:
             decoder.raw_decode(text, later)
             return None, f"more than one JSON object in the reply; expected one: {_snippet(text)}"
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             later = text.find("{", later + 1)
     return text[start:end], None
 

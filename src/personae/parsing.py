@@ -51,7 +51,7 @@ def parse_json_field(text: str | None, field: str, allowed: Sequence[str] | None
         return None
     try:
         data = json.loads(text[start : end + 1])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # a model's garbage, however deep, is a parse failure
         return None
     if not isinstance(data, dict) or field not in data:
         return None

@@ -362,3 +362,15 @@ def test_end_to_end_through_the_runner_and_the_fake_backend() -> None:
     reference = krippendorff.alpha(reliability_data=scores.T, level_of_measurement="ordinal")
     assert out["score"].statistic is not None and out["score"].statistic.estimate == pytest.approx(reference)
     assert out["score"].counts["request_errors"] == 3
+
+
+def test_a_reply_nested_thousands_deep_is_a_parse_failure_not_a_crash() -> None:
+    """Issue 8: deep nesting must never raise RecursionError (here from a model's reply)."""
+    from personae.parsing import parse_json_field
+
+    deep = '{"score": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    assert parse_json_field(deep, "score") is None
+    from personae._verdict import one_json_object
+
+    text, reason = one_json_object(deep)
+    assert text is None and "nested too deep" in (reason or "")
