@@ -48,7 +48,8 @@ class RunOutcome:
     out_dir: Path | None
     run: dict[str, Any]
     status: str = "complete"
-    """complete, or stopped (a budget was reached; run again with a larger one to resume)."""
+    """complete; complete_with_errors (some requests failed: counted, left out, tried again next run);
+    or stopped (a budget was reached; run again with a larger one to resume)."""
 
 
 def redact(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,7 +165,7 @@ class Run:
             else:
                 phase = "analysis"
                 self.summary = self._analyze()
-                self.status = "complete"
+                self.status = "complete_with_errors" if any(not r.ok for r in self.results) else "complete"
         except BaseException as exc:
             self.status = "analysis_failed" if phase == "analysis" else "aborted"
             if phase == "analysis":

@@ -27,6 +27,7 @@ from .store import Store
 __all__ = ["LoadedRun", "load_run", "export_run", "EXPORT_FORMATS"]
 
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
+FINISHED = ("complete", "complete_with_errors")
 
 
 @dataclass
@@ -68,13 +69,13 @@ class LoadedRun:
         `allow_incomplete=True`, and the summary's first note says so."""
         from .api import add_role_notes  # noqa: PLC0415
 
-        if self.status != "complete" and not allow_incomplete:
+        if self.status not in FINISHED and not allow_incomplete:
             raise ConfigError(f"run {self.run_id} is {self.status}: it holds {len(self.results)} results, part of what "
                               "its study plans, and a summary of them would read like a finished one.",
                               fix="resume it (personae run SPEC again), or analyze(allow_incomplete=True).")
         summary = self._study.analyze(self.results)
         add_role_notes(self._study, self.results, summary)
-        if self.status != "complete":
+        if self.status not in FINISHED:
             summary.notes.insert(0, f"INCOMPLETE: run {self.run_id} is {self.status}; this analyses the "
                                     f"{len(self.results)} results it has, not the whole study.")
         return summary

@@ -69,7 +69,7 @@ def test_resume_mid_dialogue_computes_only_the_missing_turns(tmp_path: Path) -> 
     assert waves == {0: 4, 1: 4, 2: 4}  # turn 2 failed in every dialogue, so no turn 3
     assert [r.ok for r in first.results if r.request.tags.wave == 2] == [False] * 4
     run = read_json(tmp_path / "first" / "run.json")
-    assert run["status"] == "complete" and run["counts"]["errors"] == 4
+    assert run["status"] == "complete_with_errors" and run["counts"]["errors"] == 4
     summary = read_json(tmp_path / "first" / "summary.json")
     assert summary["counts"]["errors"] == 4
     assert all(row["complete_dialogues"] == 0 and row["errors"] == 2 for row in summary["table"])

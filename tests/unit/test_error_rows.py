@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def test_some_failures_are_error_rows_everywhere(tmp_path: Path) -> None:
     outcome = run_study(load_spec(spec), out)
 
     run = read_json(out / "run.json")
-    assert run["status"] == "complete"
+    assert run["status"] == "complete_with_errors"  # issue 8: failures are not a plain success
     assert run["counts"]["requests"] == 12
     assert run["counts"]["errors"] == 4
     assert run["counts"]["backend_calls"] == 12  # permanent errors are not retried
@@ -167,3 +168,29 @@ def test_error_messages_are_grouped_by_kind_with_counts_and_one_example(tmp_path
     by_count = sorted(kinds.values(), key=lambda e: e["count"])
     assert [e["count"] for e in by_count] == [1, 40]
     assert "prompt of 4001 tokens" in by_count[1]["example"]
+
+
+def test_a_run_with_failed_requests_exits_4_and_says_so_before_the_verdict(tmp_path: Path) -> None:
+    """Issue 8, defect 4: 13 of 60 requests failed and the run exited 0 with a verdict on the rest."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from personae.cli.main import app
+
+    from .helpers import grid_spec
+
+    spec = tmp_path / "spec.yaml"
+    data = grid_spec(["Hi?", "Why not?", "How?"], replicates=2, backend={"fail_when": "Why"})
+    spec.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 4, result.output
+    out = result.output
+    assert "4 of 12 requests failed" in out and out.index("requests failed") < out.index("verdict:")
+    run = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    assert run["status"] == "complete_with_errors" and run["counts"]["errors"] == 4
+    # the same command tries them again; a healthy server completes the run: exit 0
+    data["backend"] = {}
+    spec.write_text(yaml.safe_dump(data), encoding="utf-8")
+    again = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "run")])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))["status"] == "complete"

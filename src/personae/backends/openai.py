@@ -127,6 +127,23 @@ class OpenAIBackend(Backend):
                                        timeout=self.options.timeout_s, http_client=http)
         return self._client
 
+    def _not_openai(self, body: Any) -> TransientBackendError:
+        """A 200 answer that is not an OpenAI response (HTML from a proxy, a truncated body, `{}`, no
+        choices): transient (retried), with the start of what came back."""
+        raw = body if isinstance(body, (str, bytes)) else getattr(body, "model_dump_json", lambda: repr(body))()
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        snippet = " ".join(text.split())[:80]
+        return TransientBackendError(
+            f"the server at {without_credentials(self.options.base_url)} answered 200 with a body that is not an "
+            f"OpenAI response: {snippet!r}", backend=self.model_id, status=200,
+            fix="check that backend.base_url points at an OpenAI-compatible API (ending in /v1), not a proxy page.")
+
+    def _first_choice(self, out: Any) -> Any:
+        choices = getattr(out, "choices", None)
+        if not choices:
+            raise self._not_openai(out)
+        return choices[0]
+
     def _map_error(self, exc: Exception) -> BackendError:
         """The BackendError for a client exception, with the API key masked wherever it appears."""
         mapped = self._classify(exc)
@@ -162,6 +179,9 @@ class OpenAIBackend(Backend):
             fix = "check the API key (env var " + self.options.api_key_env + ")." if status in (401, 403) else (
                 "check the model name: the server does not know it." if status == 404 else None)
             return BackendError(f"{url} answered {status}: {text}", backend=self.model_id, status=status, fix=fix)
+        if isinstance(exc, (ValueError, AttributeError, TypeError, KeyError, IndexError)):
+            # the client could not read a 200 body as JSON (json.JSONDecodeError is a ValueError)
+            return self._not_openai(getattr(exc, "doc", None) or str(exc))
         return BackendError(f"unexpected error from {url}: {type(exc).__name__}: {exc}", backend=self.model_id)
 
     async def generate(self, request: Request) -> Generation:
@@ -179,7 +199,7 @@ class OpenAIBackend(Backend):
             if self.options.mode == "completions" or (request.prompt is not None and not request.messages):
                 prompt = request.prompt if request.prompt is not None else chatml([m.model_dump() for m in request.messages])
                 out = await self.client.completions.create(prompt=prompt, **common)
-                choice = out.choices[0]
+                choice = self._first_choice(out)
                 text, finish = choice.text, choice.finish_reason
             else:
                 if request.json_schema is not None and self.options.json_format == "json_object":
@@ -189,7 +209,9 @@ class OpenAIBackend(Backend):
                         "name": "answer", "schema": request.json_schema, "strict": True}}
                 out = await self.client.chat.completions.create(
                     messages=[m.model_dump() for m in request.messages], **common)
-                choice = out.choices[0]
+                choice = self._first_choice(out)
+                if getattr(choice, "message", None) is None:
+                    raise self._not_openai(out)
                 text, finish = choice.message.content or "", choice.finish_reason
         except BackendError:
             raise

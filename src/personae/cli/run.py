@@ -33,7 +33,8 @@ def run(
     Example: personae run examples/style.yaml --out runs/style --max-requests 100
 
     Exit codes: 0 finished, 2 an error (one line says where and how to fix it), 3 stopped by
-    --max-requests / --max-tokens (run the same command with a larger budget to continue).
+    --max-requests / --max-tokens (run the same command with a larger budget to continue), 4
+    finished with failed requests (counted, left out; the same command tries them again).
     """
     from ..api import run_study  # noqa: PLC0415
     from ..errors import ConfigError  # noqa: PLC0415
@@ -58,10 +59,15 @@ def run(
         out.print(f"wrote {outcome.out_dir}/run.json, results.jsonl (status: stopped)", markup=False)
         raise typer.Exit(BUDGET_EXIT)
     print_outcome(outcome)
+    if outcome.status == "complete_with_errors":
+        raise typer.Exit(ERRORS_EXIT)
 
 
 BUDGET_EXIT = 3
 """Exit code of a run stopped by its budget."""
+ERRORS_EXIT = 4
+"""Exit code of a run that finished with failed requests (counted and left out of the statistics;
+the same command tries them again)."""
 
 
 def print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
@@ -77,6 +83,11 @@ def print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
     if len(models) == 1 and None not in models:  # one model: say it once, in the title
         title = f"{title} ({models.pop()})"
     out.print(table_from_rows(rows, title=title))
+    if s.errors:  # before the verdict: it was computed without them
+        kinds = sorted(s.error_messages.values(), key=lambda e: -int(e["count"]))
+        out.print(Text.assemble((f"{s.errors} of {s.requests} requests failed", "bold red"),
+                                f" (left out of the statistics; run the same command to try them again). "
+                                f"Most common: {kinds[0]['example'] if kinds else '?'}"))
     out.print(Text.assemble(("verdict:", "bold"), " ", outcome.summary.verdict))  # plain text, not markup
     out.print(f"{s.requests} requests: {s.backend_calls} backend calls, {s.cache_hits} cache hits, "
               f"{s.errors} errors, {s.retries} retries")
