@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
+import signal
 import json
 import subprocess
 import uuid
@@ -22,7 +24,7 @@ from . import __version__
 from ._json import dumps_strict, jsonable
 from .backends.base import Backend
 from .backends.pool import BackendPool
-from .errors import ConfigError, PersonaeError
+from .errors import ConfigError, PersonaeError, RunTerminated
 from .executors import Budget, Executor, RunAborted
 from .progress import Progress
 from .report import MAX_TRANSCRIPTS, figure_to_data_uri, write_report
@@ -95,8 +97,10 @@ class Run:
 
     def __init__(self, resolved: ResolvedSpec, out_dir: str | Path | None = None, *, store: Store | None = None,
                  backends: Mapping[str, Backend] | None = None, pool: BackendPool | None = None,
-                 quiet: bool = True, budget: Budget | None = None, executor: Executor | None = None) -> None:
+                 quiet: bool = True, budget: Budget | None = None, executor: Executor | None = None,
+                 overwrite: bool = False) -> None:
         self.resolved = resolved
+        self.overwrite = overwrite
         self.spec = resolved.spec
         self.study_cls = get_study(self.spec.study)
         self.study = self.study_cls(resolved)
@@ -170,6 +174,10 @@ class Run:
             self.status = "analysis_failed" if phase == "analysis" else "aborted"
             if phase == "analysis":
                 self.error = f"{type(exc).__name__}: {exc}"
+            elif isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+                self.error = "interrupted (Ctrl-C or SIGTERM) before it finished; run the same command to resume"
+            else:
+                self.error = " ".join(str(getattr(exc, "one_line", lambda: exc)()).split())[:500]
             raise
         finally:
             await self._finish(run)
@@ -224,6 +232,7 @@ class Run:
             return
         try:
             self.out.mkdir(parents=True, exist_ok=True)
+            self._check_folder_owner()
             previous = _previous_runs(self.out / "run.json")
             if previous:
                 run["previous_runs"] = previous
@@ -235,6 +244,21 @@ class Run:
         except OSError as exc:
             raise ConfigError(f"cannot write the run folder: {exc.strerror or exc}.", file=str(self.out),
                               fix="choose another --out folder, or one you may write to.") from None
+
+    def _check_folder_owner(self) -> None:
+        """Refuse to write into a folder that holds another study's (or another spec's) run."""
+        assert self.out is not None
+        try:
+            old = json.loads((self.out / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if self.overwrite or not isinstance(old, dict):
+            return
+        spec_file = str(self.resolved.path) if self.resolved.path else None
+        if old.get("study") != self.spec.study or (old.get("spec_file") and spec_file and old["spec_file"] != spec_file):
+            raise ConfigError(f"holds a run of another spec ({old.get('study')} study from {old.get('spec_file')}).",
+                              file=str(self.out), field="--out",
+                              fix="choose another --out folder, or add --overwrite to replace that run's files.")
 
     def _write_row(self, res: Result) -> None:
         if self._rows_file is not None:
@@ -342,6 +366,7 @@ async def run_study_async(
     quiet: bool = True,
     budget: Budget | None = None,
     executor: Executor | None = None,
+    overwrite: bool = False,
 ) -> RunOutcome:
     """Run every wave of the study, write the run folder (if `out_dir`), and return the outcome.
 
@@ -351,7 +376,7 @@ async def run_study_async(
     the run folder still gets run.json (status 'aborted') and the results so far.
     """
     return await Run(resolved, out_dir, store=store, backends=backends, pool=pool, quiet=quiet, budget=budget,
-                     executor=executor).execute()
+                     executor=executor, overwrite=overwrite).execute()
 
 
 def run_study(resolved: ResolvedSpec, out_dir: str | Path | None = None, **kwargs: Any) -> RunOutcome:
@@ -360,9 +385,31 @@ def run_study(resolved: ResolvedSpec, out_dir: str | Path | None = None, **kwarg
     # asyncio.run's SIGINT clean-up formats the main task's repr, result included, which costs
     # ~0.2 s per 10,000 results (a third of a fully cached 10,000-request rerun).
     box: list[RunOutcome] = []
+    terminated: list[bool] = []
 
     async def main() -> None:
-        box.append(await run_study_async(resolved, out_dir, **kwargs))
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
 
-    asyncio.run(main())
+        def on_sigterm() -> None:  # like Ctrl-C: cancel the run, which records 'aborted' and closes up
+            terminated.append(True)
+            if task is not None:
+                task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+        try:
+            box.append(await run_study_async(resolved, out_dir, **kwargs))
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:
+        if terminated:
+            raise RunTerminated("terminated (SIGTERM): finished requests are kept in the store and run.json says "
+                                "'aborted'.", fix="run the same command again to resume.") from None
+        raise
     return box[0]

@@ -86,3 +86,7 @@ class MissingDependencyError(PersonaeError):
 
 class ParseError(PersonaeError):
     """A model answer that could not be parsed (counted, never scored as wrong)."""
+
+
+class RunTerminated(PersonaeError):
+    """The run was stopped by SIGTERM: handled like Ctrl-C (status aborted, results kept)."""

@@ -311,7 +311,10 @@ class Store:
         meta = json.loads(meta) if meta else {}
         status = status or meta.get("status") or ("complete" if finished else "running")
         if status == "running" and not _alive(pid, host):
-            status = "aborted"
+            status = "aborted"  # its process is gone: say so in the store too, once
+            meta = {**meta, "status": status, "note": "the process that ran it ended without finishing (killed?)"}
+            self._conn.execute("UPDATE runs SET status = 'aborted', meta = ? WHERE id = ? AND status = 'running'",
+                               (json.dumps(meta, default=str), run_id))
         return {"run_id": run_id, "study": study, "out_dir": out_dir, "started_at": started, "finished_at": finished,
                 "status": status, "meta": meta}
 

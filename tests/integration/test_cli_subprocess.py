@@ -77,9 +77,10 @@ def kill_midway(spec: Path, out_dir: Path, store: Path, *, min_rows: int, total:
     return done
 
 
-def resume_and_check(spec: Path, out_dir: Path, store: Path, *, done: int, total: int) -> dict:
+def resume_and_check(spec: Path, out_dir: Path, store: Path, *, done: int, total: int,
+                     before: str = "running") -> dict:
     killed_run = json.loads((out_dir / "run.json").read_text())
-    assert killed_run["status"] == "running"  # it never got to write its final record
+    assert killed_run["status"] == before  # kill -9: it never got to write its final record
 
     proc = subprocess.run([*PERSONAE, "run", str(spec), "--out", str(out_dir), "--quiet"],
                           env=env_with_store(store), capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
@@ -162,3 +163,34 @@ def test_chat_subprocess(tmp_path: Path) -> None:
     replies = [part.split("you> ")[0].strip() for part in proc.stdout.split(f"{name}> ")[1:]]
     assert len(replies) == 2 and all(replies), proc.stdout
     assert store_rows(tmp_path / "store.sqlite") == 2  # both turns went through the store
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
+    """Issue 8, defect 5: after SIGTERM run.json said 'running' with no message. Now: status aborted,
+    one line, exit 143, and the same command resumes without repeating a finished request."""
+    questions = [f"Question {i}?" for i in range(10)]
+    spec = write_spec(tmp_path / "fake.yaml", {
+        "study": "grid", "model": "fake/test", "backend": {"delay_s": 0.05}, "personas": ["builtin:pirate-captain"],
+        "replicates": 4, "concurrency": {"requests": 1}, "options": {"questions": questions}})
+    store, out_dir, total = tmp_path / "store.sqlite", tmp_path / "run", 2 * 10 * 4
+    proc = subprocess.Popen([*PERSONAE, "run", str(spec), "--out", str(out_dir), "--quiet"], env=env_with_store(store),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + KILL_WAIT_LIMIT_S
+        while store_rows(store) < 10:
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "no 10 results in time"
+            time.sleep(POLL_S)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "terminated (SIGTERM)" in stderr and len(stderr.strip().splitlines()) == 1
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["status"] == "aborted" and "interrupted" in run["error"]
+    done = store_rows(store)
+    assert 10 <= done < total
+    resume_and_check(spec, out_dir, store, done=done, total=total, before="aborted")

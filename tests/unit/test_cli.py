@@ -159,3 +159,23 @@ def test_run_model_option_replaces_the_spec_models(tmp_path: Path) -> None:
     assert {r["model"] for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())} == {"fake/a", "fake/b"}
     bad = CliRunner().invoke(app, ["run", str(spec_path), "--out", str(out), "-q", "-m", "lcoal/x"])
     assert bad.exit_code == 2 and "local/x" in bad.output
+
+
+def test_out_into_a_folder_of_another_specs_run_refuses_unless_overwrite(tmp_path: Path) -> None:
+    """Issue 8, defect 5: a run folder's files belong to one run."""
+    import yaml
+
+    from .helpers import dialogue_spec, grid_spec
+
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump(grid_spec(["Hi?"])), encoding="utf-8")
+    b.write_text(yaml.safe_dump(dialogue_spec(["Hi?"])), encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", str(a), "--out", str(tmp_path / "run")]).exit_code == 0
+    assert runner.invoke(app, ["run", str(a), "--out", str(tmp_path / "run")]).exit_code == 0  # the same spec: fine
+    refused = runner.invoke(app, ["run", str(b), "--out", str(tmp_path / "run")])
+    assert refused.exit_code == 2 and "holds a run of another spec (grid study" in refused.output
+    assert "--overwrite" in refused.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["study"] == "grid"  # untouched
+    forced = runner.invoke(app, ["run", str(b), "--out", str(tmp_path / "run"), "--overwrite"])
+    assert forced.exit_code == 0 and json.loads((tmp_path / "run" / "run.json").read_text())["study"] == "dialogue"

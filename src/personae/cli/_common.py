@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import PersonaeError
+from ..errors import PersonaeError, RunTerminated
 from ..report.tables import cell, column_names, merge_intervals
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +36,9 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except RunTerminated as exc:
+            err.print(exc.one_line(), style="yellow", markup=False)
+            raise typer.Exit(143) from None
         except PersonaeError as exc:
             if debug_enabled():
                 err.print(traceback.format_exc(), markup=False)

@@ -20,6 +20,7 @@ def run(
                                     help="Run on this model instead of the spec's (repeat for several)."),
     max_requests: int = typer.Option(None, "--max-requests",
                                      help="Send at most N requests to backends, then stop cleanly (resumable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out folder that holds another spec's run."),
     max_tokens: int = typer.Option(None, "--max-tokens",
                                    help="Stop cleanly once N tokens (prompt + completion) were used (resumable)."),
 ) -> None:
@@ -50,7 +51,7 @@ def run(
         for notice in st.notices:
             err.print(notice, markup=False)
         outcome = run_study(resolved, out_dir, store=st, quiet=quiet,
-                            budget=Budget(max_requests=max_requests, max_tokens=max_tokens))
+                            budget=Budget(max_requests=max_requests, max_tokens=max_tokens), overwrite=overwrite)
     if outcome.summary is None:
         s = outcome.stats
         out.print(f"stopped: the budget was reached after {s.backend_calls} backend calls ({s.cache_hits} cache hits, "
