@@ -273,7 +273,7 @@ def test_items_without_an_expert_have_no_in_domain_condition_and_the_notes_count
     assert all(r.tags.persona == f"expert-{by_id[r.tags.item or ''].domain}" for r in inside)
     assert all(r.tags.persona is not None for r in reqs if r.tags.condition == "off-domain")
     assert study.without_expert() == {"in-domain": ["91010"], "off-domain": []}
-    assert "in-domain other: no expert, so its 1 items have no in-domain condition" in study.describe()
+    assert "in-domain other: no expert, so its 1 item has no in-domain condition" in study.describe()
 
     backend = FakeBackend("fake/x", responder=lambda r: "A")
     summary = run_study(resolved, backends={"fake/x": backend}).summary

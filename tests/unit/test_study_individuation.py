@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import re
+import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -13,12 +14,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from personae.api import run_study
 from personae.backends.base import Request, Score
 from personae.backends.fake import FakeBackend
+from personae.cli.main import app
+from personae.errors import ConfigError
 from personae.runner import Result
-from personae.spec import resolve_spec
+from personae.spec import load_spec, resolve_spec
 from personae.stats import cohens_d
 from personae.studies.individuation import IndividuationStudy
 
@@ -233,12 +238,6 @@ PSYCH201 = ROOT / "tests" / "data" / "psych201"
 
 def study_in(folder: Path, **options: Any) -> IndividuationStudy:
     """The study of a spec written in `folder` (so that `data:` is relative to it)."""
-    import shutil  # noqa: PLC0415
-
-    import yaml  # noqa: PLC0415
-
-    from personae.spec import load_spec  # noqa: PLC0415
-
     shutil.copytree(PSYCH201, folder / "psych201", dirs_exist_ok=True)
     data = spec(**options)
     data["options"].pop("participants")
@@ -271,10 +270,6 @@ def test_the_rule_ignores_case_and_empty_values_and_profile_fields_still_selects
 
 
 def test_validate_says_which_fields_form_the_profile(tmp_path: Path) -> None:
-    from typer.testing import CliRunner  # noqa: PLC0415
-
-    from personae.cli.main import app  # noqa: PLC0415
-
     study = study_in(tmp_path, data="psych201/*.jsonl")
     lines = study.describe()
     assert lines[0] == ("experiment synthetic-gamble (3 participants): profile fields age, education, stai; "
@@ -303,8 +298,6 @@ def test_data_takes_a_list_of_files_or_a_glob_relative_to_the_spec(tmp_path: Pat
 
 
 def test_data_errors_name_the_pattern_the_duplicate_and_the_field(tmp_path: Path) -> None:
-    from personae.errors import ConfigError  # noqa: PLC0415
-
     with pytest.raises(ConfigError, match="the pattern 'nowhere/\\*.jsonl' matches no file") as info:
         study_in(tmp_path, data="nowhere/*.jsonl")
     assert info.value.field == "options.data" and info.value.line is not None

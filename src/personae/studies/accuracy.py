@@ -26,7 +26,7 @@ from ..backends.base import Message, Request, Sampling
 from ..errors import ConfigError
 from ..items import ItemFormat, MCItem, normalize_domain, resolve_items
 from ..parsing import letter_grammar, parse_choice
-from ..persona import Attributes, Persona, builtin_personas
+from ..persona import Persona, builtin_personas
 from ..runner import Result
 from ..spec_types import ResolvedSpec
 from ..stats import bootstrap_ci, holm, mcnemar, paired_difference_ci, wilcoxon_signed_rank
@@ -196,9 +196,10 @@ class AccuracyStudy(Study[AccuracyOptions]):
             counts[i.domain] += 1
         lines = []
         for d in self.domains:
-            e = self.expert(d)
-            lines.append(f"in-domain {d}: {e.id} ({counts[d]} items)" if e else
-                         f"in-domain {d}: no expert, so its {counts[d]} items have no in-domain condition")
+            e, n = self.expert(d), counts[d]
+            items = f"{n} item{'s' if n != 1 else ''}"
+            lines.append(f"in-domain {d}: {e.id} ({items})" if e else
+                         f"in-domain {d}: no expert, so its {items} {'have' if n != 1 else 'has'} no in-domain condition")
         return lines
 
     # ---------------------------------------------------------------- plan
