@@ -45,7 +45,8 @@ class AccuracyOptions(BaseModel):
     items: str = "builtin:general"
     """'builtin:general', a file path (relative to the spec), or 'hf:DATASET' (needs a network)."""
     items_format: ItemFormat = "auto"
-    """Layout of the items file: auto (by extension), jsonl, csv, mmlu-pro, gpqa, chaosnli..."""
+    """Layout of the items file: auto (by extension, then by the first record's fields: MMLU-Pro,
+    ChaosNLI and GPQA rows are recognised), jsonl, csv, mmlu-pro, gpqa, chaosnli..."""
     hf_split: str = "test"
     """Split for hf: datasets."""
     domains: tuple[str, ...] | None = None
