@@ -6,13 +6,19 @@ Layouts read:
 - `mmlu-pro`: MMLU-Pro records {question_id, question, options, answer, answer_index, category}
 - `gpqa`: GPQA CSV ("Question", "Correct Answer", "Incorrect Answer 1..3", "High-level domain",
   "Record ID"); options are shuffled with a seed. GPQA must never be redistributed: bring the file.
+- `chaosnli`: ChaosNLI JSONL {uid, example: {premise, hypothesis}, label_counter: {e, n, c}}
+  as 3-way items with human label distributions (for the variance study); its alphaNLI file
+  {uid, example: {obs1, obs2, hyp1, hyp2}, label_counter: {"1", "2"}} as 2-option items (which
+  hypothesis best explains the observations), options A/B = hyp1/hyp2, with the same counts.
+- a Hugging Face dataset name (`hf:NAME`), when `datasets` is installed and a network is there.
+
+`items_format: auto` picks the reader by extension, then by the first record's fields: MMLU-Pro
+(`question`, `options`, and `answer_index` or `question_id`), ChaosNLI (`label_counter`, or an
+`example` with `premise` or `obs1`), GPQA (CSV columns `Question`, `Correct Answer`).
 
 MMLU-Pro categories and GPQA domains are mapped onto the expert personas' `expertise_domain`
 vocabulary ("Physics" -> "physics", "computer science" -> "computer-science", "math" ->
 "mathematics", "health" -> "medicine"); the original label is kept in `metadata`.
-- `chaosnli`: ChaosNLI JSONL {uid, example: {premise, hypothesis}, label_counter: {e, n, c}}
-  as 3-way items with human label distributions (for the variance study).
-- a Hugging Face dataset name (`hf:NAME`), when `datasets` is installed and a network is there.
 """
 
 from __future__ import annotations
@@ -178,14 +184,19 @@ def _from_gpqa(rec: Mapping[str, Any], rng: random.Random) -> dict[str, Any]:
 
 
 _NLI = {"e": "entailment", "n": "neutral", "c": "contradiction"}
+ALPHA_NLI_QUESTION = "Which hypothesis best explains what happened between the two observations?"
 
 
 def _from_chaosnli(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """ChaosNLI's SNLI/MNLI files (premise, hypothesis; 3 labels) or its alphaNLI file (obs1, obs2,
+    hyp1, hyp2; labels "1"/"2"): either way with the 100 annotators' label counts."""
     rec = _require(rec)
     ex = _require(rec.get("example", rec))
     counts = rec.get("label_counter") or {}
     if not isinstance(counts, Mapping):
         raise TypeError("'label_counter' must be an object")
+    if "obs1" in ex or "hyp1" in ex:
+        return _from_alpha_nli(rec, ex, counts)
     return {
         "id": str(rec.get("uid", ex.get("uid"))), "domain": "nli",
         "question": (f"Premise: {ex['premise']}\nHypothesis: {ex['hypothesis']}\n"
@@ -194,6 +205,44 @@ def _from_chaosnli(rec: Mapping[str, Any]) -> dict[str, Any]:
         "answer": {"e": 0, "n": 1, "c": 2}.get(str(rec.get("majority_label", "")), None),
         "human_labels": {LETTERS[i]: float(counts.get(k, 0)) for i, k in enumerate(_NLI)}, "source": "chaosnli",
     }
+
+
+def _from_alpha_nli(rec: Mapping[str, Any], ex: Mapping[str, Any], counts: Mapping[str, Any]) -> dict[str, Any]:
+    """alphaNLI (abductive NLI): two observations, two hypotheses; the question is which hypothesis
+    best explains the observations. Labels "1"/"2" are options A/B."""
+    majority = str(rec.get("majority_label", ""))
+    return {
+        "id": str(rec.get("uid", ex.get("uid"))), "domain": "abductive-nli",
+        "question": f"Observation 1: {ex['obs1']}\nObservation 2: {ex['obs2']}\n{ALPHA_NLI_QUESTION}",
+        "choices": [str(ex["hyp1"]), str(ex["hyp2"])],
+        "answer": {"1": 0, "2": 1}.get(majority),
+        "human_labels": {"A": float(counts.get("1", counts.get(1, 0))), "B": float(counts.get("2", counts.get(2, 0)))},
+        "source": "chaosnli-alphanli",
+    }
+
+
+def detect_layout(record: Any) -> ItemFormat | None:
+    """The published layout a record is in, from its fields (for items_format: auto), or None."""
+    if not isinstance(record, Mapping):
+        return None
+    if "options" in record and "question" in record and ("answer_index" in record or "question_id" in record):
+        return "mmlu-pro"
+    example = record.get("example")
+    if "label_counter" in record or (isinstance(example, Mapping) and ("premise" in example or "obs1" in example)):
+        return "chaosnli"
+    if "Correct Answer" in record and "Question" in record:
+        return "gpqa"
+    return None
+
+
+def _layout_name(fmt: str, record: Any) -> str:
+    """The layout a converter expected, named as its file is ('chaosnli (alphaNLI: obs1, obs2, hyp1, hyp2)')."""
+    if fmt != "chaosnli":
+        return fmt
+    example = record.get("example", record) if isinstance(record, Mapping) else None
+    if isinstance(example, Mapping) and ("obs1" in example or "hyp1" in example):
+        return "chaosnli alphaNLI (obs1, obs2, hyp1, hyp2)"
+    return "chaosnli SNLI/MNLI (premise, hypothesis)"
 
 
 def _read_csv(path: Path) -> list[tuple[dict[str, Any], int]]:
@@ -223,6 +272,7 @@ def load_items(path: str | Path, fmt: ItemFormat = "auto", *, seed: int = 0) -> 
     """Load items from a file in one of the layouts above."""
     path = Path(path)
     suffix = path.suffix.lower()
+    auto = fmt == "auto"  # the records' own fields then name a published layout (detect_layout)
     if fmt == "auto":
         fmt = {".jsonl": "jsonl", ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv"}.get(suffix, "auto")
         if fmt == "auto":
@@ -232,6 +282,8 @@ def load_items(path: str | Path, fmt: ItemFormat = "auto", *, seed: int = 0) -> 
         if not path.exists():
             raise ConfigError("file not found.", file=str(path), fix="check the path.")
         rows = _read_csv(path)
+        if auto and rows and detect_layout(rows[0][0]) == "gpqa":
+            fmt = "gpqa"
         rng = random.Random(seed)
         recs = []
         for row, line in rows:
@@ -261,6 +313,8 @@ def load_items(path: str | Path, fmt: ItemFormat = "auto", *, seed: int = 0) -> 
                 raw.extend((r, (i,)) for i, r in enumerate(data))
             else:
                 raw.append((data, ()))
+        if auto and raw and fmt in ("jsonl", "json", "yaml"):
+            fmt = detect_layout(raw[0][0]) or fmt
         conv = {"mmlu-pro": _from_mmlu_pro, "chaosnli": _from_chaosnli}.get(fmt)
         if conv is not None:
             converted = []
@@ -268,8 +322,9 @@ def load_items(path: str | Path, fmt: ItemFormat = "auto", *, seed: int = 0) -> 
                 try:
                     converted.append((conv(r), p))
                 except KeyError as exc:
-                    raise ConfigError(f"a record lacks the field {exc} of the {fmt} layout.", file=str(path),
-                                      line=line_for(lines, p), fix="check items_format matches the file.") from None
+                    raise ConfigError(f"a record lacks the field {exc} of the {_layout_name(fmt, r)} layout.",
+                                      file=str(path), line=line_for(lines, p),
+                                      fix="check items_format matches the file.") from None
                 except TypeError as exc:
                     raise ConfigError(f"a record does not fit the {fmt} layout: {exc}.", file=str(path),
                                       line=line_for(lines, p), fix="check items_format matches the file.") from None

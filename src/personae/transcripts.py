@@ -1,8 +1,16 @@
 """Participant transcripts in the Psych-201 layout, and synthetic ones with known answers.
 
 A record is one participant in one experiment: `text` with the participant's responses marked
-`<<...>>`, `experiment`, `participant`, and any profile fields (age, gender, education,
-questionnaire scores...). Everything else in the record is a profile field.
+`<<...>>`, `experiment`, `participant`, and fields about the participant or the experiment.
+
+Which fields form the profile (the interview block), by rule:
+- a field whose value is a list or a mapping is per-trial data (Psych-201's `RTs`, one reaction
+  time per trial), not a profile field;
+- a field named in `DESIGN_FIELDS` (case and `-`/`_`/spaces ignored: `condition`, `RTs`, `rt`,
+  `trial`, `block`, `session`...) is a design variable of the experiment, not a profile field;
+- an empty value (null or "") says nothing and is left out;
+- every other field (age, gender, education, questionnaire scores...) is a profile field.
+`options.profile_fields` in the individuation study names the fields explicitly instead.
 
 The synthetic generator writes experiments from explicit rules, so a test knows whether the
 profile should help: in `informative` experiments the response is a function of a profile
@@ -11,10 +19,11 @@ field; in `uninformative` ones it is a seeded coin flip whatever the profile say
 
 from __future__ import annotations
 
+import glob
 import random
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +32,32 @@ from .errors import ConfigError
 
 MARK = re.compile(r"<<(.*?)>>", re.DOTALL)
 RESERVED = ("text", "experiment", "participant")
+DESIGN_FIELDS = frozenset({
+    "condition", "conditions", "cond", "treatment", "group", "arm", "counterbalance", "order",
+    "trial", "trials", "trial_index", "trial_number", "block", "blocks", "session", "sessions", "round", "rounds",
+    "run", "wave", "task", "version", "stimulus", "stimuli", "item", "items",
+    "rt", "rts", "reaction_time", "reaction_times", "response_time", "response_times", "duration", "time",
+    "choice", "choices", "response", "responses", "reward", "rewards", "outcome", "outcomes", "feedback",
+    "accuracy", "correct", "score", "points", "payoff", "seed", "date", "timestamp", "source", "dataset", "study",
+})
+"""Field names (normalised: lower case, '_' for '-' and spaces) that are design variables or
+per-trial measures of an experiment, never profile fields. `score` here is a task score; a
+questionnaire score has its own name (`bdi_score`, `stai`)."""
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[\s-]+", "_", name.strip().lower())
+
+
+def not_profile_reason(name: str, value: Any) -> str | None:
+    """Why a field is not a profile field ('per-trial list', 'design variable', 'empty'), or None if it is one."""
+    if isinstance(value, (list, tuple, Mapping)):
+        return "per-trial list" if not isinstance(value, Mapping) else "nested record"
+    if _normalised(name) in DESIGN_FIELDS:
+        return "design variable"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "empty"
+    return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +66,17 @@ class Transcript:
     participant: str
     text: str
     profile: dict[str, Any]
+    """The profile fields, by the rule in this module's documentation."""
+    other: dict[str, Any] = field(default_factory=dict)
+    """The record's other fields (per-trial lists, design variables, empty values)."""
+    file: str | None = None
+    """The file the record was read from."""
+    line: int | None = None
+    """The line the record starts on."""
+
+    def fields(self) -> dict[str, Any]:
+        """Every field besides text, experiment and participant, in the record's order."""
+        return {**self.profile, **self.other}
 
     def responses(self) -> Iterator[tuple[int, str, str]]:
         """(index, prefix, response): the text before each marked response (earlier responses
@@ -55,8 +101,10 @@ def parse_transcript(record: Any, *, file: str | None = None, line: int | None =
     if not MARK.search(text):
         raise ConfigError("the text has no response marked <<...>>.", file=file, line=line, field="text",
                           fix="mark each participant response as <<response>>.")
-    profile = {k: v for k, v in record.items() if k not in RESERVED}
-    return Transcript(str(record["experiment"]), str(record["participant"]), text, profile)
+    rest = {str(k): v for k, v in record.items() if k not in RESERVED}
+    profile = {k: v for k, v in rest.items() if not_profile_reason(k, v) is None}
+    other = {k: v for k, v in rest.items() if k not in profile}
+    return Transcript(str(record["experiment"]), str(record["participant"]), text, profile, other, file, line)
 
 
 def load_transcripts(path: str | Path) -> tuple[Transcript, ...]:
@@ -66,6 +114,38 @@ def load_transcripts(path: str | Path) -> tuple[Transcript, ...]:
         records = data if isinstance(data, list) else [data]
         for i, rec in enumerate(records):
             out.append(parse_transcript(rec, file=str(path), line=lines.get((i,), lines.get(()))))
+    return tuple(out)
+
+
+def transcript_files(entries: Sequence[str], base_dir: Path) -> list[Path]:
+    """The files named by a list of paths and glob patterns (`*`, `?`, `[...]`, `**`), relative to
+    `base_dir`, in the order given (each pattern's matches sorted), each file once."""
+    files: list[Path] = []
+    for entry in entries:
+        if glob.has_magic(entry):
+            found = sorted(Path(p) for p in glob.glob(str(base_dir / entry), recursive=True) if Path(p).is_file())
+            if not found:
+                raise ConfigError(f"the pattern '{entry}' matches no file (looked in {base_dir}).",
+                                  field="options.data", fix="check the pattern, e.g. 'psych201/*.jsonl'.")
+        else:
+            found = [base_dir / entry]
+        files += [f for f in found if f not in files]
+    return files
+
+
+def load_transcript_files(files: Sequence[Path]) -> tuple[Transcript, ...]:
+    """Transcripts of several files (one experiment per file, or several); a participant of an
+    experiment may appear only once across them."""
+    out: list[Transcript] = []
+    seen: dict[tuple[str, str], Transcript] = {}
+    for path in files:
+        for t in load_transcripts(path):
+            first = seen.setdefault((t.experiment, t.participant), t)
+            if first is not t:
+                raise ConfigError(f"participant '{t.participant}' of experiment '{t.experiment}' appears twice "
+                                  f"(first at {first.file}:{first.line}).", file=t.file, line=t.line,
+                                  fix="give each participant of an experiment one record, with a unique id.")
+            out.append(t)
     return tuple(out)
 
 

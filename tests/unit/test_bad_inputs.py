@@ -77,7 +77,8 @@ def _spec_referencing(tmp_path: Path, persona_file: Path) -> Path:
 
 def test_the_set_is_big_enough_and_complete() -> None:
     files = {p.name for p in BAD_INPUTS.iterdir() if p.is_file() and p.name != "expected.yaml"}
-    covered = {case.get("file", name) for name, case in TABLE.items()}
+    covered = {case.get("file", name) for name, case in TABLE.items()} | \
+        {data for case in TABLE.values() for data in case.get("data", ())}
     assert len(files) >= 20
     assert files - covered == set(), "every malformed file needs its expected error in expected.yaml"
     assert covered - files == set(), "expected.yaml names files that do not exist"

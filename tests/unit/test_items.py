@@ -285,3 +285,48 @@ def test_empty_csv(tmp_path: Path) -> None:
     path.write_text("id,domain,question,A,B,answer\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="no items"):
         load_items(path)
+
+
+# ---------------------------------------------------------------- published layouts (issue 7)
+
+def test_chaosnli_alphanli_file_loads_as_two_option_items_with_human_labels() -> None:
+    path = DATA / "chaosnli_alphanli_sample.jsonl"
+    items = load_items(path, "chaosnli")
+    assert load_items(path) == items  # items_format: auto finds the layout from the fields
+    raw = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [it.id for it in items] == [r["uid"] for r in raw]
+    for it, rec in zip(items, raw):
+        ex = rec["example"]
+        assert it.choices == (ex["hyp1"], ex["hyp2"]) and it.letters == "AB"
+        assert ex["obs1"] in it.question and ex["obs2"] in it.question
+        assert "Which hypothesis best explains" in it.question
+        assert it.answer == rec["majority_label"] - 1
+        # the published label_dist is in label order [1, 2]: options A, B
+        assert it.human_distribution() == pytest.approx(rec["label_dist"])
+        assert it.domain == "abductive-nli" and it.source == "chaosnli-alphanli"
+
+
+def test_chaosnli_alphanli_record_missing_a_hypothesis_names_the_layout(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"uid": "x", "label_counter": {"1": 3}, "example": {"obs1": "o", "obs2": "p",
+                                                                                 "hyp1": "h"}}) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="lacks the field 'hyp2' of the chaosnli alphaNLI") as info:
+        load_items(path, "chaosnli")
+    assert info.value.line == 1
+
+
+def test_auto_detects_mmlu_pro_rows_by_their_fields() -> None:
+    path = DATA / "mmlu_pro_sample.jsonl"
+    items = load_items(path)  # items_format: auto, a .jsonl file of MMLU-Pro's own rows
+    assert items == load_items(path, "mmlu-pro")
+    assert [it.domain for it in items] == ["physics", "mathematics", "computer-science"]
+    assert [it.answer for it in items] == [2, 3, 0]
+    cats = load_items(DATA / "mmlu_pro_categories.jsonl")
+    assert len(cats) == 14 and all(it.source == "mmlu-pro" for it in cats)
+
+
+def test_auto_detects_chaosnli_and_gpqa() -> None:
+    assert load_items(DATA / "chaosnli_sample.jsonl") == load_items(DATA / "chaosnli_sample.jsonl", "chaosnli")
+    assert load_items(DATA / "gpqa_sample.csv", seed=3) == load_items(DATA / "gpqa_sample.csv", "gpqa", seed=3)
+    # personae's own layouts are not mistaken for a benchmark's
+    assert [it.id for it in load_items(DATA / "items_sample.csv")] == ["csv-01", "csv-02", "csv-03"]

@@ -179,9 +179,6 @@ def test_in_domain_and_off_domain_personas_follow_the_item_domain() -> None:
             assert pid.removeprefix("expert-") in domains
             assert system_of(req) == render_persona(library[pid], "you-are")
     assert seen == 2 * 5  # 2 physics items x 5 replicates
-    # a domain without a built-in expert gets one written on the fly
-    astro = expert_for("astrology")
-    assert astro.id == "expert-astrology" and "an expert in astrology" in astro.description
     assert expert_for("physics") == library["expert-physics"]
 
 
@@ -268,3 +265,42 @@ def test_the_readme_example_on_a_server_that_cannot_score_runs_in_generate_mode(
     assert outcome.summary.stats["mode"] == "generate"
     assert any(n.startswith("mode auto: answers generated and parsed (generate), as fake/x cannot score") for n in
                outcome.summary.notes)
+
+
+MMLU_PRO_CATEGORIES = ("biology", "business", "chemistry", "computer science", "economics", "engineering", "health",
+                       "history", "law", "math", "other", "philosophy", "physics", "psychology")
+
+
+def test_every_mmlu_pro_category_and_builtin_domain_has_a_builtin_expert_with_facts() -> None:
+    library = builtin_personas()
+    for label in [c for c in MMLU_PRO_CATEGORIES if c != "other"] + sorted({i.domain for i in BANK}):
+        expert = expert_for(label)
+        assert expert is not None, label
+        assert expert.id in library and expert is library[expert.id], label  # built in, not written on the fly
+        assert 2 <= len(expert.facts) <= 3 and all(f.startswith("I ") for f in expert.facts), label
+        assert expert.attributes.knowledge_level == "expert"
+    assert expert_for("psychology").id == "expert-psychology"
+    assert expert_for("health").id == "expert-medicine"
+    assert expert_for("computer science").id == "expert-computer-science"
+    # no field, no expert: neither "Other Expert, an expert in other" nor an invented one without facts
+    assert expert_for("other") is None and expert_for("astrology") is None
+
+
+def test_items_without_an_expert_have_no_in_domain_condition_and_the_notes_count_them(tmp_path: Path) -> None:
+    data = ROOT / "tests" / "data" / "mmlu_pro_categories.jsonl"
+    resolved = resolve_spec(spec(items=str(data), items_format="mmlu-pro", replicates=2))
+    study = AccuracyStudy(resolved)
+    reqs = study.plan([])
+    inside = [r for r in reqs if r.tags.condition == "in-domain"]
+    by_id = {i.id: i for i in study.items}
+    assert {by_id[r.tags.item or ""].domain for r in inside} == {i.domain for i in study.items} - {"other"}
+    assert all(r.tags.persona == f"expert-{by_id[r.tags.item or ''].domain}" for r in inside)
+    assert all(r.tags.persona is not None for r in reqs if r.tags.condition == "off-domain")
+    assert study.without_expert() == {"in-domain": ["91010"], "off-domain": []}
+    assert "in-domain other: no expert, so its 1 item has no in-domain condition" in study.describe()
+
+    backend = FakeBackend("fake/x", responder=lambda r: "A")
+    summary = run_study(resolved, backends={"fake/x": backend}).summary
+    rows = rows_by_condition(summary.table)
+    assert rows["baseline"]["items"] == 14 and rows["in-domain"]["items"] == 13
+    assert any("1 of 14 items had no in-domain condition" in n and "other" in n for n in summary.notes)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
+import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -12,12 +14,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from personae.api import run_study
 from personae.backends.base import Request, Score
 from personae.backends.fake import FakeBackend
+from personae.cli.main import app
+from personae.errors import ConfigError
 from personae.runner import Result
-from personae.spec import resolve_spec
+from personae.spec import load_spec, resolve_spec
 from personae.stats import cohens_d
 from personae.studies.individuation import IndividuationStudy
 
@@ -223,3 +229,88 @@ def test_own_profile_beats_another_participants_profile_only_where_it_decides_th
     assert rows["politics-agreement"]["d_content"] > 0 and rows["politics-agreement"]["d_content_ci_low"] > 0
     assert rows["coin-guess"]["d_content"] == pytest.approx(0.0, abs=1e-12)
     assert "Against another participant's profile" in outcome.summary.verdict
+
+
+# ---------------------------------------------------------------- the Psych-201 layout (issue 7)
+
+PSYCH201 = ROOT / "tests" / "data" / "psych201"
+
+
+def study_in(folder: Path, **options: Any) -> IndividuationStudy:
+    """The study of a spec written in `folder` (so that `data:` is relative to it)."""
+    shutil.copytree(PSYCH201, folder / "psych201", dirs_exist_ok=True)
+    data = spec(**options)
+    data["options"].pop("participants")
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return IndividuationStudy(load_spec(path))
+
+
+def test_per_trial_lists_and_design_variables_are_not_profile_fields(tmp_path: Path) -> None:
+    study = study_in(tmp_path, data="psych201/memory.jsonl")
+    (first, *_) = study.transcripts
+    assert first.profile == {"age": first.fields()["age"], "gender": first.fields()["gender"]}
+    assert set(first.other) == {"RTs", "condition"}
+    for t in study.transcripts:
+        block = study.interview(t)
+        assert "age" in block and "gender" in block
+        assert "RTs" not in block and "condition" not in block and "[" not in block
+    for req in study.plan([]):
+        assert "What is your RTs" not in req.prompt and "What is your condition" not in req.prompt
+
+
+def test_the_rule_ignores_case_and_empty_values_and_profile_fields_still_selects(tmp_path: Path) -> None:
+    study = study_in(tmp_path, data="psych201/choices.jsonl")
+    t = study.transcripts[0]
+    assert set(t.profile) == {"age", "education", "stai"}
+    assert set(t.other) == {"session", "block", "rt", "Trial", "notes"}
+    chosen = study_in(tmp_path / "b", data="psych201/memory.jsonl", profile_fields=["age", "condition"])
+    block = chosen.interview(chosen.transcripts[0])
+    assert "What is your age?" in block and "What is your condition?" in block and "gender" not in block
+
+
+def test_validate_says_which_fields_form_the_profile(tmp_path: Path) -> None:
+    study = study_in(tmp_path, data="psych201/*.jsonl")
+    lines = study.describe()
+    assert lines[0] == ("experiment synthetic-gamble (3 participants): profile fields age, education, stai; "
+                        "not in the profile: session (design variable), block (per-trial list), rt (per-trial list), "
+                        "Trial (design variable), notes (empty)")
+    assert "experiment synthetic-memory (4 participants): profile fields age, gender; not in the profile: RTs " \
+           "(per-trial list), condition (design variable)" in lines
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "spec.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "profile fields age, gender; not in the profile: RTs (per-trial list)" in result.output.replace("\n", " ")
+
+
+def test_data_takes_a_list_of_files_or_a_glob_relative_to_the_spec(tmp_path: Path) -> None:
+    by_glob = study_in(tmp_path, data="psych201/*.jsonl")
+    by_list = study_in(tmp_path, data=["psych201/memory.jsonl", "psych201/choices.jsonl"])
+    assert {t.experiment for t in by_glob.transcripts} == {"synthetic-memory", "synthetic-gamble", "synthetic-bandit"}
+    assert sorted((t.experiment, t.participant) for t in by_glob.transcripts) == \
+        sorted((t.experiment, t.participant) for t in by_list.transcripts)
+    assert len(by_glob.transcripts) == 4 + 3 + 3
+    # a pattern listed next to a file it matches reads that file once
+    both = study_in(tmp_path, data=["psych201/memory.jsonl", "psych201/*.jsonl"])
+    assert len(both.transcripts) == 10
+    backend = FakeBackend("fake/x", scorer=lambda r: -1.0)
+    outcome = run_study(by_glob.resolved, backends={"fake/x": backend})
+    assert {r["experiment"] for r in outcome.summary.table} == {t.experiment for t in by_glob.transcripts}
+
+
+def test_data_errors_name_the_pattern_the_duplicate_and_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="the pattern 'nowhere/\\*.jsonl' matches no file") as info:
+        study_in(tmp_path, data="nowhere/*.jsonl")
+    assert info.value.field == "options.data" and info.value.line is not None
+    (tmp_path / "psych201").mkdir(exist_ok=True)
+    (tmp_path / "again.jsonl").write_text((PSYCH201 / "memory.jsonl").read_text(encoding="utf-8").splitlines()[2]
+                                          + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="participant 'm2' of experiment 'synthetic-memory' appears twice") as info:
+        study_in(tmp_path, data=["psych201/memory.jsonl", "again.jsonl"])
+    assert info.value.file is not None and info.value.file.endswith("again.jsonl") and info.value.line == 1
+    with pytest.raises(ConfigError, match="no transcript has the field 'agee'. Did you mean 'age'") as info:
+        study_in(tmp_path, data="psych201/memory.jsonl", profile_fields=["agee"])
+    assert info.value.field == "options.profile_fields"
+    (tmp_path / "design.jsonl").write_text(json.dumps({"text": "Go: <<x>>", "experiment": "e", "participant": "p",
+                                                       "RTs": [1, 2], "condition": "a"}) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="no transcript has profile fields \\(RTs, condition"):
+        study_in(tmp_path, data="design.jsonl")

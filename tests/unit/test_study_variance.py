@@ -173,3 +173,21 @@ def test_chaosnli_items_report_jsd_to_humans_for_panel_and_baseline() -> None:
     assert "p_value" in jsd["difference"]
 
 
+
+
+def test_chaosnli_alphanli_file_runs_as_two_option_items_against_its_human_labels() -> None:
+    path = ROOT / "tests" / "data" / "chaosnli_alphanli_sample.jsonl"
+    items = {i.id: i for i in load_items(path)}
+
+    def respond(request: Request) -> str:  # every persona and the baseline sample from the human labels
+        item = next(i for i in items.values() if i.question.split("\n")[0] in request.last_user())
+        assert "A. " + item.choices[0] in request.last_user() and "C. " not in request.last_user()
+        human = item.human_distribution()
+        assert human is not None
+        return sample(request, human, "AB")
+
+    outcome = run(spec(items=str(path)), respond)  # items_format: auto
+    rows = outcome.summary.table
+    assert {r["item"] for r in rows} == set(items)
+    assert all(r.get("jsd_panel_human") is not None for r in rows)
+    assert outcome.summary.stats["pooled"]["fake/x"]["jsd_to_humans"]["items"] == 3

@@ -29,3 +29,5 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
             bound = resolved.roles.get(decl.name)
             who = bound.model if bound else f"the model under study ({', '.join(resolved.spec.model)}; weak)"
             out.print(f"  role {decl.name}: {who} - {decl.purpose}", markup=False)
+        for line in study.describe():
+            out.print(f"  {line}", markup=False)

@@ -14,7 +14,6 @@ conditions and models. Each difference sits next to the run-to-run noise floor.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import cached_property, lru_cache
@@ -27,7 +26,7 @@ from ..backends.base import Message, Request, Sampling
 from ..errors import ConfigError
 from ..items import ItemFormat, MCItem, normalize_domain, resolve_items
 from ..parsing import letter_grammar, parse_choice
-from ..persona import Attributes, Persona, builtin_personas
+from ..persona import Persona, builtin_personas
 from ..runner import Result
 from ..spec_types import ResolvedSpec
 from ..stats import bootstrap_ci, holm, mcnemar, paired_difference_ci, wilcoxon_signed_rank
@@ -46,7 +45,8 @@ class AccuracyOptions(BaseModel):
     items: str = "builtin:general"
     """'builtin:general', a file path (relative to the spec), or 'hf:DATASET' (needs a network)."""
     items_format: ItemFormat = "auto"
-    """Layout of the items file: auto (by extension), jsonl, csv, mmlu-pro, gpqa, chaosnli..."""
+    """Layout of the items file: auto (by extension, then by the first record's fields: MMLU-Pro,
+    ChaosNLI and GPQA rows are recognised), jsonl, csv, mmlu-pro, gpqa, chaosnli..."""
     hf_split: str = "test"
     """Split for hf: datasets."""
     domains: tuple[str, ...] | None = None
@@ -71,15 +71,27 @@ class AccuracyOptions(BaseModel):
     BinomialBayesMixedGLM, variational Bayes) and, as a check, a GEE logit with items as clusters."""
 
 
+NO_EXPERT = frozenset({"other", "others", "unknown", "misc", "miscellaneous", "general"})
+"""Domain labels that name no field (MMLU-Pro's "other"): no expert is in-domain for their items."""
+
+
 @lru_cache(maxsize=1024)
-def expert_for(domain: str) -> Persona:
-    """The built-in expert for a domain, or one written on the fly ('an expert in {domain}')."""
+def expert_for(domain: str) -> Persona | None:
+    """The built-in expert (with facts) for a domain label, or None when there is none.
+
+    The label is put in the items' vocabulary first (`normalize_domain`: "computer science" ->
+    "computer-science", "health" -> "medicine"); then `expert-{domain}` is looked up, then any
+    built-in expert whose `expertise_domain` is the domain. No expert is written on the fly: an
+    invented "an expert in other" without facts is not the condition its name says.
+    """
+    slug = normalize_domain(domain)
+    if slug in NO_EXPERT:
+        return None
     library = builtin_personas()
-    slug = re.sub(r"[^a-z0-9]+", "-", domain.lower()).strip("-") or "domain"
     if f"expert-{slug}" in library:
         return library[f"expert-{slug}"]
-    return Persona(id=f"expert-{slug}", name=f"{domain.title()} Expert", description=f"an expert in {domain}",
-                   attributes=Attributes(expertise_domain=slug, knowledge_level="expert"))
+    return next((p for p in library.values() if p.attributes.knowledge_level == "expert"
+                 and p.attributes.expertise_domain == slug), None)
 
 
 class AccuracyStudy(Study[AccuracyOptions]):
@@ -171,18 +183,52 @@ class AccuracyStudy(Study[AccuracyOptions]):
         names = list(self.options.conditions)
         return names + [p.id for p in self.personas if p.id not in names]
 
+    def expert(self, domain: str) -> Persona | None:
+        """The in-domain expert of a domain: the built-in one (`expert_for`), else a persona of the
+        spec whose `attributes.expertise_domain` is the domain, else None (no in-domain condition)."""
+        found = expert_for(domain)
+        if found is None and normalize_domain(domain) not in NO_EXPERT:
+            found = next((p for p in self.personas if p.attributes.expertise_domain is not None
+                          and normalize_domain(p.attributes.expertise_domain) == normalize_domain(domain)), None)
+        return found
+
     def persona_for(self, condition: str, item: MCItem) -> Persona | None:
+        """The persona of a condition for an item; None for the baseline, and for in-domain and
+        off-domain when no expert fits (those cells are not asked: see `without_expert`)."""
         if condition == BASELINE:
             return None
         if condition == "in-domain":
-            return expert_for(item.domain)
+            return self.expert(item.domain)
         if condition == "off-domain":
+            # the next domain of the bank (in sorted order, wrapping round) that has an expert
             domains = self.domains
-            return expert_for(domains[(domains.index(item.domain) + 1) % len(domains)])
+            start = domains.index(item.domain)
+            others = (domains[(start + k) % len(domains)] for k in range(1, len(domains)))
+            return next((e for e in map(self.expert, others) if e is not None), None)
         for p in self.personas:
             if p.id == condition:
                 return p
         return builtin_personas()[condition]
+
+    def without_expert(self) -> dict[str, list[str]]:
+        """in-domain / off-domain -> ids of the items that condition has no expert for (not asked)."""
+        return {c: [i.id for i in self.items if self.persona_for(c, i) is None]
+                for c in ("in-domain", "off-domain") if c in self.condition_names}
+
+    def describe(self) -> list[str]:
+        """Which expert plays in-domain for each domain, and the domains that have none."""
+        if "in-domain" not in self.condition_names:
+            return []
+        counts: dict[str, int] = defaultdict(int)
+        for i in self.items:
+            counts[i.domain] += 1
+        lines = []
+        for d in self.domains:
+            e, n = self.expert(d), counts[d]
+            items = f"{n} item{'s' if n != 1 else ''}"
+            lines.append(f"in-domain {d}: {e.id} ({items})" if e else
+                         f"in-domain {d}: no expert, so its {items} {'have' if n != 1 else 'has'} no in-domain condition")
+        return lines
 
     # ---------------------------------------------------------------- plan
     def question_messages(self, item: MCItem) -> list[Message]:
@@ -197,6 +243,8 @@ class AccuracyStudy(Study[AccuracyOptions]):
         reqs: list[Request] = []
         for cell in plan:
             item = cell.item
+            if cell.persona is None and cell.condition in ("in-domain", "off-domain"):
+                continue  # no expert for the item's domain: no condition of that name to ask
             if logprob:  # deterministic: one sample, one score per option letter
                 base = self.cell_request(cell, self.question_messages(item), sampling=Sampling(temperature=0.0))
                 reqs.extend(base.model_copy(update={"kind": "score", "continuation": letter,
@@ -242,6 +290,12 @@ class AccuracyStudy(Study[AccuracyOptions]):
                 f"mode auto: answers read from the option letters' log-probabilities (logprob)." if self.mode == "logprob"
                 else f"mode auto: answers generated and parsed (generate), as {', '.join(self.cannot_score)} cannot "
                      "score text; log-probabilities need local/... or a vLLM server (backend.scoring: prompt_logprobs).")
+        for cond, ids in self.without_expert().items():
+            if ids:
+                missing = set(ids)
+                domains = sorted({i.domain for i in self.items if i.id in missing})
+                summary.notes.append(f"{len(ids)} of {len(self.items)} items had no {cond} condition (not asked, "
+                                     f"left out of its accuracy): no expert persona fits {', '.join(domains)}.")
         return summary
 
     def row_features(self, result: Result) -> dict[str, Any]:

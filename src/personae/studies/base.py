@@ -130,6 +130,11 @@ class Study(ABC, Generic[OptionsT]):
     def analyze(self, results: Sequence[Result]) -> Summary:
         """Statistics and verdict from all results (errors included, and counted)."""
 
+    def describe(self) -> list[str]:
+        """Extra lines `personae validate` prints about what the study will do with its data
+        (which fields form a profile, which expert plays each domain). Default: none."""
+        return []
+
     def row_features(self, result: Result) -> dict[str, Any]:
         """Per-answer values the study computes (a parsed answer, style features), as extra columns
         of `load_run(...).requests`. Default: none."""

@@ -27,19 +27,34 @@ from ..persona import format_interview, profile_interview
 from ..runner import Result
 from ..spec_types import ResolvedSpec
 from ..stats import bootstrap_ci, cohens_d, mean_ci
-from ..transcripts import SYNTHETIC_EXPERIMENTS, Transcript, load_transcripts, synthetic_transcripts
+from .._loading import suggest
+from ..transcripts import (
+    SYNTHETIC_EXPERIMENTS,
+    Transcript,
+    load_transcript_files,
+    not_profile_reason,
+    synthetic_transcripts,
+    transcript_files,
+)
 from .base import Study, Summary, count_results
+
+
+MAX_DESCRIBED = 20
+"""Experiments `personae validate` describes one by one (Psych-201 has many)."""
 
 
 class IndividuationOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    data: str = "builtin:synthetic"
-    """'builtin:synthetic' (generated from known rules) or a JSONL file in the Psych-201 layout."""
+    data: str | tuple[str, ...] = "builtin:synthetic"
+    """'builtin:synthetic' (generated from known rules), or files in the Psych-201 layout: one path,
+    a glob pattern ('psych201/*.jsonl'), or a list of paths and patterns, relative to the spec
+    (one experiment per file, or several)."""
     participants: int = Field(default=12, ge=2, le=10_000)
     """Participants per experiment for the synthetic data."""
     profile_fields: tuple[str, ...] | None = None
-    """Only these profile fields go into the interview block (default: all)."""
+    """Exactly these fields go into the interview block. Default: the profile fields by rule
+    (personae.transcripts: not per-trial lists, not design variables such as condition or RTs)."""
     shuffled_control: bool = True
     """Also score with another participant's profile (same experiment): d_content = NLL(shuffled) vs
     NLL(with) isolates what the profile's content adds beyond having an interview block at all."""
@@ -69,21 +84,65 @@ class IndividuationStudy(Study[IndividuationOptions]):
         study = cls(resolved)
         if not study.transcripts:
             raise ConfigError("no transcripts.", field="options.data", fix="give a file with at least one record.")
+        wanted = study.options.profile_fields
+        if wanted is not None:
+            known = {k for t in study.transcripts for k in t.fields()}
+            unknown = [k for k in wanted if k not in known]
+            if unknown:
+                raise ConfigError(f"no transcript has the field '{unknown[0]}'.{suggest(unknown[0], known)}",
+                                  field="options.profile_fields",
+                                  fix=f"use fields of the records: {', '.join(sorted(known)) or '(none)'}.")
         if not any(study.interview(t) for t in study.transcripts):
-            raise ConfigError("no transcript has profile fields, so there is nothing to condition on.",
-                              field="options.data", fix="add fields such as age or gender to the records.")
+            left_out = sorted({k for t in study.transcripts for k in t.other})
+            why = (f" ({', '.join(left_out)}: per-trial lists, design variables or empty, not profile fields)"
+                   if left_out else "")
+            raise ConfigError(f"no transcript has profile fields{why}, so there is nothing to condition on.",
+                              field="options.data", fix="add fields such as age or gender to the records, or "
+                              "name the fields to use in options.profile_fields.")
 
     @cached_property
     def transcripts(self) -> tuple[Transcript, ...]:
         d = self.options.data
         if d == "builtin:synthetic":
             return synthetic_transcripts(self.options.participants, seed=self.spec.seed)
-        return load_transcripts(self.resolved.base_dir / d)
+        entries = (d,) if isinstance(d, str) else d
+        if "builtin:synthetic" in entries:
+            raise ConfigError("'builtin:synthetic' cannot be listed with files.", field="options.data",
+                              fix="use either 'data: builtin:synthetic' or a list of files.")
+        return load_transcript_files(transcript_files(entries, self.resolved.base_dir))
+
+    def profile(self, t: Transcript) -> dict[str, Any]:
+        """The fields of the interview block: `options.profile_fields` if given, else the profile by rule."""
+        if self.options.profile_fields is None:
+            return t.profile
+        fields = t.fields()
+        return {k: fields.get(k) for k in self.options.profile_fields}
 
     def interview(self, t: Transcript) -> str:
-        fields = t.profile if self.options.profile_fields is None else \
-            {k: t.profile.get(k) for k in self.options.profile_fields}
-        return format_interview(profile_interview(fields))
+        return format_interview(profile_interview(self.profile(t)))
+
+    def describe(self) -> list[str]:
+        """Per experiment: which fields form the profile, and which are left out and why."""
+        by_exp: dict[str, list[Transcript]] = defaultdict(list)
+        for t in self.transcripts:
+            by_exp[t.experiment].append(t)
+        lines = []
+        for exp, group in by_exp.items():
+            used = list(dict.fromkeys(k for t in group for k, v in self.profile(t).items() if v is not None))
+            reasons: dict[str, str] = {}
+            for t in group:
+                for k, v in t.fields().items():
+                    reason = not_profile_reason(k, v) if self.options.profile_fields is None else "not listed"
+                    if k not in used and reason:
+                        reasons.setdefault(k, reason)
+            line = (f"experiment {exp} ({len(group)} participants): profile fields "
+                    f"{', '.join(used) if used else '(none)'}")
+            if reasons:
+                line += "; not in the profile: " + ", ".join(f"{k} ({r})" for k, r in reasons.items())
+            lines.append(line)
+        if len(lines) > MAX_DESCRIBED:
+            lines = lines[:MAX_DESCRIBED] + [f"... and {len(lines) - MAX_DESCRIBED} more experiments"]
+        return lines
 
     def shuffled_profiles(self) -> dict[Transcript, Transcript]:
         """Each transcript -> another participant of the same experiment (a fixed rotation)."""

@@ -45,7 +45,8 @@ class VarianceOptions(BaseModel):
     items: str = "builtin:opinions"
     """'builtin:opinions', 'builtin:general', a file path (relative to the spec), or 'hf:DATASET'."""
     items_format: ItemFormat = "auto"
-    """Layout of the items file (chaosnli for ChaosNLI JSONL with human label counts)."""
+    """Layout of the items file; auto recognises ChaosNLI's files (SNLI/MNLI: 3 options; alphaNLI:
+    2 options, which hypothesis explains the observations), each with its human label counts."""
     limit: int | None = Field(default=None, ge=1)
     """Use only the first N items."""
     answer_type: Literal["auto", "labels", "numeric"] = "auto"
