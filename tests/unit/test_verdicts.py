@@ -99,16 +99,23 @@ def named(verdict: str, phrase: str) -> list[str]:
     return names
 
 
-@settings(max_examples=300, deadline=None)
+GENERATED = settings(max_examples=300, deadline=None)
+
+
+def check_drop_lead(verdict: str, comparisons: Any) -> None:
+    """The verdict leads with the drops exactly when a comparison lost more than 5% of its units."""
+    warn = any(c["units"] and c["share_dropped"] > 0.05 for c in comparisons)
+    assert verdict.startswith("Failed requests broke the pairing") == warn
+
+
+@GENERATED
 @given(individuation_summary())
 def test_the_individuation_verdict_never_contradicts_its_numbers(summary: Any) -> None:
     per_model, table, pairing = summary
     verdict = individuation_verdict(per_model, table, pairing)
-    rows = {r["experiment"]: r for r in table}
-    dist = per_model["m"]
+    check_drop_lead(verdict, [c for e in pairing["m"].values() for c in e.values()])
     assert "excludes 0" not in verdict
-    warn = any(c["units"] and c["share_dropped"] > 0.05 for e in pairing["m"].values() for c in e.values())
-    assert verdict.startswith("Failed requests broke the pairing") == warn
+    rows, dist = {r["experiment"]: r for r in table}, per_model["m"]
     if not dist["experiments"]:
         assert "no experiment had enough scored participants" in verdict and "helps" not in verdict
         return
@@ -161,11 +168,12 @@ def accuracy_summary(draw: Any) -> tuple[list[dict[str, Any]], float, dict[str, 
     return table, chance, {"m": pairing} if pairing else {}
 
 
-@settings(max_examples=300, deadline=None)
+@GENERATED
 @given(accuracy_summary())
 def test_the_accuracy_verdict_never_contradicts_its_numbers(summary: Any) -> None:
     table, chance, pairing = summary
     verdict = accuracy_verdict(table, chance, pairing)
+    check_drop_lead(verdict, pairing.get("m", {}).values())
     rows = {r["condition"]: r for r in table}
     base = rows.get("baseline")
     others = [r for r in table if r["condition"] != "baseline"]
@@ -186,8 +194,6 @@ def test_the_accuracy_verdict_never_contradicts_its_numbers(summary: Any) -> Non
         assert not any(r.get("diff") is not None and r["p_wilcoxon_holm"] < 0.05 and
                        (r["diff_ci_low"] > 0 or r["diff_ci_high"] < 0) and
                        not (r["run_to_run_sd"] and abs(r["diff"]) <= r["run_to_run_sd"]) for r in others)
-    warn = any(p["units"] and p["share_dropped"] > 0.05 for p in pairing.get("m", {}).values())
-    assert verdict.startswith("Failed requests broke the pairing") == warn
     scant = [r["condition"] for r in others if r.get("status") == "not enough data"]
     if scant and any(r.get("accuracy") is not None for r in table):
         assert f"Not enough data (over half the items dropped) for {', '.join(scant)}." in verdict
