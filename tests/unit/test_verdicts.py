@@ -213,3 +213,13 @@ def test_old_individuation_verdict_defects_are_gone() -> None:
     verdict = individuation_verdict({"m": {"experiments": 2, "mean_d": -0.05, "ci_low": -0.9, "ci_high": 0.8}}, rows, {})
     assert "excludes 0" not in verdict and "interview block" not in verdict and "helps" not in verdict
     assert "includes 0 in 2." in verdict
+
+
+def test_the_variance_verdict_does_not_print_0_percent_for_a_share_it_could_not_estimate() -> None:
+    from personae.studies.variance import _verdict as variance_verdict  # noqa: PLC0415
+
+    pooled = {"items_tested": 4, "more_items_than_chance": {"p_value": 0.5}, "share_items_significant": 0.25,
+              "items_significant_holm": 0}
+    unknown = variance_verdict({"m": {**pooled, "share_persona": {"estimate": None}}})
+    assert "0% of answer variance" not in unknown and "could not be estimated" in unknown
+    assert "persona explains 7% of answer variance" in variance_verdict({"m": {**pooled, "share_persona": {"estimate": 0.07}}})
