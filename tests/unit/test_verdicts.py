@@ -216,7 +216,7 @@ def test_old_individuation_verdict_defects_are_gone() -> None:
 
 
 def test_the_variance_verdict_does_not_print_0_percent_for_a_share_it_could_not_estimate() -> None:
-    from personae.studies.variance import _verdict as variance_verdict  # noqa: PLC0415
+    from personae.studies.variance import _verdict as variance_verdict
 
     pooled = {"items_tested": 4, "more_items_than_chance": {"p_value": 0.5}, "share_items_significant": 0.25,
               "items_significant_holm": 0}

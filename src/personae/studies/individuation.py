@@ -9,6 +9,10 @@ participants are scored both ways, so the CI is paired: the Student-t CI of the 
 difference divided by the same SD as d (it excludes 0 exactly when a paired t-test rejects; a
 percentile bootstrap of d covered only ~92% at 12 participants). The summary gives d per
 experiment with its CI and the distribution of d over experiments.
+
+A response enters a comparison only if every arm of it was scored (`_pairing.pair_units`):
+each participant's NLL is the mean over the same responses in both arms, and the responses
+each arm lost are counted; past 5% dropped the verdict leads with it, past 50% no d.
 """
 
 from __future__ import annotations
