@@ -177,7 +177,8 @@ class Run:
             elif isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
                 self.error = "interrupted (Ctrl-C or SIGTERM) before it finished; run the same command to resume"
             else:
-                self.error = " ".join(str(getattr(exc, "one_line", lambda: exc)()).split())[:500]
+                text = exc.one_line() if isinstance(exc, PersonaeError) else f"{type(exc).__name__}: {exc}"
+                self.error = " ".join(text.split())[:500]
             raise
         finally:
             await self._finish(run)

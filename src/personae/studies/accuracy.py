@@ -9,11 +9,14 @@ never scored wrong), or from the log-probabilities of the option letters (mode: 
 Per condition: Acc(c) (mean over items of per-item accuracy) with a bootstrap CI, threshold
 accuracies, and against the baseline a paired bootstrap CI of the difference, a Wilcoxon
 signed-rank test on per-item accuracies and McNemar on majority-correct, Holm-adjusted across
-conditions and models. Each difference sits next to the run-to-run noise floor.
+conditions and models. Each difference sits next to the run-to-run noise floor. An item
+enters a comparison only if both arms answered it (`_pairing.pair_units`); the items each arm
+lost are counted, the verdict leads with drops past 5%, and past 50% gives no estimate.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from functools import cached_property, lru_cache
@@ -31,6 +34,7 @@ from ..runner import Result
 from ..spec_types import ResolvedSpec
 from ..stats import bootstrap_ci, holm, mcnemar, paired_difference_ci, wilcoxon_signed_rank
 from ._cells import Condition, cells
+from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
@@ -97,7 +101,8 @@ def expert_for(domain: str) -> Persona | None:
 class AccuracyStudy(Study[AccuracyOptions]):
     name = "accuracy"
     display_columns = ("condition", "items", "accuracy", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_wilcoxon_holm",
-                       "run_to_run_sd", "parse_failure_rate", "errors")
+                       "run_to_run_sd", "parse_failure_rate", "errors",
+                       "dropped_condition", "dropped_baseline")
     Options = AccuracyOptions
 
     @classmethod
@@ -287,7 +292,7 @@ class AccuracyStudy(Study[AccuracyOptions]):
         summary = analyze_accuracy(self, results)
         if self.options.mode == "auto":
             summary.notes.append(
-                f"mode auto: answers read from the option letters' log-probabilities (logprob)." if self.mode == "logprob"
+                "mode auto: answers read from the option letters' log-probabilities (logprob)." if self.mode == "logprob"
                 else f"mode auto: answers generated and parsed (generate), as {', '.join(self.cannot_score)} cannot "
                      "score text; log-probabilities need local/... or a vLLM server (backend.scoring: prompt_logprobs).")
         for cond, ids in self.without_expert().items():
@@ -360,17 +365,25 @@ def _cond_row(study: AccuracyStudy, answers: list[dict[str, Any]], model: str, c
     return row
 
 
-def _compare(study: AccuracyStudy, acc: np.ndarray, base: np.ndarray, seed: int) -> dict[str, Any]:
-    both = ~np.isnan(acc) & ~np.isnan(base)
+def _compare(study: AccuracyStudy, cond: str, acc: np.ndarray, base: np.ndarray, item_ids: Sequence[str],
+             seed: int) -> tuple[Pairing[str], dict[str, Any]]:
+    """The condition against the baseline over the items answered in both (`pair_units`)."""
+    answered = {arm: {i for i, v in zip(item_ids, values) if not np.isnan(v)} for arm, values in
+                ((cond, acc), (BASELINE, base))}
+    pairing = pair_units(item_ids, (cond, BASELINE), answered)
+    both = np.array([i in set(pairing.complete) for i in item_ids], bool)
     a, b = acc[both], base[both]
-    if both.sum() < 2:
-        return {"paired_items": int(both.sum())}
+    out: dict[str, Any] = {"paired_items": len(pairing.complete), "dropped_condition": pairing.dropped[cond],
+                           "dropped_baseline": pairing.dropped[BASELINE], "share_dropped": pairing.share_dropped,
+                           "status": pairing.status}
+    if both.sum() < 2 or pairing.status == NOT_ENOUGH:
+        return pairing, out
     ci = paired_difference_ci(a, b, seed=seed, n_resamples=study.options.n_bootstrap)
     wil = wilcoxon_signed_rank(a, b)
     mc = mcnemar(a > 0.5, b > 0.5)
-    return {"paired_items": int(both.sum()), "diff": float(np.mean(a - b)), "diff_ci_low": ci.ci_low,
-            "diff_ci_high": ci.ci_high, "diff_ci_method": ci.method, "p_wilcoxon": wil.p_value,
-            "p_mcnemar": mc.p_value, "wilcoxon": wil.as_dict(), "mcnemar": mc.as_dict()}
+    return pairing, {**out, "diff": float(np.mean(a - b)), "diff_ci_low": ci.ci_low, "diff_ci_high": ci.ci_high,
+                     "diff_ci_method": ci.method, "p_wilcoxon": wil.p_value, "p_mcnemar": mc.p_value,
+                     "wilcoxon": wil.as_dict(), "mcnemar": mc.as_dict()}
 
 
 def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary:
@@ -378,6 +391,7 @@ def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary
     item_ids = [i.id for i in study.items]
     table: list[dict[str, Any]] = []
     tests: list[dict[str, Any]] = []
+    pairings: dict[str, dict[str, Any]] = {}
     for m_i, model in enumerate(study.spec.model):
         base = per_item_accuracy(answers, model, BASELINE, item_ids)
         for c_i, cond in enumerate(study.condition_names):
@@ -385,15 +399,16 @@ def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary
             seed = study.spec.seed + 1000 * m_i + c_i
             row = _cond_row(study, answers, model, cond, acc, seed)
             if cond != BASELINE and BASELINE in study.condition_names:
-                cmp = _compare(study, acc, base, seed)
-                tests.append({"model": model, "condition": cond, **{k: cmp.pop(k) for k in ("wilcoxon", "mcnemar")
-                                                                     if k in cmp}})
+                pairing, cmp = _compare(study, cond, acc, base, item_ids, seed)
+                pairings.setdefault(model, {})[cond] = pairing.as_dict()
+                if "wilcoxon" in cmp:
+                        tests.append({"model": model, "condition": cond, **{k: cmp.pop(k) for k in ("wilcoxon", "mcnemar")}})
                 row.update(cmp)
             table.append(row)
     _holm(table)
     stats: dict[str, Any] = {"tests": tests, "chance": float(np.mean([1 / len(i.choices) for i in study.items])),
                              "items": len(item_ids), "samples_per_cell": 1 if study.mode == "logprob"
-                             else study.spec.replicates, "mode": study.mode}
+                             else study.spec.replicates, "mode": study.mode, "pairing": pairings}
     if study.options.mixed_model:
         stats["mixed_model"] = _mixed(answers, study.spec.seed)
     counts = count_results(results)
@@ -404,7 +419,10 @@ def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary
     if counts["parse_failures"]:
         notes.append(f"{counts['parse_failures']} answers could not be parsed; they are left out of accuracy "
                      "(not scored wrong) and counted in parse_failure_rate.")
-    return Summary(study="accuracy", verdict=_verdict(table, stats["chance"]), table=table, stats=stats,
+    if pairings:
+        notes.append("An item enters a condition's comparison with the baseline only if both arms gave it a usable "
+                     "answer; dropped_condition and dropped_baseline count the items each arm lost.")
+    return Summary(study="accuracy", verdict=_verdict(table, stats["chance"], pairings), table=table, stats=stats,
                    counts=counts, notes=notes)
 
 
@@ -436,36 +454,86 @@ def _mixed(answers: Sequence[dict[str, Any]], seed: int) -> dict[str, Any]:
     return out
 
 
-def _verdict(table: list[dict[str, Any]], chance: float) -> str:
-    parts = []
+def _points(r: dict[str, Any]) -> str:
+    return f"{r['condition']} {100 * r['diff']:+.1f} points [{100 * r['diff_ci_low']:+.1f}, {100 * r['diff_ci_high']:+.1f}]"
+
+
+def _conds(rows: list[dict[str, Any]]) -> str:
+    return ", ".join(r["condition"] for r in rows)
+
+
+def _significant(r: dict[str, Any]) -> bool:
+    p = r.get("p_wilcoxon_holm")
+    return p is not None and not math.isnan(p) and p < 0.05
+
+
+def _away_from_zero(r: dict[str, Any]) -> bool:
+    return (r.get("diff_ci_low") is not None and r["diff_ci_low"] > 0) or \
+        (r.get("diff_ci_high") is not None and r["diff_ci_high"] < 0)
+
+
+def _verdict(table: list[dict[str, Any]], chance: float, pairing: dict[str, dict[str, Any]] | None = None) -> str:
+    """The verdict, from the table's rows and the pairing counts only.
+
+    Leads with any comparison that lost more than 5% of its items. A condition 'changed accuracy'
+    only when its Holm-adjusted Wilcoxon p < 0.05 AND the 95% paired bootstrap CI of the
+    difference is away from 0 AND the difference is larger than the run-to-run SD; the chance
+    check names the number it compares (the lower end of the baseline's CI).
+    """
+    lead = drop_warnings((f"{model} {cond} vs baseline", p) for model, conds in (pairing or {}).items()
+                         for cond, p in conds.items())
+    parts = [lead.strip()] if lead else []
     for model in dict.fromkeys(r["model"] for r in table):
         rows = [r for r in table if r["model"] == model]
         base = next((r for r in rows if r["condition"] == BASELINE), None)
-        sig = [r for r in rows if r.get("p_wilcoxon_holm") is not None and r["p_wilcoxon_holm"] < 0.05]
-        noise = [r for r in sig if r.get("run_to_run_sd") and abs(r["diff"]) <= r["run_to_run_sd"]]
-        head = f"{model}: "
+        others = [r for r in rows if r["condition"] != BASELINE]
+        said: list[str] = []
         rates = [r["parse_failure_rate"] for r in rows if r.get("parse_failure_rate") is not None]
-        if rates and min(rates) >= 1.0:
-            parts.append(head + "no answer could be parsed (the model never gave an option letter), so there is "
-                         "nothing to compare; use mode: logprob, constrained: true, or a stronger model.")
+        if not any(r.get("accuracy") is not None for r in rows):
+            why = ("no answer could be parsed (the model never gave an option letter), so there is nothing to compare; "
+                   "use mode: logprob, constrained: true, or a stronger model." if rates and min(rates) >= 1.0 else
+                   "no request gave a usable answer (see the errors column), so there is nothing to report.")
+            parts.append(f"{model}: {why}")
             continue
         if rates and max(rates) > 0.5:
-            head += (f"up to {max(rates):.0%} of answers could not be parsed in a condition (counted, not scored "
-                     "wrong); read the accuracies with that in mind. ")
-        if base and base["accuracy"] is not None and base["ci_low"] is not None and base["ci_low"] <= chance:
-            head += (f"{'B' if head.endswith(': ') else 'b'}aseline accuracy {base['accuracy']:.2f} is not above chance ({chance:.2f}), so persona "
-                     "effects on correctness cannot show here. ")
-        if not sig:
-            parts.append(head + ("No" if head.endswith(". ") else "no") + " persona condition changed accuracy "
-                         "significantly (Holm-adjusted Wilcoxon, "
-                         "alpha 0.05).")
+            said.append(f"Up to {max(rates):.0%} of answers could not be parsed in a condition (counted, not scored "
+                        "wrong); read the accuracies with that in mind.")
+        if base and base.get("accuracy") is not None and base.get("ci_low") is not None and base["ci_low"] <= chance:
+            said.append(f"Baseline accuracy is {base['accuracy']:.2f}, but the lower end of its 95% CI "
+                        f"({base['ci_low']:.2f}) is at or below chance ({chance:.2f}), so effects on correctness "
+                        "cannot show here.")
+        if not others:
+            acc = f" (accuracy {base['accuracy']:.2f})" if base and base.get("accuracy") is not None else ""
+            said.append(f"Only the no-persona baseline was run{acc}: there is nothing to compare it with.")
+        elif base is None:
+            said.append("There is no baseline condition, so no condition is compared with one.")
         else:
-            desc = ", ".join(f"{r['condition']} {100 * r['diff']:+.1f} points [{100 * r['diff_ci_low']:+.1f}, "
-                             f"{100 * r['diff_ci_high']:+.1f}]" for r in sig)
-            tail = (f" ({', '.join(r['condition'] for r in noise)} within the run-to-run noise floor)" if noise
-                    else "")
-            parts.append(head + ("Accuracy" if head.endswith(". ") else "accuracy")
-                         + f" changed significantly for {desc}{tail}; other conditions did not.")
+            compared = [r for r in others if r.get("diff") is not None]
+            scant = [r for r in others if r.get("status") == NOT_ENOUGH]
+            sig = [r for r in compared if _significant(r) and _away_from_zero(r)]
+            noise = [r for r in sig if r.get("run_to_run_sd") and abs(r["diff"]) <= r["run_to_run_sd"]]
+            changed = [r for r in sig if r not in noise]
+            unsure = [r for r in compared if _significant(r) and not _away_from_zero(r)]
+            if not compared:
+                few = [r for r in others if r not in scant]
+                said.append("No condition could be compared with the baseline" + (
+                    f" ({_conds(few)}: fewer than 2 items answered in both arms)" if few else "") + ".")
+            elif changed:
+                said.append(f"Accuracy changed for {len(changed)} of {len(compared)} compared conditions: "
+                            + ", ".join(_points(r) for r in changed) + " (Holm-adjusted Wilcoxon p < 0.05, 95% paired "
+                            "bootstrap CI of the difference away from 0); the others did not.")
+            else:
+                said.append(f"None of the {len(compared)} compared conditions changed accuracy (Holm-adjusted "
+                            "Wilcoxon, alpha 0.05, with the 95% CI of the difference away from 0).")
+            if noise:
+                said.append(f"{_conds(noise)} differ{'s' if len(noise) == 1 else ''} significantly but by no more than "
+                            "the run-to-run SD: not distinguishable from noise.")
+            if unsure:
+                said.append(f"For {_conds(unsure)} the Wilcoxon test is significant but the 95% CI of the difference "
+                            "includes 0: not counted as a change.")
+            if scant:
+                said.append(f"Not enough data (over half the items dropped) for {_conds(scant)}.")
+        parts.append(f"{model}: " + " ".join(said))
     return " ".join(parts)
 
 

@@ -9,12 +9,17 @@ participants are scored both ways, so the CI is paired: the Student-t CI of the 
 difference divided by the same SD as d (it excludes 0 exactly when a paired t-test rejects; a
 percentile bootstrap of d covered only ~92% at 12 participants). The summary gives d per
 experiment with its CI and the distribution of d over experiments.
+
+A response enters a comparison only if every arm of it was scored (`_pairing.pair_units`):
+each participant's NLL is the mean over the same responses in both arms, and the responses
+each arm lost are counted; past 5% dropped the verdict leads with it, past 50% no d.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -36,6 +41,7 @@ from ..transcripts import (
     synthetic_transcripts,
     transcript_files,
 )
+from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
 from .base import Study, Summary, count_results
 
 
@@ -75,7 +81,8 @@ def move_space(prompt: str, response: str) -> tuple[str, str]:
 class IndividuationStudy(Study[IndividuationOptions]):
     name = "individuation"
     display_columns = ("experiment", "participants", "nll_without", "nll_with", "nll_shuffled", "d", "d_ci_low",
-                       "d_ci_high", "d_content", "d_content_ci_low", "d_content_ci_high", "profile_informative")
+                       "d_ci_high", "d_content", "d_content_ci_low", "d_content_ci_high", "dropped_with", "dropped_without", "dropped_shuffled",
+                       "profile_informative")
     Options = IndividuationOptions
 
     @classmethod
@@ -179,43 +186,58 @@ class IndividuationStudy(Study[IndividuationOptions]):
         return reqs
 
     def analyze(self, results: Sequence[Result]) -> Summary:
-        nll: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
+        # NLL of each scored response, by (model, arm) -> {(experiment, participant, response): nll}
+        scored: dict[tuple[str, str], dict[tuple[str, str, int], float]] = defaultdict(dict)
         for r in results:
             if r.ok and r.score is not None:
                 e = r.request.tags.extra
-                nll[(r.request.model, e["experiment"], e["participant"], r.request.tags.condition or "")].append(
-                    -r.score.logprob)
+                scored[(r.request.model, r.request.tags.condition or "")][
+                    (e["experiment"], e["participant"], int(e["response"]))] = -r.score.logprob
+        others = self.shuffled_profiles() if self.options.shuffled_control else {}
         table = []
         per_model: dict[str, Any] = {}
+        pairing_stats: dict[str, dict[str, Any]] = {}
         for m_i, model in enumerate(self.spec.model):
             ds = []
+            arms = {arm: scored.get((model, arm), {}) for arm in ("with", "without", "shuffled")}
             for exp in sorted({t.experiment for t in self.transcripts}):
-                parts = sorted({t.participant for t in self.transcripts if t.experiment == exp})
-                both = [p for p in parts if nll.get((model, exp, p, "with")) and nll.get((model, exp, p, "without"))]
-                with_ = np.array([np.mean(nll[(model, exp, p, "with")]) for p in both])
-                without = np.array([np.mean(nll[(model, exp, p, "without")]) for p in both])
-                row: dict[str, Any] = {"model": model, "experiment": exp, "participants": len(both),
-                                       "nll_without": float(without.mean()) if both else None,
-                                       "nll_with": float(with_.mean()) if both else None}
+                group = [t for t in self.transcripts if t.experiment == exp]
+                units = [(exp, t.participant, j) for t in group for j, _, _ in t.responses()]
+                main = pair_units(units, ("with", "without"), arms)
+                nll = _paired_nll(main, arms, "without", "with")
+                row: dict[str, Any] = {"model": model, "experiment": exp, "participants": nll.participants,
+                                       "responses": len(main.complete), "nll_without": nll.mean_a,
+                                       "nll_with": nll.mean_b, "dropped_with": main.dropped["with"],
+                                       "dropped_without": main.dropped["without"],
+                                       "share_dropped": main.share_dropped, "d_status": main.status}
                 if exp in SYNTHETIC_EXPERIMENTS and self.options.data == "builtin:synthetic":
                     row["profile_informative"] = SYNTHETIC_EXPERIMENTS[exp]
-                if len(both) >= 2:
-                    row.update(_paired_d(without, with_))
+                if main.status != NOT_ENOUGH and nll.participants >= 2:
+                    row.update(_paired_d(nll.a, nll.b))
                     if row["d"] is not None:
                         ds.append(row["d"])
-                trio = [p for p in both if nll.get((model, exp, p, "shuffled"))]
-                if len(trio) >= 2:
-                    shuffled = np.array([np.mean(nll[(model, exp, p, "shuffled")]) for p in trio])
-                    mine = np.array([np.mean(nll[(model, exp, p, "with")]) for p in trio])
-                    content = _paired_d(shuffled, mine)
-                    row.update(nll_shuffled=float(shuffled.mean()), d_content=content["d"],
-                               d_content_ci_low=content["d_ci_low"], d_content_ci_high=content["d_ci_high"])
+                exp_stats: dict[str, Any] = {"d": main.as_dict()}
+                partnered = {t.participant for t in group if t in others}
+                trio_units = [u for u in units if u[1] in partnered]
+                if trio_units:
+                    content = pair_units(trio_units, ("shuffled", "with"), arms)
+                    exp_stats["d_content"] = content.as_dict()
+                    c = _paired_nll(content, arms, "shuffled", "with")
+                    row.update(dropped_shuffled=content.dropped["shuffled"], d_content_status=content.status)
+                    if content.status != NOT_ENOUGH and c.participants >= 2:
+                        d_c = _paired_d(c.a, c.b)
+                        row.update(nll_shuffled=c.mean_a, d_content=d_c["d"], d_content_ci_low=d_c["d_ci_low"],
+                                   d_content_ci_high=d_c["d_ci_high"])
+                pairing_stats.setdefault(model, {})[exp] = exp_stats
                 table.append(row)
             per_model[model] = _distribution(ds, self.spec.seed + 101 * m_i, self.options.n_bootstrap)
         counts = count_results(results)
         notes = [f"{counts['errors']} failed scoring requests are left out and counted."] if counts["errors"] else []
-        return Summary(study=self.name, verdict=_verdict(per_model, table), table=table,
-                       stats={"d_over_experiments": per_model}, counts=counts, notes=notes)
+        notes.append("A response enters a comparison only if it was scored in both arms (with and without the profile; "
+                     "own and shuffled profile for d_content); dropped_* count the responses each arm lost.")
+        stats = {"d_over_experiments": per_model, "pairing": pairing_stats}
+        return Summary(study=self.name, verdict=_verdict(per_model, table, pairing_stats), table=table,
+                       stats=stats, counts=counts, notes=notes)
 
     def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
         from ..report.plots import forest_plot  # noqa: PLC0415
@@ -227,6 +249,34 @@ class IndividuationStudy(Study[IndividuationOptions]):
                  forest_plot([f"{r['experiment']} ({r['model'].split('/')[-1]})" for r in rows],
                              [r["d"] for r in rows], [r["d_ci_low"] for r in rows], [r["d_ci_high"] for r in rows],
                              xlabel="Cohen's d"))]
+
+
+@dataclass(frozen=True)
+class _ArmMeans:
+    """Per participant, the mean NLL over the same complete responses in two arms."""
+
+    participants: int
+    a: np.ndarray
+    b: np.ndarray
+
+    @property
+    def mean_a(self) -> float | None:
+        return float(self.a.mean()) if self.participants else None
+
+    @property
+    def mean_b(self) -> float | None:
+        return float(self.b.mean()) if self.participants else None
+
+
+def _paired_nll(pairing: Pairing[tuple[str, str, int]], arms: dict[str, dict[tuple[str, str, int], float]],
+                a: str, b: str) -> _ArmMeans:
+    """Each participant's mean NLL in arms `a` and `b` over their complete responses only."""
+    by_person: dict[str, list[tuple[str, str, int]]] = defaultdict(list)
+    for unit in pairing.complete:
+        by_person[unit[1]].append(unit)
+    people = sorted(by_person)
+    return _ArmMeans(len(people), np.array([np.mean([arms[a][u] for u in by_person[p]]) for p in people]),
+                     np.array([np.mean([arms[b][u] for u in by_person[p]]) for p in people]))
 
 
 def _paired_d(without: np.ndarray, with_: np.ndarray) -> dict[str, Any]:
@@ -253,29 +303,58 @@ def _distribution(ds: list[float], seed: int, n_bootstrap: int = 2000) -> dict[s
             if len(arr) >= 3 else None}
 
 
-def _verdict(per_model: dict[str, Any], table: list[dict[str, Any]]) -> str:
-    """Per model: how many experiments the profile helps or hurts (CI of d), then the mean d."""
-    parts = []
-    for model, d in per_model.items():
-        if not d.get("experiments"):
-            parts.append(f"{model}: no experiment had enough scored participants.")
+def _names(rows: list[dict[str, Any]]) -> str:
+    return f" ({', '.join(r['experiment'] for r in rows)})" if rows else ""
+
+
+def _verdict(per_model: dict[str, Any], table: list[dict[str, Any]],
+             pairing: dict[str, dict[str, Any]] | None = None) -> str:
+    """The verdict, from the summary's own numbers only (a pure function of its stats and rows).
+
+    Leads with any comparison that lost more than 5% of its responses to failed requests. Then,
+    per model: the mean d over experiments with its CI ('helps' only when the CI is above 0,
+    'hurts' only when below); how many experiments' CI of d is above 0, below 0, or includes 0;
+    the experiments with not enough data; and, against a shuffled profile, where the gain over no
+    profile is the person's (d_content's CI above 0) or only the interview block's.
+    """
+    pairing = pairing or {}
+    lead = drop_warnings((f"{model} {exp} ({label})", comps.get(key))
+                         for model, exps in pairing.items() for exp, comps in exps.items()
+                         for key, label in (("d", "with vs without profile"),
+                                            ("d_content", "own vs another participant's profile")))
+    parts = [lead.strip()] if lead else []
+    for model, dist in per_model.items():
+        rows = [r for r in table if r["model"] == model]
+        scant = [r for r in rows if r.get("d_status") == NOT_ENOUGH]
+        scant_txt = (f" Not enough data (over half the responses dropped) in {len(scant)}{_names(scant)}."
+                     if scant else "")
+        if not dist.get("experiments"):
+            parts.append(f"{model}: no experiment had enough scored participants for an estimate of d.{scant_txt}")
             continue
-        rows = [r for r in table if r["model"] == model and r.get("d") is not None]
-        helps = [r["experiment"] for r in rows if r.get("d_ci_low") is not None and r["d_ci_low"] > 0]
-        hurts = [r["experiment"] for r in rows if r.get("d_ci_high") is not None and r["d_ci_high"] < 0]
-        lo, hi = d.get("ci_low"), d.get("ci_high")
-        overall = "helps" if lo is not None and lo > 0 else "hurts" if hi is not None and hi < 0 else \
-            "does not reliably help"
-        ci = f" (95% CI {lo:+.3f} to {hi:+.3f})" if lo is not None else ""
-        detail = [f"helps in {len(helps)} ({', '.join(helps)})" if helps else "helps in none",
-                  f"hurts in {len(hurts)} ({', '.join(hurts)})" if hurts else "hurts in none"]
-        text = (f"{model}: across {d['experiments']} experiments the profile {overall} predict responses: "
-                f"mean d = {d['mean_d']:+.3f}{ci}; it {detail[0]} and {detail[1]} (CI of d excludes 0).")
-        content = [r["experiment"] for r in rows if (r.get("d_content_ci_low") or 0) > 0]
-        if any(r.get("d_content") is not None for r in rows):
-            text += (f" Against another participant's profile (d_content), the participant's own profile helps in "
-                     f"{len(content)} of {len(rows)}" + (f" ({', '.join(content)})" if content else "")
-                     + ": the rest of any gain comes from the interview block itself, not from the person.")
+        with_d = [r for r in rows if r.get("d") is not None]
+        above = [r for r in with_d if r.get("d_ci_low") is not None and r["d_ci_low"] > 0]
+        below = [r for r in with_d if r.get("d_ci_high") is not None and r["d_ci_high"] < 0]
+        spans = len(with_d) - len(above) - len(below)
+        lo, hi = dist.get("ci_low"), dist.get("ci_high")
+        if lo is not None and hi is not None:
+            overall = "helps" if lo > 0 else "hurts" if hi < 0 else "does not reliably help"
+            ci = f" (95% CI {lo:+.3f} to {hi:+.3f}" + (", includes 0)" if lo <= 0 <= hi else ")")
+        else:
+            overall, ci = "does not reliably help", " (one experiment: no CI over experiments)"
+        text = (f"{model}: across {dist['experiments']} experiment{'s' if dist['experiments'] != 1 else ''} the "
+                f"profile {overall} predict responses: mean d = {dist['mean_d']:+.3f}{ci}. The 95% CI of d is "
+                f"above 0 in {len(above)}{_names(above)}, below 0 in {len(below)}{_names(below)} and includes 0 in "
+                f"{spans}.{scant_txt}")
+        controlled = [r for r in with_d if r.get("d_content") is not None]
+        if controlled:
+            own = [r for r in controlled if r.get("d_content_ci_low") is not None and r["d_content_ci_low"] > 0]
+            block = [r for r in above if r in controlled and r not in own]
+            text += (f" Against another participant's profile (d_content), the participant's own profile predicts "
+                     f"better (CI above 0) in {len(own)} of {len(controlled)}{_names(own)}.")
+            if block:
+                text += (f" In {len(block)}{_names(block)} the profile beats no profile but the participant's own "
+                         "profile does no better than another's: that gain comes from the interview block, not the "
+                         "person.")
         parts.append(text)
     return " ".join(parts)
 

@@ -34,6 +34,7 @@ from ..runner import Result
 from ..stats import jensen_shannon, paired_difference_ci
 from ..stats.dispersion import distance_ratio_test
 from ._cells import Condition, cells
+from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
 from .base import Prompt, Study, Summary, count_results, derive_seed, prompts_from_strings
 
 BASELINE = "baseline"
@@ -189,14 +190,18 @@ class StyleStudy(Study):
     def analyze(self, results: Sequence[Result]) -> Summary:
         answers = [r for r in results if r.request.tags.role is None]
         table: list[dict[str, Any]] = []
-        stats: dict[str, Any] = {"features": {}, "diversity": {}, "stance": {}}
+        stats: dict[str, Any] = {"features": {}, "diversity": {}, "stance": {}, "pairing": {}}
         for m_i, model in enumerate(self.spec.model):
             mine = [r for r in answers if r.request.model == model and r.ok]
             values = self._feature_values(mine)
+            answered = {cond: {q for (_, c, q) in values if c == cond} for cond, _ in self.conditions()}
             for c_i, (cond, _) in enumerate(self.conditions()[1:]):
-                row: dict[str, Any] = {"model": model, "persona": cond}
+                pairing = pair_units([q.id for q in self.prompts], (cond, BASELINE), answered)
+                stats.setdefault("pairing", {}).setdefault(model, {})[cond] = pairing.as_dict()
+                row: dict[str, Any] = {"model": model, "persona": cond, "dropped_persona": pairing.dropped[cond],
+                                       "dropped_baseline": pairing.dropped[BASELINE], "status": pairing.status}
                 for f_i, f in enumerate(self.options.features):
-                    eff = self._shift(values, f, cond, seed=self.spec.seed + 1000 * m_i + 37 * c_i + f_i)
+                    eff = self._shift(values, f, cond, self.spec.seed + 1000 * m_i + 37 * c_i + f_i, pairing)
                     stats["features"].setdefault(model, {}).setdefault(cond, {})[f] = eff
                     row[f] = eff.get("shift")
                     row[f + "_distinct"] = eff.get("distinguishable")
@@ -229,9 +234,15 @@ class StyleStudy(Study):
                 out[(f, r.request.tags.condition or "", r.request.tags.item or "")].append(get_feature(f)(r.text or ""))
         return out
 
-    def _shift(self, values: dict[tuple[str, str, str], list[float]], f: str, cond: str, seed: int) -> dict[str, Any]:
-        prompts = [q.id for q in self.prompts if values.get((f, cond, q.id)) and values.get((f, BASELINE, q.id))]
-        if len(prompts) < 2:
+    def _shift(self, values: dict[tuple[str, str, str], list[float]], f: str, cond: str, seed: int,
+               pairing: Pairing[str] | None = None) -> dict[str, Any]:
+        """The persona's shift of feature `f` from the baseline over the prompts answered in both arms
+        (`pairing`; default: pair the prompts by the values given)."""
+        if pairing is None:
+            pairing = pair_units([q.id for q in self.prompts], (cond, BASELINE),
+                                 {c: {q for (g, arm, q) in values if g == f and arm == c} for c in (cond, BASELINE)})
+        prompts = list(pairing.complete)
+        if len(prompts) < 2 or pairing.status == NOT_ENOUGH:
             return {"prompts": len(prompts)}
         per = np.array([np.mean(values[(f, cond, q)]) for q in prompts])
         base = np.array([np.mean(values[(f, BASELINE, q)]) for q in prompts])
@@ -347,7 +358,9 @@ class StyleStudy(Study):
                 "points": points}
 
     def _verdict(self, stats: dict[str, Any]) -> str:
-        parts = []
+        lead = drop_warnings((f"{model} {cond} vs baseline", p) for model, conds in stats.get("pairing", {}).items()
+                             for cond, p in conds.items())
+        parts = [lead.strip()] if lead else []
         for model, conds in stats["features"].items():
             moved = sorted({f for c in conds.values() for f, e in c.items() if e.get("distinguishable")})
             n_cells = sum(1 for c in conds.values() for e in c.values() if e.get("distinguishable"))

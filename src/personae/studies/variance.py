@@ -271,12 +271,13 @@ def _verdict(pooled: dict[str, Any]) -> str:
             parts.append(f"{model}: too few parsed answers to compare personas with run-to-run noise.")
             continue
         larger = p["more_items_than_chance"]["p_value"] < 0.05
-        share = p.get("share_persona") or {}
+        share = (p.get("share_persona") or {}).get("estimate")
+        explained = ("the persona's share of answer variance could not be estimated" if share is None else
+                     f"persona explains {100 * share:.0f}% of answer variance, the rest is run-to-run")
         parts.append(
             f"{model}: persona differences {'are' if larger else 'are not'} larger than run-to-run noise "
             f"({p['share_items_significant']:.0%} of {p['items_tested']} items significant at 0.05, "
-            f"{p['items_significant_holm']} after Holm; persona explains "
-            f"{100 * (share.get('estimate') or 0):.0f}% of answer variance, the rest is run-to-run).")
+            f"{p['items_significant_holm']} after Holm; {explained}).")
     return " ".join(parts)
 
 
