@@ -364,3 +364,42 @@ def test_past_half_the_items_dropped_a_comparison_gives_no_estimate() -> None:
     assert verdict.startswith("Failed requests broke the pairing") and "not enough data, no estimate" in verdict
     assert "Not enough data (over half the items dropped) for toddler." in verdict
     assert "changed accuracy" not in verdict and "Accuracy changed" not in verdict
+
+
+def test_answers_are_scored_both_ways_and_a_position_bias_is_flagged() -> None:
+    """Issue 7, defect 6: parse failures scored wrong as MMLU-Pro does, beside the parsed-only
+    accuracy; the answer-letter distribution with a position-bias flag; point CIs carry a note."""
+    from scipy.stats import binomtest
+
+    def mostly_a(request: Request) -> str:  # 'A' for everything, garbage for a fifth of the samples
+        return GARBAGE if uniform(request, "garbage") < 0.2 else "A"
+
+    outcome = run_study(resolve_spec(spec(conditions=["baseline"], replicates=3)),
+                        backends={"fake/x": FakeBackend("fake/x", responder=mostly_a)})
+    (row,) = outcome.summary.table
+    answers = [r for r in outcome.results if r.ok]
+    parsed = [r for r in answers if r.text == "A"]
+    keys = {i.question: i.answer_letter for i in BANK}
+    correct = sum(keys[next(q for q in keys if q in r.request.last_user())] == "A" for r in parsed)
+    assert row["accuracy_parse_wrong"] == pytest.approx(correct / len(answers))  # garbage counted wrong
+    assert row["parse_failure_rate"] == pytest.approx(1 - len(parsed) / len(answers))
+    dist = outcome.summary.stats["answer_letters"]["fake/x"]
+    assert dist["answers"] == {"A": len(parsed)} and dist["top"] == "A" and dist["top_share"] == 1.0
+    key_a = dist["key"].get("A", 0) / len(parsed)
+    assert dist["key_share_of_top"] == pytest.approx(key_a)
+    assert dist["p_value"] == pytest.approx(binomtest(len(parsed), len(parsed), key_a, alternative="greater").pvalue)
+    assert dist["position_bias"]
+    assert any("position bias: it answered 'A'" in n for n in outcome.summary.notes)
+    assert "could not be parsed" in outcome.summary.verdict
+
+
+def test_a_model_without_a_favourite_letter_is_not_flagged_and_a_point_ci_has_a_note() -> None:
+    def always_right(request: Request) -> str:
+        return str(item_of(request).answer_letter)
+
+    outcome = run_study(resolve_spec(spec(conditions=["baseline", "toddler"], replicates=2)),
+                        backends={"fake/x": FakeBackend("fake/x", responder=always_right)})
+    assert not outcome.summary.stats["answer_letters"]["fake/x"]["position_bias"]
+    assert not any("position bias" in n for n in outcome.summary.notes)
+    assert any("baseline: the 95% CI of the accuracy is [1, 1]" in n and "not certainty" in n
+               for n in outcome.summary.notes)

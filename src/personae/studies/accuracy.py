@@ -34,6 +34,7 @@ from ..runner import Result
 from ..spec_types import ResolvedSpec
 from ..stats import bootstrap_ci, holm, mcnemar, paired_difference_ci, wilcoxon_signed_rank
 from ._cells import Condition, cells
+from ._answers import accuracy_parse_wrong, bias_note, letter_distribution, point_ci_notes
 from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
 from .base import Study, Summary, count_results
 
@@ -358,6 +359,7 @@ def _cond_row(study: AccuracyStudy, answers: list[dict[str, Any]], model: str, c
         "ci_low": ci.ci_low if ci else None, "ci_high": ci.ci_high if ci else None,
         "run_to_run_sd": run_to_run_sd(answers, model, cond, study.spec.replicates),
         "parse_failure_rate": (sum(a["answer"] is None for a in samples) / len(samples)) if samples else None,
+        "accuracy_parse_wrong": accuracy_parse_wrong(mine),
         "errors": sum(a["error"] for a in mine),
     }
     for tau in study.options.thresholds:
@@ -409,6 +411,8 @@ def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary
     stats: dict[str, Any] = {"tests": tests, "chance": float(np.mean([1 / len(i.choices) for i in study.items])),
                              "items": len(item_ids), "samples_per_cell": 1 if study.mode == "logprob"
                              else study.spec.replicates, "mode": study.mode, "pairing": pairings}
+    keys = {i.id: str(i.answer_letter) for i in study.items}
+    stats["answer_letters"] = {m: letter_distribution(answers, keys, m) for m in study.spec.model}
     if study.options.mixed_model:
         stats["mixed_model"] = _mixed(answers, study.spec.seed)
     counts = count_results(results)
@@ -418,7 +422,10 @@ def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary
         notes.append(f"{counts['errors']} failed requests are counted in 'errors' and left out of accuracy.")
     if counts["parse_failures"]:
         notes.append(f"{counts['parse_failures']} answers could not be parsed; they are left out of accuracy "
-                     "(not scored wrong) and counted in parse_failure_rate.")
+                     "(not scored wrong) and counted in parse_failure_rate; accuracy_parse_wrong scores them wrong, "
+                     "as the MMLU-Pro authors do, for comparison with published numbers.")
+    notes += [bias_note(m, d) for m, d in stats["answer_letters"].items() if d and d["position_bias"]]
+    notes += point_ci_notes(table)
     if pairings:
         notes.append("An item enters a condition's comparison with the baseline only if both arms gave it a usable "
                      "answer; dropped_condition and dropped_baseline count the items each arm lost.")
@@ -498,6 +505,9 @@ def _verdict(table: list[dict[str, Any]], chance: float, pairing: dict[str, dict
         if rates and max(rates) > 0.5:
             said.append(f"Up to {max(rates):.0%} of answers could not be parsed in a condition (counted, not scored "
                         "wrong); read the accuracies with that in mind.")
+        elif rates and max(rates) > 0:
+            said.append(f"Up to {max(rates):.0%} of answers could not be parsed in a condition (left out; "
+                        "accuracy_parse_wrong scores them wrong).")
         if base and base.get("accuracy") is not None and base.get("ci_low") is not None and base["ci_low"] <= chance:
             said.append(f"Baseline accuracy is {base['accuracy']:.2f}, but the lower end of its 95% CI "
                         f"({base['ci_low']:.2f}) is at or below chance ({chance:.2f}), so effects on correctness "
