@@ -170,7 +170,14 @@ def test_chaosnli_items_report_jsd_to_humans_for_panel_and_baseline() -> None:
     assert jsd["items"] == 3
     assert jsd["persona_panel"] == pytest.approx(np.mean([r["jsd_panel_human"] for r in rows]))
     assert jsd["no_persona_panel"] == pytest.approx(np.mean([r["jsd_baseline_human"] for r in rows]))
-    assert "p_value" in jsd["difference"]
+    diffs = np.array([r["jsd_panel_human"] - r["jsd_baseline_human"] for r in rows])
+    assert jsd["difference"] == pytest.approx(diffs.mean()) and jsd["difference_median"] == pytest.approx(np.median(diffs))
+    assert jsd["difference_ci"][0] <= jsd["difference"] <= jsd["difference_ci"][1]
+    assert "p_value" in jsd["wilcoxon"]
+    # the verdict carries the JSD comparison, and says what the CI says
+    assert "Against the human label distributions (3 items)" in outcome.summary.verdict
+    closer = jsd["difference_ci"][1] < 0
+    assert ("the persona panel is closer to the humans" in outcome.summary.verdict) == closer
 
 
 

@@ -38,9 +38,10 @@ def display_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None) 
     """
     models = {r.get("model") for r in rows}
     keep_model = len(models) > 1
+    present = {k for r in rows for k in r}  # a column no row has (e.g. JSD to humans without human labels) is not shown
     out = []
     for r in rows:
-        picked = r if not columns else {k: r.get(k) for k in ("model", *columns) if k in r or k in columns}
+        picked = r if not columns else {k: r.get(k) for k in ("model", *columns) if k in present}
         if not keep_model:
             picked = {k: v for k, v in picked.items() if k != "model"}
         out.append(merge_intervals(dict(picked)))

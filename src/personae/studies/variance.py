@@ -28,7 +28,7 @@ from ..parsing import letter_grammar, parse_choice
 from ..persona import Persona
 from ..runner import Result
 from ..spec_types import ResolvedSpec
-from ..stats import bootstrap_ci, holm, jensen_shannon, wilcoxon_signed_rank
+from ..stats import paired_difference_ci, bootstrap_ci, holm, jensen_shannon, wilcoxon_signed_rank
 from ..stats.dispersion import dispersion_test, variance_shares
 from ._cells import Condition, cells
 from .base import Study, Summary, count_results
@@ -67,7 +67,7 @@ class VarianceOptions(BaseModel):
 class VarianceStudy(Study[VarianceOptions]):
     name = "variance"
     display_columns = ("item", "answers", "d_within", "d_between", "ratio", "null_ratio", "p_value", "p_holm", "share_persona",
-                       "parse_failures")
+                       "jsd_panel_human", "jsd_baseline_human", "parse_failures")
     Options = VarianceOptions
 
     @classmethod
@@ -241,8 +241,17 @@ def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Any, mode
     if human:
         panel = np.array([r["jsd_panel_human"] for r in human])
         base = np.array([r["jsd_baseline_human"] for r in human])
-        out["jsd_to_humans"] = {"persona_panel": float(panel.mean()), "no_persona_panel": float(base.mean()),
-                                "difference": wilcoxon_signed_rank(panel, base).as_dict(), "items": len(human)}
+        diff = panel - base
+        ci = paired_difference_ci(panel, base, seed=seed, n_resamples=study.options.n_bootstrap) \
+            if len(human) >= 2 else None
+        out["jsd_to_humans"] = {
+            "persona_panel": float(panel.mean()), "no_persona_panel": float(base.mean()), "items": len(human),
+            "difference": float(diff.mean()),
+            "difference_ci": [ci.ci_low, ci.ci_high] if ci else None,
+            "difference_median": float(np.median(diff)),
+            "wilcoxon": wilcoxon_signed_rank(panel, base).as_dict() if len(human) >= 2 else None,
+            "note": "difference is the mean paired difference (persona panel minus no-persona panel) over items, "
+                    "with its 95% CI; difference_median is the median of the same differences"}
     return out
 
 
@@ -264,6 +273,20 @@ def _mixed(study: VarianceStudy, codes: Any, model: str) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def _jsd_sentence(jsd: dict[str, Any]) -> str:
+    """Against the human label distributions: which panel is closer, from the CI of the mean difference."""
+    ci = jsd.get("difference_ci")
+    head = (f"Against the human label distributions ({jsd['items']} items), the persona panel's mean JSD is "
+            f"{jsd['persona_panel']:.3f} and the no-persona panel's {jsd['no_persona_panel']:.3f} (mean paired "
+            f"difference {jsd['difference']:+.3f}")
+    if not ci or ci[0] is None:
+        return head + "; too few items for a CI)."
+    where = (" the persona panel is closer to the humans" if ci[1] < 0 else
+             " the persona panel is further from the humans" if ci[0] > 0 else
+             " the CI includes 0: neither panel is detectably closer to the humans")
+    return head + f", 95% CI [{ci[0]:+.3f}, {ci[1]:+.3f}]):{where}."
+
+
 def _verdict(pooled: dict[str, Any]) -> str:
     parts = []
     for model, p in pooled.items():
@@ -278,6 +301,9 @@ def _verdict(pooled: dict[str, Any]) -> str:
             f"{model}: persona differences {'are' if larger else 'are not'} larger than run-to-run noise "
             f"({p['share_items_significant']:.0%} of {p['items_tested']} items significant at 0.05, "
             f"{p['items_significant_holm']} after Holm; {explained}).")
+        jsd = p.get("jsd_to_humans")
+        if jsd:
+            parts.append(_jsd_sentence(jsd))
     return " ".join(parts)
 
 
