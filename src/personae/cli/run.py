@@ -51,7 +51,8 @@ def run(
         for notice in st.notices:
             err.print(notice, markup=False)
         outcome = run_study(resolved, out_dir, store=st, quiet=quiet,
-                            budget=Budget(max_requests=max_requests, max_tokens=max_tokens), overwrite=overwrite)
+                            budget=Budget(max_requests=max_requests, max_tokens=max_tokens), overwrite=overwrite,
+                            handle_sigterm=True)
     if outcome.summary is None:
         s = outcome.stats
         out.print(f"stopped: the budget was reached after {s.backend_calls} backend calls ({s.cache_hits} cache hits, "
