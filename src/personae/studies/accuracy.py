@@ -132,6 +132,10 @@ class AccuracyStudy(Study[AccuracyOptions]):
             cls.require_scoring(resolved, "mode 'logprob' (use mode: generate otherwise)", "options.mode")
 
     @cached_property
+    def items_by_id(self) -> dict[str, MCItem]:
+        return {i.id: i for i in self.items}
+
+    @cached_property
     def mode(self) -> str:
         """The mode the run uses ('auto' resolved from the backends' capabilities, asked of backends
         created without contacting any server)."""
@@ -141,21 +145,9 @@ class AccuracyStudy(Study[AccuracyOptions]):
 
     @cached_property
     def cannot_score(self) -> tuple[str, ...]:
-        """The models whose backend cannot score text."""
-        from ..backends import create_backend  # noqa: PLC0415
-        from ..errors import BackendUnavailableError  # noqa: PLC0415
-        from ..spec import backend_options_for  # noqa: PLC0415
-
-        out = []
-        for model in self.spec.model:
-            try:
-                backend = create_backend(model, backend_options_for(self.spec, model))
-            except BackendUnavailableError:
-                out.append(model)  # no server to ask: generation works on any server
-                continue
-            if not backend.supports_scoring:
-                out.append(model)
-        return tuple(out)
+        """The models whose backend cannot score text (one with no server to ask counts as unable:
+        generation works on any server)."""
+        return self.models_without_scoring(self.resolved, unknown_can=False)
 
     # ---------------------------------------------------------------- items and conditions
     @cached_property
@@ -264,7 +256,7 @@ class AccuracyStudy(Study[AccuracyOptions]):
     # ---------------------------------------------------------------- analyze
     def answers(self, results: Sequence[Result]) -> list[dict[str, Any]]:
         """One record per sample: model, condition, item, replicate, answer letter or None, correct, error."""
-        by_id = {i.id: i for i in self.items}
+        by_id = self.items_by_id
         out: list[dict[str, Any]] = []
         if self.mode == "logprob":
             groups: dict[tuple[str, str, str], list[Result]] = defaultdict(list)
@@ -306,7 +298,7 @@ class AccuracyStudy(Study[AccuracyOptions]):
 
     def row_features(self, result: Result) -> dict[str, Any]:
         """The parsed answer letter and whether it is correct (generation mode)."""
-        item = {i.id: i for i in self.items}.get(result.request.tags.item or "")
+        item = self.items_by_id.get(result.request.tags.item or "")
         if item is None or result.request.kind != "generate":
             return {}
         letter = parse_choice(result.text, item.letters, item.choices)

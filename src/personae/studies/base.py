@@ -107,20 +107,33 @@ class Study(ABC, Generic[OptionsT]):
 
     @staticmethod
     def require_scoring(resolved: ResolvedSpec, why: str, field: str) -> None:
-        """Raise a ConfigError if a model's backend cannot score text (asked of the backend itself,
-        which is created without contacting any server)."""
+        """Raise a ConfigError if a model's backend cannot score text (a backend that cannot be asked
+        yet, e.g. with no server URL, is left for the run to report)."""
+        from ..errors import ConfigError  # noqa: PLC0415
+
+        for model in Study.models_without_scoring(resolved, unknown_can=True):
+            raise ConfigError(f"{why} needs a backend that scores text, and {model} cannot.", field=field,
+                              fix="use local/..., or openai/... with backend.scoring: prompt_logprobs (vLLM).")
+
+    @staticmethod
+    def models_without_scoring(resolved: ResolvedSpec, *, unknown_can: bool) -> tuple[str, ...]:
+        """The studied models whose backend cannot score text, asked of each backend (created without
+        contacting any server); `unknown_can` says how to count one that cannot be created yet."""
         from ..backends import create_backend  # noqa: PLC0415
-        from ..errors import BackendUnavailableError, ConfigError  # noqa: PLC0415
+        from ..errors import BackendUnavailableError  # noqa: PLC0415
         from ..spec import backend_options_for  # noqa: PLC0415
 
+        out = []
         for model in resolved.spec.model:
             try:
                 backend = create_backend(model, backend_options_for(resolved.spec, model))
             except BackendUnavailableError:
-                continue  # e.g. no server URL yet: the run itself reports that
+                if not unknown_can:
+                    out.append(model)
+                continue
             if not backend.supports_scoring:
-                raise ConfigError(f"{why} needs a backend that scores text, and {model} cannot.", field=field,
-                                  fix="use local/..., or openai/... with backend.scoring: prompt_logprobs (vLLM).")
+                out.append(model)
+        return tuple(out)
 
     @abstractmethod
     def plan(self, done: Sequence[Result]) -> list[Request]:

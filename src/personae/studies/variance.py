@@ -118,9 +118,13 @@ class VarianceStudy(Study[VarianceOptions]):
     def analyze(self, results: Sequence[Result]) -> Summary:
         return analyze_variance(self, results)
 
+    @cached_property
+    def items_by_id(self) -> dict[str, MCItem]:
+        return {i.id: i for i in self.items}
+
     def row_features(self, result: Result) -> dict[str, Any]:
         """The parsed answer letter and its code (the option's position, 0-based)."""
-        item = {i.id: i for i in self.items}.get(result.request.tags.item or "")
+        item = self.items_by_id.get(result.request.tags.item or "")
         if item is None:
             return {}
         letter = parse_choice(result.text, item.letters, item.choices)
