@@ -134,11 +134,8 @@ def _json_loads(text: str, file: str, line: int | None = None) -> Any:
     return data
 
 
-def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
-    """Read a YAML, JSON or JSONL file into documents, each with a line map.
-
-    YAML and JSON files hold one document; JSONL holds one per line.
-    """
+def read_text(path: Path) -> str:
+    """A file's text, or a one-line error: not found, a folder, not UTF-8 (with its line), unreadable."""
     if not path.exists():
         raise ConfigError("file not found.", file=str(path), fix=f"check the path (looked for {path.absolute()}).")
     if path.is_dir():
@@ -153,6 +150,15 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
     except OSError as exc:
         raise ConfigError(f"cannot be read: {exc.strerror or exc}.", file=str(path),
                           fix="check the file's permissions.") from None
+    return text
+
+
+def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
+    """Read a YAML, JSON or JSONL file into documents, each with a line map.
+
+    YAML and JSON files hold one document; JSONL holds one per line.
+    """
+    text = read_text(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         docs: list[tuple[Any, LineMap]] = []
