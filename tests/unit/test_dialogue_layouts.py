@@ -180,3 +180,24 @@ def test_two_speaker_layouts_refuse_a_group_chat(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="3 speakers; the parlai layout holds two"):
         write_dialogues([d], tmp_path / "g.txt", layout="parlai")
     assert read_dialogues(write_dialogues([d], tmp_path / "g.jsonl")) == (d,)
+
+
+def test_the_docs_example_prints_what_the_page_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import re  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[2]
+    code = re.search(r"```python\n(.*?)```", (root / "docs" / "dialogues.md").read_text(encoding="utf-8"), re.S)
+    assert code is not None
+    source = code.group(1).replace("/tmp/", f"{tmp_path}/")
+    monkeypatch.chdir(root)
+    exec(compile(source, "docs/dialogues.md", "exec"), {})  # noqa: S102
+    promised = []
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("print(") and "#" in stripped:
+            promised.append(line.split("#", 1)[1].strip())
+        elif stripped.startswith("# ") and promised:
+            promised.append(stripped[2:])
+    assert capsys.readouterr().out.split("\n")[:-1] == promised
+    assert read_dialogues(tmp_path / "for_the_paper.json")[0].lines[0].text == "hey there , i just walked my two dogs ."
