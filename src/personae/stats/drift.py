@@ -14,6 +14,7 @@ averaged over units. scipy has no such function; `math.comb` does the counting.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,9 +82,10 @@ def drift(values: Sequence[Sequence[float]], *, window: int = 3, alpha: float = 
         x[d, : len(row)] = np.asarray(row, dtype=float)
     if x.size == 0 or width <= window:
         raise ValueError(f"drift needs curves longer than the opening window ({window} turns), got {width}")
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a dialogue with no value in its window has no opening: NaN, on purpose
+        warnings.simplefilter("ignore", RuntimeWarning)
         opening_each = np.nanmean(x[:, :window], axis=1)
-        curve = tuple(float(np.nanmean(col)) if np.isfinite(col).any() else NAN for col in x.T)
+    curve = tuple(float(np.nanmean(col)) if np.isfinite(col).any() else NAN for col in x.T)
     drops, raw = [], []
     for t in range(window, width):
         d = x[:, t] - opening_each
