@@ -235,6 +235,15 @@ def failed_everywhere(draw: Any, arms: tuple[str, str]) -> dict[str, Any]:
             "status": "not enough data"}
 
 
+def check_drop_counts(verdict: str, comparisons: dict[str, dict[str, Any]]) -> None:
+    """Every comparison past 5% dropped is named with its counts, overall and per arm."""
+    for label, c in comparisons.items():
+        if c["units"] and c["share_dropped"] > 0.05:
+            arms = ", ".join(f"{arm} {n}" for arm, n in c["dropped"].items())
+            assert (f"{label}: {c['units'] - c['paired']} of {c['units']} units ({c['share_dropped']:.0%}) dropped "
+                    f"because an arm failed ({arms})") in verdict
+
+
 # ---------------------------------------------------------------- style
 
 
@@ -276,6 +285,7 @@ def test_the_style_verdict_never_contradicts_its_numbers(stats: dict[str, Any]) 
     verdict = style_verdict(stats)
     pairings = stats["pairing"].get("m", {})
     check_drop_lead(verdict, pairings.values())
+    check_drop_counts(verdict, {f"m {cond} vs baseline": p for cond, p in pairings.items()})
     for cond, p in pairings.items():
         if p["units"] and p["status"] == "not enough data":
             assert re.search(rf"m {cond} vs baseline: [^;]* - not enough data, no estimate", verdict)
@@ -355,6 +365,9 @@ def test_the_variance_verdict_never_contradicts_its_numbers(summary: Any) -> Non
     verdict = variance_verdict(pooled, pairing)
     p, comps = pooled["m"], pairing["m"]
     check_drop_lead(verdict, comps.values())
+    check_drop_counts(verdict, {f"m {label}": comps[key] for key, label in (
+        ("dispersion", "personas vs run-to-run noise"), ("jsd_to_humans", "persona panel vs no-persona panel "
+                                                         "(JSD to humans)")) if key in comps})
     disp = comps["dispersion"]
     if disp["status"] == "not enough data":
         assert (f"m: not enough data to compare personas with run-to-run noise ({disp['paired']} of {disp['units']} "
