@@ -11,7 +11,7 @@ or a list of them, relative to the spec):
 - `condition`: any label (`baseline` is the arm every other condition is compared with).
 - `prediction`: an option letter or a reply's whole text, read by the parser of generate mode
   (`parse_choice`); null, "" or a text that names no option is a parse failure (counted, and
-  scored both ways). A bare letter outside the item's options is an error.
+  scored both ways). A bare letter outside the item's options (and not an option's text) is an error.
 - `model` (optional): one of the spec's `model:` ids; a row without it belongs to the spec's only model.
 - `replicate` (optional, default 0): repeats of one (item, condition) are numbered 0, 1, 2...
 
@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .._loading import expand_files, read_documents, suggest, validation_to_config_error
 from ..errors import ConfigError
 from ..items import MCItem
+from ..parsing import parse_choice
 
 FIELD = "options.predictions"
 SHOWN = 3
@@ -190,7 +191,7 @@ def check_rows(rows: Sequence[Prediction], items: Mapping[str, MCItem], items_re
     for r in rows:
         item = items[r.item]
         letter = bare_letter(r.text)
-        if letter is not None and letter not in item.letters:
+        if letter is not None and letter not in item.letters and parse_choice(r.text, item.letters, item.choices) is None:
             raise ConfigError(f"prediction '{r.text}' for item '{r.item}' is not one of its options "
                               f"(A-{item.letters[-1]}).", file=r.file, line=r.line,
                               fix=f"give a letter from A to {item.letters[-1]}, or null for an answer that could "
