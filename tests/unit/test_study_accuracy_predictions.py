@@ -6,6 +6,7 @@ written out as a predictions file, must give exactly the same table, tests and v
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -108,6 +109,8 @@ def test_predictions_give_exactly_the_summary_of_a_run_whose_replies_they_are(la
         as_json({k: v for k, v in theirs.stats.items() if k != "mode"})
     assert mine.stats["mode"] == "predictions" and theirs.stats["mode"] == "generate"
     assert mine.stats["predictions"]["rows"] == len(ran.results) and mine.stats["predictions"]["replicates"] == 3
+    files = sorted(f for f in tmp_path.rglob("*.jsonl") if f.parent.name != "run")  # not results.jsonl
+    assert mine.stats["predictions"]["sha256"] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
     assert mine.counts["parse_failures"] == theirs.counts["parse_failures"]
     assert mine.counts["predictions"] == len(ran.results) and mine.counts["requests"] == 0
     assert mine.notes[0].startswith(f"Answers read from {len(ran.results)} predictions") and "no model was asked" \
@@ -197,6 +200,11 @@ def test_conditions_are_the_rows_own_baseline_first_or_those_options_conditions_
     assert "Predictions of conditions not in options.conditions are left out: toddler." in summary.notes
     assert "81 of 84 items have no prediction and are left out." in summary.notes
     assert "condition 'toddlr' has no prediction" in error_of(tmp_path, rows, conditions=["baseline", "toddlr"])
+    with_personas = resolve_in(tmp_path, {"study": "accuracy", "model": "openai/m", "personas": ["builtin:toddler"],
+                                          "options": {"predictions": "p.jsonl", "n_bootstrap": 1000}})
+    assert AccuracyStudy(with_personas).condition_names == ["baseline", "toddler", "pirate"]
+    assert "The spec's personas are not used: the conditions are the predictions' own." in \
+        AccuracyStudy(with_personas).analyze([]).notes
 
 
 def test_domains_and_limit_leave_predicted_items_out_with_a_note(tmp_path: Path) -> None:

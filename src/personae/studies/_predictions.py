@@ -28,6 +28,7 @@ left out, and a note says how many.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -93,6 +94,8 @@ class Predictions:
     """The rows analysed (items and conditions the study keeps), in file order."""
     files: tuple[str, ...]
     """The files read."""
+    sha256: tuple[str, ...]
+    """Each file's digest, so a summary says which version of the files it analysed."""
     conditions: tuple[str, ...]
     """The conditions analysed: baseline first, then as the files first name them (or as options.conditions lists them)."""
     items: tuple[str, ...]
@@ -104,7 +107,7 @@ class Predictions:
 
     def as_dict(self) -> dict[str, Any]:
         """What summary.stats['predictions'] holds."""
-        return {"files": list(self.files), "rows": len(self.rows), "items": len(self.items),
+        return {"files": list(self.files), "sha256": list(self.sha256), "rows": len(self.rows), "items": len(self.items),
                 "conditions": list(self.conditions), "replicates": self.replicates}
 
     def describe(self) -> str:
@@ -274,7 +277,8 @@ def load_predictions(entries: Sequence[str], base_dir: Path, *, items: Sequence[
     unpredicted = len(keep) - len(ids)
     if unpredicted:
         notes.append(f"{unpredicted} of {len(keep)} items have no prediction and are left out.")
-    return Predictions(rows=tuple(selected), files=tuple(map(str, files)), conditions=chosen, items=ids,
+    return Predictions(rows=tuple(selected), files=tuple(map(str, files)),
+                       sha256=tuple(hashlib.sha256(f.read_bytes()).hexdigest() for f in files), conditions=chosen, items=ids,
                        replicates=replicates, notes=tuple(notes))
 
 

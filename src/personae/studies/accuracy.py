@@ -337,8 +337,9 @@ class AccuracyStudy(Study[AccuracyOptions]):
             p = self.predictions
             summary.counts["predictions"] = len(p.rows)
             summary.stats["predictions"] = p.as_dict()
+            unused = ["The spec's personas are not used: the conditions are the predictions' own."] if self.personas else []
             summary.notes[:0] = [f"Answers read from {len(p.rows)} predictions in {', '.join(p.files)}; no model "
-                                 "was asked.", *p.notes]
+                                 "was asked.", *p.notes, *unused]
             return summary
         if self.options.mode == "auto":
             summary.notes.append(
