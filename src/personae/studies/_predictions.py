@@ -42,6 +42,7 @@ from .._loading import expand_files, read_documents, suggest, validation_to_conf
 from ..errors import ConfigError
 from ..items import MCItem
 from ..parsing import parse_choice
+from .base import Summary
 
 FIELD = "options.predictions"
 SHOWN = 3
@@ -109,6 +110,15 @@ class Predictions:
         """What summary.stats['predictions'] holds."""
         return {"files": list(self.files), "sha256": list(self.sha256), "rows": len(self.rows), "items": len(self.items),
                 "conditions": list(self.conditions), "replicates": self.replicates}
+
+    def annotate(self, summary: Summary, *, personas_unused: bool) -> Summary:
+        """The summary of these predictions: their counts, what they are, and what was left out."""
+        summary.counts["predictions"] = len(self.rows)
+        summary.stats["predictions"] = self.as_dict()
+        unused = ["The spec's personas are not used: the conditions are the predictions' own."] if personas_unused else []
+        summary.notes[:0] = [f"Answers read from {len(self.rows)} predictions in {', '.join(self.files)}; no model "
+                             "was asked.", *self.notes, *unused]
+        return summary
 
     def describe(self) -> str:
         files = ", ".join(Path(f).name for f in self.files)

@@ -81,10 +81,9 @@ class AccuracyOptions(BaseModel):
     """Also fit the mixed-effects logistic regression correct ~ condition + (1|item) (statsmodels'
     BinomialBayesMixedGLM, variational Bayes) and, as a check, a GEE logit with items as clusters."""
     predictions: str | tuple[str, ...] | None = None
-    """Predictions made elsewhere, analysed instead of asking a model: a JSONL path, a glob pattern or a
-    list of them, relative to the spec. Rows {item_id, condition, prediction, model?, replicate?} or one
-    field per condition {item_id, baseline: "B", toddler: "C"}; conditions are the rows' own unless
-    `conditions` is set. Items no row names are left out."""
+    """Predictions made elsewhere, analysed instead of asking a model: JSONL paths or glob patterns,
+    relative to the spec (layout: personae.studies._predictions). Conditions are the rows' own unless
+    `conditions` is set; items no row names are left out."""
 
 
 NO_EXPERT = frozenset({"other", "others", "unknown", "misc", "miscellaneous", "general"})
@@ -334,13 +333,7 @@ class AccuracyStudy(Study[AccuracyOptions]):
     def analyze(self, results: Sequence[Result]) -> Summary:
         summary = analyze_accuracy(self, results)
         if self.predictions is not None:
-            p = self.predictions
-            summary.counts["predictions"] = len(p.rows)
-            summary.stats["predictions"] = p.as_dict()
-            unused = ["The spec's personas are not used: the conditions are the predictions' own."] if self.personas else []
-            summary.notes[:0] = [f"Answers read from {len(p.rows)} predictions in {', '.join(p.files)}; no model "
-                                 "was asked.", *p.notes, *unused]
-            return summary
+            return self.predictions.annotate(summary, personas_unused=bool(self.personas))
         if self.options.mode == "auto":
             summary.notes.append(
                 "mode auto: answers read from the option letters' log-probabilities (logprob)." if self.mode == "logprob"
