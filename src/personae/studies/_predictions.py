@@ -251,7 +251,8 @@ def check_complete(rows: Sequence[Prediction], models: Sequence[str], conditions
             else:
                 what = (f"{len(gaps)} of {len(items) * replicates} (item, replicate) pairs (e.g. "
                         + ", ".join(f"'{i}' replicate {k}" for i, k in gaps[:SHOWN]) + ")")
-            raise ConfigError(f"{who}condition '{cond}' has no prediction for {what}.", file=rows[0].file,
+            where = next((r.file for r in rows if r.condition == cond), rows[0].file)  # a file holding the condition
+            raise ConfigError(f"{who}condition '{cond}' has no prediction for {what}.", file=where,
                               fix='add the missing rows ("prediction": null for an answer that could not be read), '
                               "or remove that condition's rows.")
 
