@@ -8,9 +8,10 @@ misspelt field name, the allowed values for a bad literal).
 from __future__ import annotations
 
 import difflib
+import glob
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,23 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
     if data is None:
         raise ConfigError("the file is empty.", file=str(path), fix="add the content it should hold.")
     return [(data, _lines_of(node, str(path)))]
+
+
+def expand_files(entries: Sequence[str], base_dir: Path, *, field: str, example: str) -> list[Path]:
+    """The files named by a list of paths and glob patterns (`*`, `?`, `[...]`, `**`), relative to
+    `base_dir`, in the order given (each pattern's matches sorted), each file once. A pattern that
+    matches nothing is an error on `field` (`example` is a pattern shown in its fix)."""
+    files: list[Path] = []
+    for entry in entries:
+        if glob.has_magic(entry):
+            found = sorted(Path(p) for p in glob.glob(str(base_dir / entry), recursive=True) if Path(p).is_file())
+            if not found:
+                raise ConfigError(f"the pattern '{entry}' matches no file (looked in {base_dir}).",
+                                  field=field, fix=f"check the pattern, e.g. '{example}'.")
+        else:
+            found = [base_dir / entry]
+        files += [f for f in found if f not in files]
+    return files
 
 
 def _json_lines(text: str, file: str) -> LineMap:
