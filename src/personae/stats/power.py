@@ -13,9 +13,10 @@ heterogeneity that replicates cannot average away: more replicates help only unt
 (the design effect 1 + (K - 1) icc per condition). r = 0 (the default) is conservative; a pilot
 run's correlation of per-item accuracies across conditions gives a better r.
 
-Power is that of the paired (one-sample) t test on d_q with effect size delta / sd(d_q), computed
-from the noncentral t exactly as statsmodels' TTestPower; the sample size is the smallest whole
-number of items reaching the target. With K = 1 and r = 0, Var(d_q) = v0 + v1 and the result
+Power is that of the paired (one-sample) t test on d_q with effect size delta / sd(d_q), from the
+noncentral t by statsmodels' ``TTestPower.power``; the sample size is the smallest whole number of
+items reaching the target. The variance model above is own code: statsmodels' power classes take
+an effect size, and none models replicates nested in items. With K = 1 and r = 0, Var(d_q) = v0 + v1 and the result
 matches two independent proportions (statsmodels NormalIndPower with effect size
 delta / sqrt((v0 + v1) / 2)) up to the t-vs-normal difference. The Wilcoxon test and bootstrap
 CI used in the analysis have close to the t test's power for such data.
@@ -72,11 +73,11 @@ def paired_sd_diff(p0: float, delta: float, *, k: int = 1, icc: float = 0.0, ite
 
 
 def _t_power(effect_size: float, n: float, alpha: float, alternative: str) -> float:
-    df, nc = n - 1, effect_size * np.sqrt(n)
-    if alternative == "two-sided":
-        crit = sps.t.isf(alpha / 2, df)
-        return float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
-    return float(sps.nct.sf(sps.t.isf(alpha, df), df, nc))
+    """Power of the one-sample t test: ``statsmodels.stats.power.TTestPower().power``."""
+    from statsmodels.stats.power import TTestPower  # noqa: PLC0415
+
+    return float(TTestPower().power(effect_size=effect_size, nobs=n, alpha=alpha,
+                                    alternative="two-sided" if alternative == "two-sided" else "larger"))
 
 
 def _check(alpha: float, alternative: str) -> None:
