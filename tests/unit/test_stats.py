@@ -29,6 +29,7 @@ from personae.stats import (
     label_permutation_test,
     mcnemar,
     mcnemar_counts,
+    mean_ci,
     odds_ratio_ci,
     paired_bootstrap,
     permutation_test,
@@ -355,6 +356,28 @@ def test_jensen_shannon_matches_scipy_squared() -> None:
         assert jensen_shannon(p, q, base=np.e) == pytest.approx(scipy_jensenshannon(p, q) ** 2, abs=1e-12)
     assert jensen_shannon([1, 0], [0, 1]) == 1.0
     assert jensen_shannon([3, 1], [6, 2]) == 0.0  # counts are normalised
+
+
+def test_jensen_shannon_defined_where_scipy_gives_nan() -> None:
+    # Reference: JSD >= 0 with equality only for equal distributions (Lin 1991); scipy's distance
+    # is NaN here (the square root of a sum rounded below 0), personae's divergence is ~0.
+    p, q = np.array([0.2, 0.3, 0.5]), np.array([0.2 + 1e-13, 0.3, 0.5 - 1e-13])
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(scipy_jensenshannon(p, q, base=2))
+    assert 0.0 <= jensen_shannon(p, q) < 1e-20
+
+
+def test_mean_ci_matches_scipy_and_students_sleep_data() -> None:
+    # Reference: scipy.stats.ttest_1samp(x).confidence_interval; and R's one-sample t.test on the
+    # paired differences of Student's (1908) sleep data: mean -1.58, 95% CI -2.4598858, -0.7001142.
+    d = np.array([0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]) - \
+        np.array([1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4])
+    est = mean_ci(d)
+    assert (est.estimate, est.ci_low, est.ci_high) == pytest.approx((-1.58, -2.4598858, -0.7001142), abs=1e-7)
+    ref = sps.ttest_1samp(d, 0.0).confidence_interval(confidence_level=0.9)
+    assert (mean_ci(d, 0.9).ci_low, mean_ci(d, 0.9).ci_high) == pytest.approx((ref.low, ref.high), rel=1e-12)
+    assert (mean_ci([2.0, 2.0]).ci_low, mean_ci([2.0, 2.0]).ci_high) == (2.0, 2.0)  # no spread: a point
+    assert np.isnan(mean_ci([2.0]).ci_low) and mean_ci([]).n == 0
 
 
 def test_label_distribution_and_validation() -> None:
