@@ -137,6 +137,8 @@ def test_bootstrap_drops_undefined_resamples_as_before() -> None:
     assert f"{1000 - defined.size} of 1000 resamples gave an undefined statistic" in res.note
     assert (res.ci_low, res.ci_high) == pytest.approx(tuple(np.quantile(defined, [0.025, 0.975])), rel=1e-12)
     assert res.se == pytest.approx(defined.std(ddof=1), rel=1e-12)
+    bca = bootstrap_pairs(r, x, y, seed=8, n_resamples=1000, method="bca")  # BCa needs them all
+    assert (bca.ci_low, bca.ci_high) == (res.ci_low, res.ci_high) and "percentile interval used" in bca.note
 
 
 def test_one_unit_gives_a_point_interval() -> None:

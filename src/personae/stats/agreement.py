@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -63,7 +63,7 @@ def _kappa(t: np.ndarray) -> np.ndarray:
         return (p_item - p_exp) / (1 - p_exp)
 
 
-def _units_bootstrap(fn: Any, n_units: int, *, n_resamples: int, seed: Seed | None, level: float,
+def _units_bootstrap(fn: Callable[[np.ndarray], np.ndarray], n_units: int, *, n_resamples: int, seed: Seed | None, level: float,
                      batch: int, label: str) -> StatResult:
     """Percentile bootstrap over the rows (units) of a table: ``scipy.stats.bootstrap`` on the row
     indices, with ``fn(indices)`` evaluating the statistic on the resampled rows."""

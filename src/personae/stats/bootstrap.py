@@ -71,7 +71,7 @@ def bootstrap_statistic(fn: Statistic, arrays: Sequence[np.ndarray], *, n_resamp
     how = f"{label}; {method} bootstrap, {n_resamples} resamples"
     with np.errstate(all="ignore"):
         estimate = float(np.asarray(fn(*arrays, axis=-1)))
-    if min(sizes) < 2:  # scipy refuses a one-unit sample; each of its resamples is the sample itself
+    if max(sizes) < 2:  # scipy refuses one-unit samples; each resample of one unit is the sample itself
         point = estimate if np.isfinite(estimate) else float("nan")
         return StatResult(estimate, point, point, n=n, level=level, se=0.0 if n_resamples > 1 else float("nan"),
                           method=how, note="one unit: every resample equals the sample, the interval is a point")
