@@ -127,6 +127,9 @@ def transcript_files(entries: Sequence[str], base_dir: Path) -> list[Path]:
             if not found:
                 raise ConfigError(f"the pattern '{entry}' matches no file (looked in {base_dir}).",
                                   field="options.data", fix="check the pattern, e.g. 'psych201/*.jsonl'.")
+        elif (base_dir / entry).is_dir():
+            raise ConfigError(f"'{entry}' is a folder, not a file ({base_dir / entry}).", field="options.data",
+                              fix=f"name the files in it, or a pattern such as '{Path(entry) / '*.jsonl'}'.")
         else:
             found = [base_dir / entry]
         files += [f for f in found if f not in files]
