@@ -46,7 +46,8 @@ def _cases() -> list[Any]:
     params = []
     for name, case in TABLE.items():
         for via in case["via"]:
-            params.append(pytest.param(case.get("file", name), via, case["expect"], id=f"{name}-{via}"))
+            params.append(pytest.param(case.get("file", name), via, case["expect"], case.get("absent", []),
+                                       id=f"{name}-{via}"))
     return params
 
 
@@ -79,17 +80,19 @@ def test_the_set_is_big_enough_and_complete() -> None:
     files = {p.name for p in BAD_INPUTS.iterdir() if p.is_file() and p.name != "expected.yaml"}
     covered = {case.get("file", name) for name, case in TABLE.items()} | \
         {data for case in TABLE.values() for data in case.get("data", ())}
-    assert len(files) >= 20
+    assert len(files) >= 100  # issue 8: at least 100 malformed files
     assert files - covered == set(), "every malformed file needs its expected error in expected.yaml"
     assert covered - files == set(), "expected.yaml names files that do not exist"
     for name, case in TABLE.items():
         assert set(case["via"]) <= {"spec", "validate", "chat"}, name
+        assert set(case) <= {"via", "expect", "file", "data", "absent"}, name
         # the first substring is the file (and line) the error points at: this file, or one it references
         assert any(case["expect"][0].startswith(f) for f in files), f"{name}: the error must name a file"
 
 
-@pytest.mark.parametrize(("file", "via", "expect"), _cases())
-def test_bad_input_gets_one_line_with_where_and_fix(file: str, via: str, expect: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("file", "via", "expect", "absent"), _cases())
+def test_bad_input_gets_one_line_with_where_and_fix(file: str, via: str, expect: list[str], absent: list[str],
+                                                     tmp_path: Path) -> None:
     path = BAD_INPUTS / file
     if via == "spec":
         result = _invoke(["validate", str(_spec_referencing(tmp_path, path))])
@@ -101,6 +104,8 @@ def test_bad_input_gets_one_line_with_where_and_fix(file: str, via: str, expect:
     assert "Fix:" in line
     for part in expect:
         assert part in line, f"{part!r} missing from: {line}"
+    for part in absent:  # e.g. a password that the line must mask
+        assert part not in line, f"{part!r} must not be in: {line}"
 
 
 # ------------------------------------------------------------------ names given on the command line
