@@ -278,3 +278,103 @@ def test_a_failure_mid_run_keeps_what_was_computed(tmp_path: Path) -> None:
     assert run["counts"]["cache_hits"] == 1 and run["counts"]["errors"] == 0
     rows = [json.loads(x) for x in (tmp_path / "run2" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["response"] for r in sorted(rows, key=lambda r: r["wave"])] == ["Hi!", "Who are you?", "Bye."]
+
+
+# ------------------------------------------------------------------ inputs that need more than a file (issue 8)
+
+
+def test_a_persona_file_that_is_a_symlink_loop(tmp_path: Path) -> None:
+    """Symbolic links cannot live in the corpus portably (git on Windows), so this one is made here."""
+    loop = tmp_path / "loop.yaml"
+    try:
+        loop.symlink_to(tmp_path / "loop.yaml")
+    except (OSError, NotImplementedError):
+        pytest.skip("this file system has no symbolic links")
+    line = _one_error_line(_invoke(["validate", str(_spec_referencing(tmp_path, loop))]))
+    assert f"{tmp_path / 'spec.yaml'}:6: field 'personas.0'" in line  # safe_dump sorts keys: personas is line 6
+    assert f"'{loop}' is a symbolic link that leads nowhere (its target is missing, or links loop)" in line
+    assert "Fix: point the link at a real persona file" in line
+    line = _one_error_line(_invoke(["chat", str(loop), "--model", "fake/test"]))
+    assert "loop.yaml: is a symbolic link that leads nowhere" in line and "Fix:" in line
+
+
+def _grid_spec(tmp_path: Path) -> Path:
+    spec = tmp_path / "good.yaml"
+    spec.write_text(yaml.safe_dump({"study": "grid", "model": "fake/test", "personas": ["builtin:pirate-captain"],
+                                    "replicates": 2, "options": {"questions": ["Hello?", "Why?"]}}), encoding="utf-8")
+    return spec
+
+
+def test_a_store_that_is_another_programs_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'table results already exists' before: now one line that says what the file is, and the
+    file is not changed (same bytes, no -wal beside it)."""
+    import sqlite3
+
+    other = tmp_path / "scores.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE results (player TEXT, score INTEGER)")
+        conn.execute("INSERT INTO results VALUES ('ada', 3)")
+    conn.close()
+    before = other.read_bytes()
+    monkeypatch.setenv("PERSONAE_STORE", str(other))
+    line = _one_error_line(_invoke(["run", str(_grid_spec(tmp_path)), "--out", str(tmp_path / "run"), "--quiet"]))
+    assert f"error: {other}: is a SQLite database of another program, not a personae store" in line
+    assert "Fix: point PERSONAE_STORE (or --store) at another file" in line
+    assert other.read_bytes() == before and not Path(f"{other}-wal").exists()
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_store_in_a_read_only_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated: the tests run as root, who may write to a chmod 0555 folder, so sqlite3.connect is
+    replaced by one that raises what SQLite raises in a read-only folder (sqlite3.OperationalError
+    'unable to open database file'). The message used to be that text alone."""
+    import sqlite3
+
+    from personae import store as store_module
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", refuse)
+    path = tmp_path / "readonly" / "store.sqlite"
+    line = _one_error_line(_invoke(["run", str(_grid_spec(tmp_path)), "--store", str(path),
+                                           "--out", str(tmp_path / "run"), "--quiet"]))
+    assert f"{path}: cannot create or open the store: the folder {path.parent} is not writable" in line
+    assert "Fix: set PERSONAE_STORE (or --store) to a file in a folder you may write to" in line
+
+
+# ------------------------------------------------------------------ a bad input loses nothing already computed
+
+
+def _snapshot(store: Path, out: Path) -> tuple[list[Any], dict[str, bytes]]:
+    import sqlite3
+
+    with sqlite3.connect(store) as conn:
+        rows = conn.execute("SELECT key, kind, response FROM results ORDER BY key").fetchall()
+    conn.close()
+    return rows, {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+@pytest.mark.parametrize("bad", ["spec_top_level_typo.yaml", "spec_base_url_credentials.yaml",
+                                 "spec_multi_document.yaml", "spec_persona_file_bad.yaml",
+                                 "spec_individuation_profile_field_unknown.yaml"])
+def test_a_bad_spec_after_a_finished_run_loses_nothing(bad: str, tmp_path: Path) -> None:
+    """A store with completed results and a run folder, then a bad spec run into the same store and
+    the same --out: exit 2 with one line, and every result and every file of the run is still there,
+    byte for byte."""
+    store = Path(tmp_path / "store.sqlite")
+    out = tmp_path / "run"
+    result = _invoke(["run", str(_grid_spec(tmp_path)), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows, files = _snapshot(store, out)
+    assert len(rows) == 2 * 2 * 2 and {"run.json", "results.jsonl", "summary.json", "report.html"} <= set(files)
+
+    line = _one_error_line(_invoke(["run", str(BAD_INPUTS / bad), "--out", str(out), "--quiet"]))
+    assert "Fix:" in line
+    assert _snapshot(store, out) == (rows, files)
+
+    # and the good spec still answers from the store: nothing to compute again
+    result = _invoke(["run", str(_grid_spec(tmp_path)), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["counts"]["cache_hits"] == 8 and run["counts"]["backend_calls"] == 0
