@@ -213,7 +213,8 @@ class OpenAIBackend(Backend):
             if status == 429 or status >= 500 or status == 408:
                 return TransientBackendError(f"{url} answered {status}: {text}", backend=self.model_id,
                                              status=status, retry_after=retry_after)
-            fix = "check the API key (env var " + self.options.api_key_env + ")." if status in (401, 403) else (
+            key_at = "backend.api_key" if self.options.api_key else f"the variable {self.options.api_key_env}"
+            fix = f"check the API key (in {key_at})." if status in (401, 403) else (
                 "check the model name: the server does not know it." if status == 404 else None)
             return BackendError(f"{url} answered {status}: {text}", backend=self.model_id, status=status, fix=fix)
         if isinstance(exc, (ValueError, AttributeError, TypeError, KeyError, IndexError)):
