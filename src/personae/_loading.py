@@ -385,11 +385,28 @@ def _union_members(err: Mapping[str, Any], errors: list[Any]) -> list[str] | Non
     loc = tuple(err["loc"])
     if not loc or not isinstance(loc[-1], str) or not _UNION_TAG.match(loc[-1]):
         return None
+    # the members of one union saw the same input and failed in different ways ('A' and 'B' of
+    # a dict[str, float] are two keys, not a union: other inputs, the same failure)
     siblings = [e for e in errors if len(e["loc"]) == len(loc) and tuple(e["loc"][:-1]) == loc[:-1]
-                and isinstance(e["loc"][-1], str) and _UNION_TAG.match(e["loc"][-1])]
-    if len(siblings) < 2:
+                and isinstance(e["loc"][-1], str) and _UNION_TAG.match(e["loc"][-1]) and e.get("input") is err.get("input")]
+    if len({e["type"] for e in siblings}) < 2:
         return None
     return list(dict.fromkeys(_kind_name(e) for e in siblings))
+
+
+_BRACKET_TAG = re.compile(r"^[a-z_-]+\[.*\]$")  # 'tuple[str, ...]', 'function-after[...]': never a field name
+
+
+def _deepest_member(err: Mapping[str, Any], errors: list[Any]) -> Mapping[str, Any]:
+    """For a union, the member error that got furthest into the value: `data: [a, 3]` against
+    `str | tuple[str, ...]` is 'data.1 must be text', not 'data must be text'."""
+    loc = tuple(err["loc"])
+    if not loc or not isinstance(loc[-1], str) or not _UNION_TAG.match(loc[-1]):
+        return err
+    n = len(loc) - 1
+    deeper = [e for e in errors if len(e["loc"]) > len(loc) and tuple(e["loc"][:n]) == loc[:-1]
+              and isinstance(e["loc"][n], str) and _UNION_TAG.match(e["loc"][n])]
+    return max(deeper, key=lambda e: len(e["loc"])) if deeper else err
 
 
 def _or(words: list[str]) -> str:
@@ -409,8 +426,10 @@ def validation_to_config_error(
     """Turn the most useful pydantic error into a one-line ConfigError with a fix."""
     err = _pick_error(exc)
     members = _union_members(err, exc.errors()) if err["type"] != "extra_forbidden" else None
+    if members is None:
+        err = _deepest_member(err, exc.errors())
     raw = tuple(err["loc"])[:-1] if members is not None else tuple(err["loc"])  # 'profile.hobbies', not '...hobbies.str'
-    loc = tuple(p for p in raw if not (isinstance(p, str) and p.startswith("function-")))
+    loc = tuple(p for p in raw if not (isinstance(p, str) and (p.startswith("function-") or _BRACKET_TAG.match(p))))
     field = ".".join(str(p) for p in prefix + loc) or None
     line = line_for(lines or {}, prefix + loc) if lines else None
     kind = err["type"]
