@@ -147,7 +147,7 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
     if path.is_dir():
         raise ConfigError("is a folder, not a file.", file=str(path), fix="give the path of a YAML, JSON or JSONL file.")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not content
     except UnicodeDecodeError as exc:
         head = path.read_bytes()[:4]
         if head[:2] in (b"\xff\xfe", b"\xfe\xff"):

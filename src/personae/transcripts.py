@@ -125,11 +125,17 @@ def transcript_files(entries: Sequence[str], base_dir: Path) -> list[Path]:
         if glob.has_magic(entry):
             found = sorted(Path(p) for p in glob.glob(str(base_dir / entry), recursive=True) if Path(p).is_file())
             if not found:
-                raise ConfigError(f"the pattern '{entry}' matches no file (looked in {base_dir}).",
+                unclosed = ("; its '[' opens a set of characters that is never closed (write '[[]' for a literal '[')"
+                            if entry.count("[") > entry.count("]") else "")
+                raise ConfigError(f"the pattern '{entry}' matches no file (looked in {base_dir}){unclosed}.",
                                   field="options.data", fix="check the pattern, e.g. 'psych201/*.jsonl'.")
         elif (base_dir / entry).is_dir():
             raise ConfigError(f"'{entry}' is a folder, not a file ({base_dir / entry}).", field="options.data",
                               fix=f"name the files in it, or a pattern such as '{Path(entry) / '*.jsonl'}'.")
+        elif not (base_dir / entry).exists() and not (base_dir / entry).is_symlink():
+            raise ConfigError(f"the transcript file '{entry}' was not found (looked in {base_dir}).",
+                              field="options.data", fix="give paths relative to the spec, or a pattern such as "
+                              "'psych201/*.jsonl'.")
         else:
             found = [base_dir / entry]
         files += [f for f in found if f not in files]
