@@ -199,3 +199,14 @@ def test_per_provider_backend_blocks_are_redacted_too() -> None:
 
     got = redact({"openai": {"base_url": "http://u:p4ss@127.0.0.1:1/v1", "api_key": "sk-x"}, "local": {"n_ctx": 4}})
     assert got == {"openai": {"base_url": "http://***@127.0.0.1:1/v1", "api_key": "***"}, "local": {"n_ctx": 4}}
+
+
+def test_personae_models_never_prints_a_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from personae.cli.main import app
+
+    monkeypatch.setenv("PERSONAE_OPENAI_BASE_URL", "http://alice:hunter2-pass@127.0.0.1:9/v1")
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "hunter2-pass" not in result.output and "http://***@127.0.0.1:9/v1" in result.output

@@ -106,9 +106,9 @@ def provider_status() -> list[ProviderStatus]:
     try:
         import openai  # noqa: PLC0415
 
-        from .openai import _env_base_url  # noqa: PLC0415
+        from .openai import _env_base_url, without_credentials  # noqa: PLC0415
 
-        url = _env_base_url()
+        url = without_credentials(_env_base_url())  # 'personae models' prints it: never a password
         rows.append(ProviderStatus("openai", True, f"openai {openai.__version__}; base URL "
                                    f"{url or 'not set (PERSONAE_OPENAI_BASE_URL)'}", "openai/MODEL"))
     except ImportError as exc:
