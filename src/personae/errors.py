@@ -63,7 +63,7 @@ class ConfigError(PersonaeError):
         self.file = file
         self.line = line
         self.field = field
-        self.detail = message
+        self.detail = mask_secrets(message)
         """The message without the 'file:line: field' prefix (to re-raise with a better location)."""
         where = ""
         if file:

@@ -378,3 +378,31 @@ def test_a_bad_spec_after_a_finished_run_loses_nothing(bad: str, tmp_path: Path)
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text(encoding="utf-8"))
     assert run["counts"]["cache_hits"] == 8 and run["counts"]["backend_calls"] == 0
+
+
+def test_a_store_from_a_newer_personae_is_refused_and_keeps_its_results(tmp_path: Path) -> None:
+    """Accepted (and written to) before. Now one line naming both schema versions; the store is not
+    changed, so the newer personae (here: the row taken out again) still finds every result."""
+    import sqlite3
+
+    from personae import __version__
+    from personae.store import MIGRATIONS
+
+    store, out = tmp_path / "store.sqlite", tmp_path / "run"
+    assert _invoke(["run", str(_grid_spec(tmp_path)), "--out", str(out), "--quiet"]).exit_code == 0
+    future = len(MIGRATIONS) + 1
+    with sqlite3.connect(store) as conn:
+        conn.execute("INSERT INTO migrations VALUES (?, 0)", (future,))
+    conn.close()
+    rows, files = _snapshot(store, out)
+
+    line = _one_error_line(_invoke(["run", str(_grid_spec(tmp_path)), "--out", str(out), "--quiet"]))
+    assert f"{store}: was written by a newer personae: its schema is version {future}" in line
+    assert f"this personae ({__version__}) reads up to version {len(MIGRATIONS)}" in line and "Fix: upgrade" in line
+    assert _snapshot(store, out) == (rows, files)
+
+    with sqlite3.connect(store) as conn:
+        conn.execute("DELETE FROM migrations WHERE version = ?", (future,))
+    conn.close()
+    assert _invoke(["run", str(_grid_spec(tmp_path)), "--out", str(out), "--quiet"]).exit_code == 0
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["counts"]["cache_hits"] == 8
