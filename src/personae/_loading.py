@@ -8,9 +8,10 @@ misspelt field name, the allowed values for a bad literal).
 from __future__ import annotations
 
 import difflib
+import glob
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,11 +135,8 @@ def _json_loads(text: str, file: str, line: int | None = None) -> Any:
     return data
 
 
-def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
-    """Read a YAML, JSON or JSONL file into documents, each with a line map.
-
-    YAML and JSON files hold one document; JSONL holds one per line.
-    """
+def read_text(path: Path) -> str:
+    """A file's text, or a one-line error: not found, a folder, not UTF-8 (with its line), unreadable."""
     if not path.exists():
         if path.is_symlink():
             raise ConfigError("is a symbolic link that leads nowhere (its target is missing, or links loop).",
@@ -166,6 +164,15 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
         raise ConfigError(f"holds a NUL byte (character {at + 1}): it is a binary file, or text saved in another "
                           "encoding.", file=str(path), line=text.count("\n", 0, at) + 1,
                           fix="save the file as plain UTF-8 text, without NUL characters.")
+    return text
+
+
+def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
+    """Read a YAML, JSON or JSONL file into documents, each with a line map.
+
+    YAML and JSON files hold one document; JSONL holds one per line.
+    """
+    text = read_text(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         docs: list[tuple[Any, LineMap]] = []
@@ -231,6 +238,31 @@ def _many_documents(text: str, exc: yaml.composer.ComposerError, file: str) -> C
                        "document per file.", file=file, line=line,
                        fix="put each document in its own file, or merge them into one (several personas go in "
                        "one list under 'personas:').")
+
+
+def expand_files(entries: Sequence[str], base_dir: Path, *, field: str, example: str) -> list[Path]:
+    """The files named by a list of paths and glob patterns (`*`, `?`, `[...]`, `**`), relative to
+    `base_dir`, in the order given (each pattern's matches sorted), each file once. A pattern that
+    matches nothing is an error on `field` (`example` is a pattern shown in its fix)."""
+    files: list[Path] = []
+    for entry in entries:
+        if glob.has_magic(entry):
+            found = sorted(Path(p) for p in glob.glob(str(base_dir / entry), recursive=True) if Path(p).is_file())
+            if not found:
+                unclosed = ("; its '[' opens a set of characters that is never closed (write '[[]' for a literal '[')"
+                            if entry.count("[") > entry.count("]") else "")
+                raise ConfigError(f"the pattern '{entry}' matches no file (looked in {base_dir}){unclosed}.",
+                                  field=field, fix=f"check the pattern, e.g. '{example}'.")
+        elif (base_dir / entry).is_dir():
+            raise ConfigError(f"'{entry}' is a folder, not a file ({base_dir / entry}).", field=field,
+                              fix=f"name the files in it, or a pattern such as '{Path(entry) / '*.jsonl'}'.")
+        elif not (base_dir / entry).exists() and not (base_dir / entry).is_symlink():
+            raise ConfigError(f"the file '{entry}' was not found (looked in {base_dir}).", field=field,
+                              fix=f"give paths relative to the spec, or a pattern such as '{example}'.")
+        else:
+            found = [base_dir / entry]
+        files += [f for f in found if f not in files]
+    return files
 
 
 def _json_lines(text: str, file: str) -> LineMap:

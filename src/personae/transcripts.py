@@ -19,7 +19,6 @@ field; in `uninformative` ones it is a seeded coin flip whatever the profile say
 
 from __future__ import annotations
 
-import glob
 import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._loading import read_documents
+from ._loading import expand_files, read_documents
 from .errors import ConfigError
 
 MARK = re.compile(r"<<(.*?)>>", re.DOTALL)
@@ -120,26 +119,7 @@ def load_transcripts(path: str | Path) -> tuple[Transcript, ...]:
 def transcript_files(entries: Sequence[str], base_dir: Path) -> list[Path]:
     """The files named by a list of paths and glob patterns (`*`, `?`, `[...]`, `**`), relative to
     `base_dir`, in the order given (each pattern's matches sorted), each file once."""
-    files: list[Path] = []
-    for entry in entries:
-        if glob.has_magic(entry):
-            found = sorted(Path(p) for p in glob.glob(str(base_dir / entry), recursive=True) if Path(p).is_file())
-            if not found:
-                unclosed = ("; its '[' opens a set of characters that is never closed (write '[[]' for a literal '[')"
-                            if entry.count("[") > entry.count("]") else "")
-                raise ConfigError(f"the pattern '{entry}' matches no file (looked in {base_dir}){unclosed}.",
-                                  field="options.data", fix="check the pattern, e.g. 'psych201/*.jsonl'.")
-        elif (base_dir / entry).is_dir():
-            raise ConfigError(f"'{entry}' is a folder, not a file ({base_dir / entry}).", field="options.data",
-                              fix=f"name the files in it, or a pattern such as '{Path(entry) / '*.jsonl'}'.")
-        elif not (base_dir / entry).exists() and not (base_dir / entry).is_symlink():
-            raise ConfigError(f"the transcript file '{entry}' was not found (looked in {base_dir}).",
-                              field="options.data", fix="give paths relative to the spec, or a pattern such as "
-                              "'psych201/*.jsonl'.")
-        else:
-            found = [base_dir / entry]
-        files += [f for f in found if f not in files]
-    return files
+    return expand_files(entries, base_dir, field="options.data", example="psych201/*.jsonl")
 
 
 def load_transcript_files(files: Sequence[Path]) -> tuple[Transcript, ...]:

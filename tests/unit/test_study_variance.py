@@ -16,6 +16,7 @@ from scipy.spatial.distance import jensenshannon
 from personae.api import run_study
 from personae.backends.base import Generation, Request
 from personae.backends.fake import FakeBackend
+from personae.errors import BackendError
 from personae.items import load_items
 from personae.parsing import parse_choice
 from personae.runner import Result
@@ -198,3 +199,135 @@ def test_chaosnli_alphanli_file_runs_as_two_option_items_against_its_human_label
     assert {r["item"] for r in rows} == set(items)
     assert all(r.get("jsd_panel_human") is not None for r in rows)
     assert outcome.summary.stats["pooled"]["fake/x"]["jsd_to_humans"]["items"] == 3
+
+
+# ---------------------------------------------------------------- failed requests in one arm only (issue 7)
+
+
+def failing(respond: Callable[[Request], str], when: Callable[[Request], bool]) -> Callable[[Request], str]:
+    """`respond`, except that the requests `when` picks fail permanently (a 400: no retry)."""
+    def reply(request: Request) -> str:
+        if when(request):
+            raise BackendError("scripted failure of one arm", backend="fake/x", status=400)
+        return respond(request)
+    return reply
+
+
+def item_of(study: VarianceStudy, request: Request) -> str:
+    return next(i.id for i in study.items if i.question in request.last_user())
+
+
+def test_items_a_persona_failed_are_dropped_from_the_dispersion_test_and_counted_against_it() -> None:
+    data = spec()
+    study = VarianceStudy(resolve_spec(data))
+    ids = [i.id for i in study.items]
+    lost = {ids[1]: 5, ids[4]: 4, ids[6]: 3}  # failed runs of the Democrat: 5 and 4 of 5 drop the item, 3 do not
+
+    def democrat_fails(request: Request) -> bool:
+        return "a Democrat" in system_of(request) and request.replicate < lost.get(item_of(study, request), 0)
+
+    broken = run(data, failing(leaning, democrat_fails))
+    full = run(data, leaning)  # the same answers where the broken run had them (cache)
+    pairing = broken.summary.stats["pairing"]["fake/x"]
+    assert set(pairing) == {"dispersion"}  # no human labels: no JSD comparison
+    assert pairing["dispersion"] == {"units": 8, "paired": 6, "dropped": {"democrat": 2, "republican": 0,
+                                     "religious": 0, "atheist": 0}, "share_dropped": 0.25, "status": "dropped"}
+    rows = {r["item"]: r for r in broken.summary.table}
+    full_rows = {r["item"]: r for r in full.summary.table}
+    assert {i for i, r in rows.items() if r.get("p_value") is None} == {ids[1], ids[4]}
+    assert [rows[i].get("failed_panel") for i in ids] == [lost.get(i) for i in ids]
+    assert not any("failed_baseline" in r for r in rows.values())  # the no-persona panel lost nothing
+    for i in set(ids) - {ids[1], ids[4], ids[6]}:  # untouched items: the same test as in the full run
+        assert (rows[i]["d_between"], rows[i]["p_value"]) == (full_rows[i]["d_between"], full_rows[i]["p_value"])
+    assert rows[ids[6]]["answers"] == 4 * 5 - 3
+    pooled = broken.summary.stats["pooled"]["fake/x"]
+    assert pooled["items_tested"] == 6
+    # the mixed model sees only the items that entered: 6 items' persona answers
+    assert pooled["mixed_model"]["n"] == sum(rows[i]["answers"] for i in ids if i not in (ids[1], ids[4]))
+    verdict = broken.summary.verdict
+    assert verdict.startswith("Failed requests broke the pairing in 1 comparison (more than 5% of units dropped): "
+                              "fake/x personas vs run-to-run noise: 2 of 8 units (25%) dropped because an arm "
+                              "failed (democrat 2, republican 0, religious 0, atheist 0).")
+    assert "of 6 items significant at 0.05" in verdict
+    assert not full.summary.verdict.startswith("Failed") and full.summary.stats["pairing"]["fake/x"]["dispersion"][
+        "status"] == "ok"
+
+
+def test_a_persona_failing_most_items_leaves_not_enough_data_rather_than_an_estimate() -> None:
+    data = spec()
+    study = VarianceStudy(resolve_spec(data))
+    gone = {i.id for i in study.items[:5]}  # 5 of 8 items: 62% dropped
+
+    outcome = run(data, failing(leaning, lambda r: "a Republican" in system_of(r) and item_of(study, r) in gone))
+    pairing = outcome.summary.stats["pairing"]["fake/x"]["dispersion"]
+    assert (pairing["paired"], pairing["dropped"]["republican"], pairing["status"]) == (3, 5, "not enough data")
+    pooled = outcome.summary.stats["pooled"]["fake/x"]
+    assert pooled == {"items_tested": 0}
+    assert all(r.get("p_value") is None for r in outcome.summary.table)
+    verdict = outcome.summary.verdict
+    assert verdict.startswith("Failed requests broke the pairing in 1 comparison")
+    assert "5 of 8 units (62%) dropped because an arm failed (democrat 0, republican 5" in verdict
+    assert "not enough data, no estimate" in verdict
+    assert ("fake/x: not enough data to compare personas with run-to-run noise (3 of 8 items answered at least "
+            "twice by every persona), no estimate.") in verdict
+    assert "persona differences are" not in verdict
+
+
+def chaos_respond(items: dict[str, Any]) -> Callable[[Request], str]:
+    def respond(request: Request) -> str:  # everybody samples from the human labels
+        item = next(i for i in items.values() if i.question.split("\n")[0] in request.last_user())
+        return sample(request, item.human_distribution(), "ABC")
+    return respond
+
+
+def test_one_failed_no_persona_request_drops_its_item_from_the_jsd_comparison_only() -> None:
+    items = {i.id: i for i in load_items(CHAOS, "chaosnli")}
+    data = spec(items=str(CHAOS), items_format="chaosnli", answer_type="labels")
+    study = VarianceStudy(resolve_spec(data))
+    first = study.items[0]
+
+    def baseline_fails(request: Request) -> bool:  # 1 of the 20 no-persona answers to the first item
+        return not system_of(request) and item_of(study, request) == first.id and request.replicate == 7
+
+    broken = run(data, failing(chaos_respond(items), baseline_fails))
+    full = run(data, chaos_respond(items))
+    pairing = broken.summary.stats["pairing"]["fake/x"]
+    assert pairing["jsd_to_humans"] == {"units": 3, "paired": 2, "dropped": {"persona panel": 0,
+                                        "no-persona panel": 1}, "share_dropped": pytest.approx(1 / 3),
+                                        "status": "dropped"}
+    assert pairing["dispersion"]["status"] == "ok"  # the persona panel lost nothing: every item tested
+    rows = {r["item"]: r for r in broken.summary.table}
+    assert rows[first.id]["failed_baseline"] == 1 and "failed_panel" not in rows[first.id]
+    assert "jsd_baseline_human" not in rows[first.id] and "jsd_panel_human" not in rows[first.id]
+    assert all(r.get("p_value") is not None for r in rows.values())
+    jsd = broken.summary.stats["pooled"]["fake/x"]["jsd_to_humans"]
+    kept = [r for r in full.summary.table if r["item"] != first.id]
+    assert jsd["items"] == 2
+    assert jsd["persona_panel"] == pytest.approx(np.mean([r["jsd_panel_human"] for r in kept]))
+    assert jsd["no_persona_panel"] == pytest.approx(np.mean([r["jsd_baseline_human"] for r in kept]))
+    verdict = broken.summary.verdict
+    assert verdict.startswith("Failed requests broke the pairing in 1 comparison (more than 5% of units dropped): "
+                              "fake/x persona panel vs no-persona panel (JSD to humans): 1 of 3 units (33%) dropped "
+                              "because an arm failed (persona panel 0, no-persona panel 1).")
+    assert "Against the human label distributions (2 items)" in verdict
+    assert "Against the human label distributions (3 items)" in full.summary.verdict
+
+
+def test_the_no_persona_panel_failing_on_most_items_gives_no_jsd_estimate() -> None:
+    items = {i.id: i for i in load_items(CHAOS, "chaosnli")}
+    data = spec(items=str(CHAOS), items_format="chaosnli", answer_type="labels")
+    study = VarianceStudy(resolve_spec(data))
+    gone = {i.id for i in study.items[1:]}
+
+    outcome = run(data, failing(chaos_respond(items), lambda r: not system_of(r) and item_of(study, r) in gone))
+    pairing = outcome.summary.stats["pairing"]["fake/x"]["jsd_to_humans"]
+    assert (pairing["paired"], pairing["dropped"], pairing["status"]) == (
+        1, {"persona panel": 0, "no-persona panel": 2}, "not enough data")
+    pooled = outcome.summary.stats["pooled"]["fake/x"]
+    assert "jsd_to_humans" not in pooled and pooled["items_tested"] == 3  # the dispersion test is unaffected
+    assert not any("jsd_panel_human" in r for r in outcome.summary.table)
+    verdict = outcome.summary.verdict
+    assert verdict.startswith("Failed requests broke the pairing in 1 comparison")
+    assert ("Against the human label distributions: not enough data (1 of 3 items answered in full by both panels), "
+            "no estimate.") in verdict
+    assert "mean JSD" not in verdict and "closer to the humans" not in verdict

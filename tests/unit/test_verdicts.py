@@ -3,16 +3,20 @@ and the pairing rule that decides which units enter a comparison."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats as sps
 
 from personae.studies._pairing import pair_units
 from personae.studies.accuracy import _verdict as accuracy_verdict
 from personae.studies.individuation import _verdict as individuation_verdict
+from personae.studies.style import _verdict as style_verdict
+from personae.studies.variance import _verdict as variance_verdict
 
 # ---------------------------------------------------------------- the pairing helper
 
@@ -99,7 +103,7 @@ def named(verdict: str, phrase: str) -> list[str]:
     return names
 
 
-GENERATED = settings(max_examples=300, deadline=None)
+GENERATED = settings(max_examples=300, deadline=None, derandomize=True)  # no unseeded randomness in tests
 
 
 def check_drop_lead(verdict: str, comparisons: Any) -> None:
@@ -216,10 +220,184 @@ def test_old_individuation_verdict_defects_are_gone() -> None:
 
 
 def test_the_variance_verdict_does_not_print_0_percent_for_a_share_it_could_not_estimate() -> None:
-    from personae.studies.variance import _verdict as variance_verdict
-
     pooled = {"items_tested": 4, "more_items_than_chance": {"p_value": 0.5}, "share_items_significant": 0.25,
               "items_significant_holm": 0}
     unknown = variance_verdict({"m": {**pooled, "share_persona": {"estimate": None}}})
     assert "0% of answer variance" not in unknown and "could not be estimated" in unknown
     assert "persona explains 7% of answer variance" in variance_verdict({"m": {**pooled, "share_persona": {"estimate": 0.07}}})
+
+
+def failed_everywhere(draw: Any, arms: tuple[str, str]) -> dict[str, Any]:
+    """The pairing of a comparison in which every request of one arm (or both) failed."""
+    units = draw(st.integers(1, 60))
+    gone = draw(st.sampled_from([(units, 0), (0, units), (units, units)]))
+    return {"units": units, "paired": 0, "dropped": dict(zip(arms, gone)), "share_dropped": 1.0,
+            "status": "not enough data"}
+
+
+def check_drop_counts(verdict: str, comparisons: dict[str, dict[str, Any]]) -> None:
+    """Every comparison past 5% dropped is named with its counts, overall and per arm."""
+    for label, c in comparisons.items():
+        if c["units"] and c["share_dropped"] > 0.05:
+            arms = ", ".join(f"{arm} {n}" for arm, n in c["dropped"].items())
+            assert (f"{label}: {c['units'] - c['paired']} of {c['units']} units ({c['share_dropped']:.0%}) dropped "
+                    f"because an arm failed ({arms})") in verdict
+
+
+# ---------------------------------------------------------------- style
+
+
+def moved(e: dict[str, Any]) -> bool:
+    """The study's rule, written out again: the CI excludes 0 and the shift is beyond the noise floor."""
+    return e.get("shift") is not None and (e["ci_low"] > 0 or e["ci_high"] < 0) and abs(e["shift"]) > e["noise_floor_sd"]
+
+
+@st.composite
+def style_stats(draw: Any) -> dict[str, Any]:
+    conds = draw(st.lists(st.sampled_from(["young-child", "pirate", "expert"]), unique=True, max_size=3))
+    feats = draw(st.lists(st.sampled_from(["length", "reading_level", "sentiment"]), unique=True, max_size=3))
+    all_failed = draw(st.integers(0, 9)) == 0
+    stats: dict[str, Any] = {"features": {}, "diversity": {}, "pairing": {}}
+    for cond in conds:
+        arms = (cond, "baseline")
+        p = failed_everywhere(draw, arms) if all_failed else draw(pairing_stats(arms))
+        stats["pairing"].setdefault("m", {})[cond] = p
+        for f in feats:
+            e: dict[str, Any] = {"prompts": p["paired"]}
+            if p["status"] != "not enough data" and p["paired"] >= 2 and draw(st.booleans()):
+                shift, lo, hi = draw(interval(allow_none=False))
+                e.update(shift=shift, ci_low=lo, ci_high=hi,
+                         noise_floor_sd=draw(st.one_of(st.just(math.nan), st.floats(0, 2))))
+                e["distinguishable"] = moved(e)
+            stats["features"].setdefault("m", {}).setdefault(cond, {})[f] = e
+    if conds and not all_failed and draw(st.booleans()):
+        ratio = draw(st.floats(0.5, 2))
+        stats["diversity"]["m"] = {"ratio": ratio, "null_ratio_mean": 1.0, "p_value": draw(st.floats(0.0005, 1)),
+                                   "strata": 8}
+    else:
+        stats["diversity"]["m"] = {"prompts": 0, "answers_without_embedding": 0}
+    return stats
+
+
+@GENERATED
+@given(style_stats())
+def test_the_style_verdict_never_contradicts_its_numbers(stats: dict[str, Any]) -> None:
+    verdict = style_verdict(stats)
+    pairings = stats["pairing"].get("m", {})
+    check_drop_lead(verdict, pairings.values())
+    check_drop_counts(verdict, {f"m {cond} vs baseline": p for cond, p in pairings.items()})
+    for cond, p in pairings.items():
+        if p["units"] and p["status"] == "not enough data":
+            assert re.search(rf"m {cond} vs baseline: [^;]* - not enough data, no estimate", verdict)
+    cells = [e for c in stats["features"].get("m", {}).values() for e in c.values()]
+    estimated = [e for e in cells if e.get("shift") is not None]
+    count = re.search(r"m: (\d+) of (\d+) persona x feature shifts are distinguishable", verdict)
+    if estimated:
+        assert count is not None
+        assert (int(count.group(1)), int(count.group(2))) == (sum(map(moved, estimated)), len(estimated))
+    else:  # nothing estimated (all failures, no conditions, no features): no count of shifts at all
+        assert count is None and "distinguishable" not in verdict
+        assert (f"none of the {len(cells)} persona x feature shifts could be estimated" in verdict) == bool(cells)
+    named = re.search(r"features that moved: ([^)]*)\)", verdict)
+    flagged = {f for c in stats["features"].get("m", {}).values() for f, e in c.items() if moved(e)}
+    assert (named.group(1).split(", ") if named else []) == sorted(flagged)
+    assert ("more could not be estimated" in verdict) == (bool(estimated) and len(cells) > len(estimated))
+    div = stats["diversity"]["m"]
+    if div.get("ratio") is None:
+        assert "diverse" not in verdict
+    else:
+        assert ("answers are more diverse" in verdict) == (div["p_value"] < 0.05)
+        assert ("answers are not more diverse" in verdict) == (div["p_value"] >= 0.05)
+        assert f"distance ratio {div['ratio']:.2f}, permutation p = {div['p_value']:.3g}" in verdict
+
+
+def test_the_style_verdict_does_not_count_shifts_it_could_not_estimate_as_indistinguishable() -> None:
+    # before: '0 of 3 persona x feature shifts are distinguishable' when 2 of the 3 had no estimate
+    shift = {"prompts": 8, "shift": 0.1, "ci_low": -0.2, "ci_high": 0.4, "noise_floor_sd": 0.05}
+    stats = {"features": {"m": {"child": {"length": shift, "sentiment": {"prompts": 1}},
+                                "pirate": {"length": {"prompts": 0}}}}, "diversity": {"m": {"prompts": 0}}}
+    verdict = style_verdict(stats)
+    assert "m: 0 of 1 persona x feature shifts are distinguishable from run-to-run noise; 2 more could not be " \
+           "estimated (not enough data)." == verdict
+
+
+# ---------------------------------------------------------------- variance
+
+
+@st.composite
+def variance_stats(draw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    all_failed = draw(st.integers(0, 9)) == 0
+    arms = ("democrat", "republican")
+    disp = failed_everywhere(draw, arms) if all_failed else draw(pairing_stats(arms))
+    comps: dict[str, Any] = {"dispersion": disp}
+    pooled: dict[str, Any] = {"items_tested": 0}
+    tested = draw(st.integers(0, disp["paired"])) if disp["status"] != "not enough data" else 0
+    if tested:
+        k = draw(st.integers(0, tested))
+        share = draw(st.one_of(st.none(), st.floats(0, 1)))
+        pooled = {"items_tested": tested, "share_items_significant": k / tested,
+                  "items_significant_holm": draw(st.integers(0, k)),
+                  "more_items_than_chance": {"p_value": float(sps.binomtest(k, tested, 0.05,
+                                                                             alternative="greater").pvalue)},
+                  "share_persona": None if share is None else {"estimate": share}}
+    if draw(st.booleans()):  # items with human labels and a no-persona panel
+        panels = ("persona panel", "no-persona panel")
+        human = failed_everywhere(draw, panels) if all_failed else draw(pairing_stats(panels))
+        comps["jsd_to_humans"] = human
+        if human["status"] != "not enough data" and human["paired"] and draw(st.booleans()):
+            items = draw(st.integers(1, human["paired"]))
+            diff, lo, hi = (v / 10 for v in draw(interval(allow_none=False)))
+            edge = draw(st.sampled_from([None, 0.0, 0.004, -0.004]))  # CIs that end at or right by 0
+            if edge is not None:
+                lo, hi = (edge, max(hi, edge)) if draw(st.booleans()) else (min(lo, edge), edge)
+                diff = min(max(diff, lo), hi)
+            lo, hi = (None, None) if items < 2 else (lo, hi)  # as the study: no CI from one item
+            panel = draw(st.floats(0.3, 0.6))
+            pooled["jsd_to_humans"] = {"persona_panel": panel, "no_persona_panel": panel - diff, "items": items,
+                                       "difference": diff, "difference_ci": None if lo is None else [lo, hi]}
+    return {"m": pooled}, {"m": comps}
+
+
+@GENERATED
+@given(variance_stats())
+def test_the_variance_verdict_never_contradicts_its_numbers(summary: Any) -> None:
+    pooled, pairing = summary
+    verdict = variance_verdict(pooled, pairing)
+    p, comps = pooled["m"], pairing["m"]
+    check_drop_lead(verdict, comps.values())
+    check_drop_counts(verdict, {f"m {label}": comps[key] for key, label in (
+        ("dispersion", "personas vs run-to-run noise"), ("jsd_to_humans", "persona panel vs no-persona panel "
+                                                         "(JSD to humans)")) if key in comps})
+    disp = comps["dispersion"]
+    if disp["status"] == "not enough data":
+        assert (f"m: not enough data to compare personas with run-to-run noise ({disp['paired']} of {disp['units']} "
+                "items answered at least twice by every persona), no estimate.") in verdict
+        assert "persona differences are" not in verdict and "explains" not in verdict
+    elif not p["items_tested"]:
+        assert "too few parsed answers" in verdict and "persona differences are" not in verdict
+    else:
+        chance = p["more_items_than_chance"]["p_value"]
+        assert ("persona differences are larger than run-to-run noise" in verdict) == (chance < 0.05)
+        assert ("persona differences are not larger than run-to-run noise" in verdict) == (chance >= 0.05)
+        assert f"({p['share_items_significant']:.0%} of {p['items_tested']} items significant at 0.05, " \
+               f"{p['items_significant_holm']} after Holm" in verdict
+        share = (p["share_persona"] or {}).get("estimate")
+        assert ("could not be estimated" in verdict) == (share is None)
+        if share is not None:
+            assert f"persona explains {100 * share:.0f}% of answer variance" in verdict
+    human = comps.get("jsd_to_humans")
+    jsd = p.get("jsd_to_humans")
+    if human is not None and human["status"] == "not enough data":
+        assert (f"Against the human label distributions: not enough data ({human['paired']} of {human['units']} "
+                "items answered in full by both panels), no estimate.") in verdict
+        assert "mean JSD" not in verdict
+    elif jsd is None:
+        assert "human label" not in verdict
+    else:
+        assert f"({jsd['items']} items), the persona panel's mean JSD is {jsd['persona_panel']:.3f}" in verdict
+        assert f"mean paired difference {jsd['difference']:+.3f}" in verdict
+        ci = jsd["difference_ci"]
+        assert ("too few items for a CI" in verdict) == (ci is None)
+        assert ("the persona panel is closer to the humans" in verdict) == (ci is not None and ci[1] < 0)
+        assert ("the persona panel is further from the humans" in verdict) == (ci is not None and ci[0] > 0)
+        assert ("the CI includes 0" in verdict) == (ci is not None and ci[0] <= 0 <= ci[1])

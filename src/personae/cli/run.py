@@ -91,7 +91,11 @@ def print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
                                 f" (left out of the statistics; run the same command to try them again). "
                                 f"Most common: {kinds[0]['example'] if kinds else '?'}"))
     out.print(Text.assemble(("verdict:", "bold"), " ", outcome.summary.verdict))  # plain text, not markup
-    out.print(f"{s.requests} requests: {s.backend_calls} backend calls, {s.cache_hits} cache hits, "
-              f"{s.errors} errors, {s.retries} retries")
+    predictions = outcome.summary.counts.get("predictions")
+    if predictions is not None and not s.requests:
+        out.print(f"{predictions} predictions read from files: no model was asked (0 requests)")
+    else:
+        out.print(f"{s.requests} requests: {s.backend_calls} backend calls, {s.cache_hits} cache hits, "
+                  f"{s.errors} errors, {s.retries} retries")
     if outcome.out_dir is not None:
         out.print(f"wrote {outcome.out_dir}/run.json, results.jsonl, summary.json, report.html", markup=False)

@@ -19,6 +19,7 @@ STUDIES: dict[str, str] = {
     "variance": "personae.studies.variance",
     "individuation": "personae.studies.individuation",
     "style": "personae.studies.style",
+    "consistency": "personae.studies.consistency",
 }
 
 

@@ -15,10 +15,22 @@ from typing import Any
 
 from scipy.stats import binomtest
 
+from ..items import MCItem
+from ..parsing import parse_choice
+
 BIAS_SHARE = 0.5
 """A letter given in at least this share of parsed answers..."""
 BIAS_ALPHA = 0.001
 """...and more often than the key holds it (exact binomial p below this) is flagged."""
+
+
+def sample_answer(model: str, condition: str, item: MCItem, replicate: int, text: str | None, *, ok: bool
+                  ) -> dict[str, Any]:
+    """The answer record of one sample: the letter parsed from a reply's text (None: a parse failure,
+    or `ok` False: a failed request), and whether it is the key's."""
+    letter = parse_choice(text, item.letters, item.choices) if ok else None
+    return dict(model=model, condition=condition, item=item.id, replicate=replicate, answer=letter,
+                correct=None if letter is None else letter == item.answer_letter, error=not ok)
 
 
 def accuracy_parse_wrong(samples: Sequence[Mapping[str, Any]]) -> float | None:

@@ -12,6 +12,11 @@ signed-rank test on per-item accuracies and McNemar on majority-correct, Holm-ad
 conditions and models. Each difference sits next to the run-to-run noise floor. An item
 enters a comparison only if both arms answered it (`_pairing.pair_units`); the items each arm
 lost are counted, the verdict leads with drops past 5%, and past 50% gives no estimate.
+
+Predictions made elsewhere (`options.predictions`, a JSONL of item id -> predicted letter per
+condition; layout in `_predictions`) take the place of the model: no request is planned, each
+row becomes the per-sample answer record a generated reply would have given, and the same
+analysis runs on them.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from ..runner import Result
 from ..spec_types import ResolvedSpec
 from ..stats import bootstrap_ci, holm, mcnemar, paired_difference_ci, wilcoxon_signed_rank
 from ._cells import Condition, cells
-from ._answers import accuracy_parse_wrong, bias_note, letter_distribution, point_ci_notes
+from ._answers import accuracy_parse_wrong, bias_note, letter_distribution, point_ci_notes, sample_answer
 from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
+from ._predictions import Predictions, load_predictions
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
@@ -74,6 +80,10 @@ class AccuracyOptions(BaseModel):
     mixed_model: bool = False
     """Also fit the mixed-effects logistic regression correct ~ condition + (1|item) (statsmodels'
     BinomialBayesMixedGLM, variational Bayes) and, as a check, a GEE logit with items as clusters."""
+    predictions: str | tuple[str, ...] | None = None
+    """Predictions made elsewhere, analysed instead of asking a model: JSONL paths or glob patterns,
+    relative to the spec (layout: personae.studies._predictions). Conditions are the rows' own unless
+    `conditions` is set; items no row names are left out."""
 
 
 NO_EXPERT = frozenset({"other", "others", "unknown", "misc", "miscellaneous", "general"})
@@ -109,16 +119,20 @@ class AccuracyStudy(Study[AccuracyOptions]):
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
         study = cls(resolved)
+        if study.predictions is not None:  # read and checked here, before anything runs
+            if study.options.mode == "logprob":
+                raise ConfigError("mode 'logprob' reads answers from a model's scores, and options.predictions "
+                                  "asks no model.", field="options.mode",
+                                  fix="remove mode (or options.predictions to run a model).")
+            _require_keys(study.items)
+            return
         items = study.items
         domains = study.domains
         conds = study.condition_names
         if "off-domain" in conds and len(domains) < 2:
             raise ConfigError(f"'off-domain' needs items of at least two domains; the bank has {domains}.",
                               field="options.conditions", fix="drop 'off-domain' or add items of another domain.")
-        unkeyed = [i.id for i in items if i.answer is None]
-        if unkeyed:
-            raise ConfigError(f"{len(unkeyed)} items have no answer key (e.g. '{unkeyed[0]}').",
-                              field="options.items", fix="give every item an 'answer'.")
+        _require_keys(items)
         library = builtin_personas()
         user = {p.id for p in resolved.personas}
         for c in study.options.conditions:
@@ -139,6 +153,8 @@ class AccuracyStudy(Study[AccuracyOptions]):
     def mode(self) -> str:
         """The mode the run uses ('auto' resolved from the backends' capabilities, asked of backends
         created without contacting any server)."""
+        if self.predictions is not None:
+            return "predictions"
         if self.options.mode != "auto":
             return self.options.mode
         return "logprob" if not self.cannot_score else "generate"
@@ -152,9 +168,23 @@ class AccuracyStudy(Study[AccuracyOptions]):
     # ---------------------------------------------------------------- items and conditions
     @cached_property
     def items(self) -> tuple[MCItem, ...]:
+        """The items analysed: the bank, or with predictions the bank's items that some row names."""
+        if self.predictions is None:
+            return self.bank
+        named = set(self.predictions.items)
+        return tuple(i for i in self.bank if i.id in named)
+
+    @cached_property
+    def all_items(self) -> tuple[MCItem, ...]:
+        """Every item of options.items."""
         o = self.options
-        items = resolve_items(o.items, self.resolved.base_dir, o.items_format, seed=self.spec.seed,
-                              hf_split=o.hf_split)
+        return resolve_items(o.items, self.resolved.base_dir, o.items_format, seed=self.spec.seed, hf_split=o.hf_split)
+
+    @cached_property
+    def bank(self) -> tuple[MCItem, ...]:
+        """The items of options.items that options.domains and options.limit keep."""
+        o = self.options
+        items = self.all_items
         if o.domains:
             wanted = {normalize_domain(d) for d in o.domains}
             items = tuple(i for i in items if normalize_domain(i.domain) in wanted)
@@ -176,8 +206,26 @@ class AccuracyStudy(Study[AccuracyOptions]):
         """The item bank's domains, sorted."""
         return sorted({i.domain for i in self.items})
 
+    @cached_property
+    def predictions(self) -> Predictions | None:
+        """options.predictions read and checked (None without it)."""
+        o = self.options
+        if o.predictions is None:
+            return None
+        return load_predictions((o.predictions,) if isinstance(o.predictions, str) else o.predictions,
+                                self.resolved.base_dir, items=self.all_items, kept=self.bank, models=self.spec.model,
+                                conditions=o.conditions if "conditions" in o.model_fields_set else None,
+                                items_ref=o.items)
+
+    @property
+    def replicates(self) -> int:
+        """Samples per (model, condition, item) in generate mode: the predictions' replicates, or the spec's."""
+        return self.predictions.replicates if self.predictions is not None else self.spec.replicates
+
     @property
     def condition_names(self) -> list[str]:
+        if self.predictions is not None:
+            return list(self.predictions.conditions)
         names = list(self.options.conditions)
         return names + [p.id for p in self.personas if p.id not in names]
 
@@ -214,7 +262,10 @@ class AccuracyStudy(Study[AccuracyOptions]):
                 for c in ("in-domain", "off-domain") if c in self.condition_names}
 
     def describe(self) -> list[str]:
-        """Which expert plays in-domain for each domain, and the domains that have none."""
+        """Which expert plays in-domain for each domain, and the domains that have none (or what the
+        predictions hold)."""
+        if self.predictions is not None:
+            return [self.predictions.describe(), *self.predictions.notes]
         if "in-domain" not in self.condition_names:
             return []
         counts: dict[str, int] = defaultdict(int)
@@ -233,7 +284,7 @@ class AccuracyStudy(Study[AccuracyOptions]):
         return [Message(role="user", content=f"{self.options.instruction}\n\n{item.render()}\nAnswer:")]
 
     def plan(self, done: Sequence[Result]) -> list[Request]:
-        if done:
+        if done or self.predictions is not None:
             return []
         logprob = self.mode == "logprob"
         plan = cells(self.spec.model, [Condition(c) for c in self.condition_names], self.items,
@@ -257,6 +308,9 @@ class AccuracyStudy(Study[AccuracyOptions]):
     def answers(self, results: Sequence[Result]) -> list[dict[str, Any]]:
         """One record per sample: model, condition, item, replicate, answer letter or None, correct, error."""
         by_id = self.items_by_id
+        if self.predictions is not None:  # each row is the answer record a reply with its text would give
+            return [sample_answer(p.model, p.condition, by_id[p.item], p.replicate, p.text, ok=True)
+                    for p in self.predictions.rows]
         out: list[dict[str, Any]] = []
         if self.mode == "logprob":
             groups: dict[tuple[str, str, str], list[Result]] = defaultdict(list)
@@ -273,16 +327,13 @@ class AccuracyStudy(Study[AccuracyOptions]):
                 out.append(dict(model=model, condition=cond, item=iid, replicate=0, answer=letter,
                                 correct=letter == item.answer_letter, error=False))
             return out
-        for r in results:
-            item = by_id[r.request.tags.item or ""]
-            letter = parse_choice(r.text, item.letters, item.choices) if r.ok else None
-            out.append(dict(model=r.request.model, condition=r.request.tags.condition, item=item.id,
-                            replicate=r.request.replicate, answer=letter,
-                            correct=None if letter is None else letter == item.answer_letter, error=not r.ok))
-        return out
+        return [sample_answer(r.request.model, r.request.tags.condition or "", by_id[r.request.tags.item or ""],
+                              r.request.replicate, r.text, ok=r.ok) for r in results]
 
     def analyze(self, results: Sequence[Result]) -> Summary:
         summary = analyze_accuracy(self, results)
+        if self.predictions is not None:
+            return self.predictions.annotate(summary, personas_unused=bool(self.personas))
         if self.options.mode == "auto":
             summary.notes.append(
                 "mode auto: answers read from the option letters' log-probabilities (logprob)." if self.mode == "logprob"
@@ -314,6 +365,13 @@ class AccuracyStudy(Study[AccuracyOptions]):
                  forest_plot([f"{r['condition']} ({r['model'].split('/')[-1]})" for r in rows],
                              [100 * r["diff"] for r in rows], [100 * r["diff_ci_low"] for r in rows],
                              [100 * r["diff_ci_high"] for r in rows], xlabel="accuracy change (points)"))]
+
+
+def _require_keys(items: Sequence[MCItem]) -> None:
+    unkeyed = [i.id for i in items if i.answer is None]
+    if unkeyed:
+        raise ConfigError(f"{len(unkeyed)} items have no answer key (e.g. '{unkeyed[0]}').",
+                          field="options.items", fix="give every item an 'answer'.")
 
 
 def per_item_accuracy(answers: Sequence[dict[str, Any]], model: str, cond: str, item_ids: Sequence[str]
@@ -349,7 +407,7 @@ def _cond_row(study: AccuracyStudy, answers: list[dict[str, Any]], model: str, c
         "model": model, "condition": cond, "items": int(ok.sum()),
         "accuracy": float(np.mean(acc[ok])) if ok.any() else None,
         "ci_low": ci.ci_low if ci else None, "ci_high": ci.ci_high if ci else None,
-        "run_to_run_sd": run_to_run_sd(answers, model, cond, study.spec.replicates),
+        "run_to_run_sd": run_to_run_sd(answers, model, cond, study.replicates),
         "parse_failure_rate": (sum(a["answer"] is None for a in samples) / len(samples)) if samples else None,
         "accuracy_parse_wrong": accuracy_parse_wrong(mine),
         "errors": sum(a["error"] for a in mine),
@@ -402,7 +460,7 @@ def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary
     _holm(table)
     stats: dict[str, Any] = {"tests": tests, "chance": float(np.mean([1 / len(i.choices) for i in study.items])),
                              "items": len(item_ids), "samples_per_cell": 1 if study.mode == "logprob"
-                             else study.spec.replicates, "mode": study.mode, "pairing": pairings}
+                             else study.replicates, "mode": study.mode, "pairing": pairings}
     keys = {i.id: str(i.answer_letter) for i in study.items}
     stats["answer_letters"] = {m: letter_distribution(answers, keys, m) for m in study.spec.model}
     if study.options.mixed_model:

@@ -224,7 +224,7 @@ class StyleStudy(Study):
             note = (st.get("agreement") or {}).get("note")
             if note:
                 notes.append(f"stance judge ({self.role_model('judge', model)}) of {model}'s answers: {note}")
-        return Summary(study=self.name, verdict=self._verdict(stats), table=table, stats=stats, counts=counts,
+        return Summary(study=self.name, verdict=_verdict(stats), table=table, stats=stats, counts=counts,
                        notes=notes)
 
     def _feature_values(self, results: Sequence[Result]) -> dict[tuple[str, str, str], list[float]]:
@@ -251,10 +251,9 @@ class StyleStudy(Study):
         shift = float(np.mean(per - base))
         sds = [np.std(values[(f, cond, q)], ddof=1) for q in prompts if len(values[(f, cond, q)]) > 1]
         noise = float(np.mean(sds)) if sds else float("nan")
-        excludes_zero = low > 0 or high < 0
-        return {"prompts": len(prompts), "shift": shift, "ci_low": low, "ci_high": high, "ci_method": method,
-                "noise_floor_sd": noise, "persona_mean": float(per.mean()), "baseline_mean": float(base.mean()),
-                "distinguishable": bool(excludes_zero and abs(shift) > noise)}
+        eff = {"prompts": len(prompts), "shift": shift, "ci_low": low, "ci_high": high, "ci_method": method,
+               "noise_floor_sd": noise, "persona_mean": float(per.mean()), "baseline_mean": float(base.mean())}
+        return {**eff, "distinguishable": distinguishable(eff)}
 
     def row_features(self, result: Result) -> dict[str, Any]:
         """The style features of an answer (verdicts and embeddings get none)."""
@@ -357,24 +356,6 @@ class StyleStudy(Study):
         return {"feature": self.options.effect_feature, "accuracy_run": str(self.options.accuracy_run),
                 "points": points}
 
-    def _verdict(self, stats: dict[str, Any]) -> str:
-        lead = drop_warnings((f"{model} {cond} vs baseline", p) for model, conds in stats.get("pairing", {}).items()
-                             for cond, p in conds.items())
-        parts = [lead.strip()] if lead else []
-        for model, conds in stats["features"].items():
-            moved = sorted({f for c in conds.values() for f, e in c.items() if e.get("distinguishable")})
-            n_cells = sum(1 for c in conds.values() for e in c.values() if e.get("distinguishable"))
-            total = sum(len(c) for c in conds.values())
-            div = stats["diversity"].get(model, {})
-            d_txt = ""
-            if div.get("ratio") is not None:
-                more = div["p_value"] < 0.05
-                d_txt = (f" The persona panel's answers are {'more' if more else 'not more'} diverse than re-sampling "
-                         f"one persona (distance ratio {div['ratio']:.2f}, permutation p = {div['p_value']:.3g}).")
-            parts.append(f"{model}: {n_cells} of {total} persona x feature shifts are distinguishable from run-to-run "
-                         f"noise" + (f" (features that moved: {', '.join(moved)})." if moved else ".") + d_txt)
-        return " ".join(parts)
-
     def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
         from ..report.plots import forest_plot, scatter_with_errors  # noqa: PLC0415
 
@@ -400,6 +381,44 @@ class StyleStudy(Study):
                          scatter_with_errors(x, y, labels=[p["persona"] for p in pts], xerr=xerr, yerr=yerr,
                                              xlabel=f"{emap['feature']} shift", ylabel="accuracy change (points)")))
         return figs
+
+
+def distinguishable(eff: dict[str, Any]) -> bool:
+    """A shift is distinguishable from noise when its 95% CI excludes 0 and it is larger than the
+    run-to-run noise floor (an unknown floor, NaN, distinguishes nothing)."""
+    if eff.get("shift") is None or eff.get("ci_low") is None or eff.get("ci_high") is None:
+        return False
+    return bool((eff["ci_low"] > 0 or eff["ci_high"] < 0) and abs(eff["shift"]) > eff["noise_floor_sd"])
+
+
+def _verdict(stats: dict[str, Any]) -> str:
+    """The verdict, from the summary's stats only (features, diversity, pairing): the flags it counts
+    are recomputed from each shift's numbers, so the sentence cannot disagree with the table."""
+    lead = drop_warnings((f"{model} {cond} vs baseline", p) for model, conds in stats.get("pairing", {}).items()
+                         for cond, p in conds.items())
+    parts = [lead.strip()] if lead else []
+    for model in dict.fromkeys([*stats.get("features", {}), *stats.get("diversity", {})]):
+        cells = [(f, e) for c in stats.get("features", {}).get(model, {}).values() for f, e in c.items()]
+        estimated = [(f, e) for f, e in cells if e.get("shift") is not None]
+        moved = sorted({f for f, e in estimated if distinguishable(e)})
+        n_moved = sum(distinguishable(e) for _, e in estimated)
+        missing = len(cells) - len(estimated)
+        if not cells:
+            text = f"{model}: no persona x feature shifts to report (no persona conditions or no features)."
+        elif not estimated:
+            text = (f"{model}: none of the {len(cells)} persona x feature shifts could be estimated (too few prompts "
+                    "answered by both the persona and the no-persona baseline).")
+        else:
+            text = (f"{model}: {n_moved} of {len(estimated)} persona x feature shifts are distinguishable from "
+                    "run-to-run noise" + (f" (features that moved: {', '.join(moved)})" if moved else "") +
+                    (f"; {missing} more could not be estimated (not enough data)" if missing else "") + ".")
+        div = stats.get("diversity", {}).get(model, {})
+        if div.get("ratio") is not None:
+            more = div["p_value"] < 0.05
+            text += (f" The persona panel's answers are {'more' if more else 'not more'} diverse than re-sampling one "
+                     f"persona (distance ratio {div['ratio']:.2f}, permutation p = {div['p_value']:.3g}).")
+        parts.append(text)
+    return " ".join(parts)
 
 
 def load_prompts(path: Path) -> tuple[Prompt, ...]:

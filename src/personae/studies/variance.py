@@ -8,11 +8,23 @@ a bootstrap CI over items, the share of answer variance between personas (eta^2,
 for numeric answers a mixed model answer ~ 1 + (1|persona) + (1|item). With human label
 distributions (ChaosNLI layout): JSD of the persona panel to humans vs a no-persona panel of
 the same size.
+
+Which items enter (issue 7, `_pairing.pair_units`, one rule per statistic):
+- the dispersion test (persona differences vs run-to-run noise): an item enters only if every
+  persona of the panel answered at least 2 of its runs (D_within needs two runs of a persona, and
+  D_between is over the whole panel, so that items compare like with like); a persona whose runs
+  failed drops the item, counted against that persona.
+- the JSD-to-humans comparison (persona panel vs no-persona panel): an item enters only if every
+  request of it succeeded in both panels. The plug-in JSD of a sample to the humans grows as the
+  sample shrinks, so a panel that lost answers would look further from the humans for that
+  reason alone; the two panels are the same size by design and stay so.
+Failed requests decide, not parse failures (those are answers, counted per item). Past 5% of a
+comparison's items dropped the verdict leads with it; past 50% that comparison gives no estimate.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, Literal
@@ -31,11 +43,20 @@ from ..spec_types import ResolvedSpec
 from ..stats import paired_difference_ci, bootstrap_ci, holm, jensen_shannon, wilcoxon_signed_rank
 from ..stats.dispersion import dispersion_test, variance_shares
 from ._cells import Condition, cells
+from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
+PANEL = "persona panel"
+NO_PERSONA = "no-persona panel"
+DISPERSION = "dispersion"
+"""The key of the dispersion test's pairing in `stats['pairing'][model]` (arms: the personas)."""
+JSD = "jsd_to_humans"
+"""The key of the JSD comparison's pairing in `stats['pairing'][model]` (arms: PANEL, NO_PERSONA)."""
 DEFAULT_PERSONAS = ("expert-physics", "expert-history", "layperson", "young-child", "democrat", "republican",
                     "religious", "atheist")
+Codes = dict[tuple[str, str], list[tuple[str, int | None]]]
+"""(model, item) -> [(condition, answer code or None)] over the successful requests."""
 INSTRUCTION = "Answer the following question. Reply with the letter of one option only."
 
 
@@ -67,7 +88,8 @@ class VarianceOptions(BaseModel):
 class VarianceStudy(Study[VarianceOptions]):
     name = "variance"
     display_columns = ("item", "answers", "d_within", "d_between", "ratio", "null_ratio", "p_value", "p_holm", "share_persona",
-                       "jsd_panel_human", "jsd_baseline_human", "parse_failures")
+                       "jsd_panel_human", "jsd_baseline_human", "parse_failures", "failed_panel",
+                       "failed_baseline")
     Options = VarianceOptions
 
     @classmethod
@@ -144,10 +166,10 @@ class VarianceStudy(Study[VarianceOptions]):
                                      ref_label="no persona effect (mean ratio under shuffled persona labels)"))]
 
 
-def _codes(study: VarianceStudy, results: Sequence[Result]) -> dict[tuple[str, str], list[tuple[str, int | None]]]:
+def _codes(study: VarianceStudy, results: Sequence[Result]) -> Codes:
     """(model, item) -> [(condition, answer code or None)], errors excluded."""
     by_id = {i.id: i for i in study.items}
-    out: dict[tuple[str, str], list[tuple[str, int | None]]] = defaultdict(list)
+    out: Codes = defaultdict(list)
     for r in results:
         if not r.ok:
             continue
@@ -158,29 +180,45 @@ def _codes(study: VarianceStudy, results: Sequence[Result]) -> dict[tuple[str, s
     return out
 
 
+def _pairings(study: VarianceStudy, codes: Codes, model: str) -> dict[str, Pairing[str]]:
+    """The items of `model` that enter the dispersion test and the JSD comparison (module docstring)."""
+    runs, personas = study.spec.replicates, [p.id for p in study.panel]
+    answered = {i.id: Counter(c for c, _ in codes.get((model, i.id), [])) for i in study.items}
+    ids = list(answered)
+    out = {DISPERSION: pair_units(ids, personas, {p: {i for i in ids if answered[i][p] >= 2} for p in personas})}
+    human = [i.id for i in study.items if i.human_distribution() is not None]
+    if study.options.baseline and human:
+        out[JSD] = pair_units(human, (PANEL, NO_PERSONA), {
+            PANEL: {i for i in human if all(answered[i][p] >= runs for p in personas)},
+            NO_PERSONA: {i for i in human if answered[i][BASELINE] >= runs * len(personas)}})
+    return out
+
+
 def _item_row(study: VarianceStudy, model: str, item: MCItem, answers: list[tuple[str, int | None]],
-              seed: int) -> dict[str, Any]:
+              seed: int, *, dispersion: bool, jsd: bool) -> dict[str, Any]:
+    """One item's row; the dispersion test only if the item entered it, the JSD only if it entered that."""
     persona_ans = [(c, a) for c, a in answers if c != BASELINE and a is not None]
     row: dict[str, Any] = {"model": model, "item": item.id, "answers": len(persona_ans),
                            "parse_failures": sum(a is None for _, a in answers)}
-    x = np.array([a for _, a in persona_ans])
+    planned = study.spec.replicates * len(study.panel)
+    failed = {"failed_panel": planned - sum(c != BASELINE for c, _ in answers),
+              "failed_baseline": planned - sum(c == BASELINE for c, _ in answers) if study.options.baseline else 0}
+    row.update({k: n for k, n in failed.items() if n})
+    x = np.array([a for _, a in persona_ans], dtype=int)
     g = np.array([c for c, _ in persona_ans])
     counts = {c: int(np.sum(g == c)) for c in set(g.tolist())}
-    if sum(n >= 2 for n in counts.values()) < 2:
-        return row
-    t = dispersion_test(x, g, kind=study.kind, seed=seed, n_permutations=study.options.n_permutations,
-                        n_categories=len(item.choices))
-    shares = variance_shares(x, g, kind=study.kind, n_categories=len(item.choices))
-    row.update(d_within=t.d_within, d_between=t.d_between, ratio=t.ratio, null_ratio=t.null_ratio_mean,
-               p_value=t.p_value, eta_squared=shares["eta_squared"], share_persona=shares["share_between"])
+    if dispersion and sum(n >= 2 for n in counts.values()) >= 2:
+        t = dispersion_test(x, g, kind=study.kind, seed=seed, n_permutations=study.options.n_permutations,
+                            n_categories=len(item.choices))
+        shares = variance_shares(x, g, kind=study.kind, n_categories=len(item.choices))
+        row.update(d_within=t.d_within, d_between=t.d_between, ratio=t.ratio, null_ratio=t.null_ratio_mean,
+                   p_value=t.p_value, eta_squared=shares["eta_squared"], share_persona=shares["share_between"])
     human = item.human_distribution()
-    if human is not None:
+    base = [a for c, a in answers if c == BASELINE and a is not None]
+    if jsd and human is not None and len(x) and base:
         k = len(item.choices)
-        panel = np.bincount(x, minlength=k) / len(x)
-        row["jsd_panel_human"] = jensen_shannon(panel, human)
-        base = [a for c, a in answers if c == BASELINE and a is not None]
-        if base:
-            row["jsd_baseline_human"] = jensen_shannon(np.bincount(base, minlength=k) / len(base), human)
+        row["jsd_panel_human"] = jensen_shannon(np.bincount(x, minlength=k) / len(x), human)
+        row["jsd_baseline_human"] = jensen_shannon(np.bincount(base, minlength=k) / len(base), human)
     return row
 
 
@@ -188,27 +226,37 @@ def analyze_variance(study: VarianceStudy, results: Sequence[Result]) -> Summary
     codes = _codes(study, results)
     table: list[dict[str, Any]] = []
     pooled: dict[str, Any] = {}
+    pairing: dict[str, dict[str, Any]] = {}
     for m_i, model in enumerate(study.spec.model):
-        rows = [_item_row(study, model, item, codes.get((model, item.id), []), study.spec.seed + 7919 * m_i + i)
+        pairs = _pairings(study, codes, model)
+        pairing[model] = {key: p.as_dict() for key, p in pairs.items()}
+        entered = {key: set(p.complete) if p.status != NOT_ENOUGH else set() for key, p in pairs.items()}
+        rows = [_item_row(study, model, item, codes.get((model, item.id), []), study.spec.seed + 7919 * m_i + i,
+                          dispersion=item.id in entered[DISPERSION], jsd=item.id in entered.get(JSD, ()))
                 for i, item in enumerate(study.items)]
         tested = [r for r in rows if r.get("p_value") is not None]
         if tested:
             for r, adj in zip(tested, holm([r["p_value"] for r in tested])):
                 r["p_holm"] = float(adj)
         table.extend(rows)
-        pooled[model] = _pooled(study, tested, codes, model)
+        pooled[model] = {**_pooled(study, tested, codes, model, entered[DISPERSION]), **_jsd_pooled(study, rows)}
     counts = count_results(results)
     counts["parse_failures"] = sum(r["parse_failures"] for r in table)
     notes = [f"answers read as {study.kind}; {len(study.panel)} personas x {study.spec.replicates} runs per item."]
     if counts["parse_failures"]:
         notes.append(f"{counts['parse_failures']} answers could not be parsed and are left out (counted per item).")
     if counts["errors"]:
-        notes.append(f"{counts['errors']} failed requests are left out and counted in 'errors'.")
-    return Summary(study="variance", verdict=_verdict(pooled), table=table, stats={"pooled": pooled}, counts=counts,
-                   notes=notes)
+        notes.append(f"{counts['errors']} failed requests are left out and counted in 'errors' (per item: failed_panel, "
+                     "failed_baseline); an item enters the dispersion test only if every persona answered it at least "
+                     "twice, and the JSD comparison only if every request of it succeeded in both panels "
+                     "(stats.pairing).")
+    return Summary(study="variance", verdict=_verdict(pooled, pairing), table=table,
+                   stats={"pooled": pooled, "pairing": pairing}, counts=counts, notes=notes)
 
 
-def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Any, model: str) -> dict[str, Any]:
+def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Codes, model: str,
+            items: set[str]) -> dict[str, Any]:
+    """The dispersion test pooled over the tested items (`items`: those that entered it, for the mixed model)."""
     if not tested:
         return {"items_tested": 0}
     seed = study.spec.seed
@@ -240,23 +288,28 @@ def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Any, mode
         "eta_squared_mean": _finite_mean([r["eta_squared"] for r in tested]),
     }
     if study.kind == "numeric":
-        out["mixed_model"] = _mixed(study, codes, model)
-    human = [r for r in tested if r.get("jsd_panel_human") is not None and r.get("jsd_baseline_human") is not None]
-    if human:
-        panel = np.array([r["jsd_panel_human"] for r in human])
-        base = np.array([r["jsd_baseline_human"] for r in human])
-        diff = panel - base
-        ci = paired_difference_ci(panel, base, seed=seed, n_resamples=study.options.n_bootstrap) \
-            if len(human) >= 2 else None
-        out["jsd_to_humans"] = {
-            "persona_panel": float(panel.mean()), "no_persona_panel": float(base.mean()), "items": len(human),
-            "difference": float(diff.mean()),
-            "difference_ci": [ci.ci_low, ci.ci_high] if ci else None,
-            "difference_median": float(np.median(diff)),
-            "wilcoxon": wilcoxon_signed_rank(panel, base).as_dict() if len(human) >= 2 else None,
-            "note": "difference is the mean paired difference (persona panel minus no-persona panel) over items, "
-                    "with its 95% CI; difference_median is the median of the same differences"}
+        out["mixed_model"] = _mixed(study, codes, model, items)
     return out
+
+
+def _jsd_pooled(study: VarianceStudy, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Persona panel vs no-persona panel in JSD to the humans, paired over the items that entered."""
+    human = [r for r in rows if r.get("jsd_panel_human") is not None and r.get("jsd_baseline_human") is not None]
+    if not human:
+        return {}
+    panel = np.array([r["jsd_panel_human"] for r in human])
+    base = np.array([r["jsd_baseline_human"] for r in human])
+    diff = panel - base
+    ci = paired_difference_ci(panel, base, seed=study.spec.seed, n_resamples=study.options.n_bootstrap) \
+        if len(human) >= 2 else None
+    return {"jsd_to_humans": {
+        "persona_panel": float(panel.mean()), "no_persona_panel": float(base.mean()), "items": len(human),
+        "difference": float(diff.mean()),
+        "difference_ci": [ci.ci_low, ci.ci_high] if ci else None,
+        "difference_median": float(np.median(diff)),
+        "wilcoxon": wilcoxon_signed_rank(panel, base).as_dict() if len(human) >= 2 else None,
+        "note": "difference is the mean paired difference (persona panel minus no-persona panel) over items, "
+                "with its 95% CI; difference_median is the median of the same differences"}}
 
 
 def _finite_mean(values: Sequence[float]) -> float | None:
@@ -264,10 +317,10 @@ def _finite_mean(values: Sequence[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-def _mixed(study: VarianceStudy, codes: Any, model: str) -> dict[str, Any]:
+def _mixed(study: VarianceStudy, codes: Codes, model: str, items: set[str]) -> dict[str, Any]:
     from ..stats import variance_components  # noqa: PLC0415
 
-    rows = [(item.id, c, a) for item in study.items for c, a in codes.get((model, item.id), [])
+    rows = [(item.id, c, a) for item in study.items if item.id in items for c, a in codes.get((model, item.id), [])
             if c != BASELINE and a is not None]
     if len({r[0] for r in rows}) < 2:
         return {"error": "needs answers on at least two items"}
@@ -291,23 +344,38 @@ def _jsd_sentence(jsd: dict[str, Any]) -> str:
     return head + f", 95% CI [{ci[0]:+.3f}, {ci[1]:+.3f}]):{where}."
 
 
-def _verdict(pooled: dict[str, Any]) -> str:
-    parts = []
+LABELS = {DISPERSION: "personas vs run-to-run noise", JSD: "persona panel vs no-persona panel (JSD to humans)"}
+
+
+def _verdict(pooled: dict[str, Any], pairing: dict[str, dict[str, Any]] | None = None) -> str:
+    """The verdict, from the pooled figures and the pairing counts only (`stats['pooled']`, `stats['pairing']`)."""
+    pairing = pairing or {}
+    lead = drop_warnings((f"{model} {LABELS.get(key, key)}", p) for model, comps in pairing.items()
+                         for key, p in comps.items())
+    parts = [lead.strip()] if lead else []
     for model, p in pooled.items():
-        if not p.get("items_tested"):
+        comps = pairing.get(model, {})
+        disp = comps.get(DISPERSION)
+        if disp is not None and disp["status"] == NOT_ENOUGH:
+            parts.append(f"{model}: not enough data to compare personas with run-to-run noise ({disp['paired']} of "
+                         f"{disp['units']} items answered at least twice by every persona), no estimate.")
+        elif not p.get("items_tested"):
             parts.append(f"{model}: too few parsed answers to compare personas with run-to-run noise.")
-            continue
-        larger = p["more_items_than_chance"]["p_value"] < 0.05
-        share = (p.get("share_persona") or {}).get("estimate")
-        explained = ("the persona's share of answer variance could not be estimated" if share is None else
-                     f"persona explains {100 * share:.0f}% of answer variance, the rest is run-to-run")
-        parts.append(
-            f"{model}: persona differences {'are' if larger else 'are not'} larger than run-to-run noise "
-            f"({p['share_items_significant']:.0%} of {p['items_tested']} items significant at 0.05, "
-            f"{p['items_significant_holm']} after Holm; {explained}).")
-        jsd = p.get("jsd_to_humans")
-        if jsd:
-            parts.append(_jsd_sentence(jsd))
+        else:
+            larger = p["more_items_than_chance"]["p_value"] < 0.05
+            share = (p.get("share_persona") or {}).get("estimate")
+            explained = ("the persona's share of answer variance could not be estimated" if share is None else
+                         f"persona explains {100 * share:.0f}% of answer variance, the rest is run-to-run")
+            parts.append(
+                f"{model}: persona differences {'are' if larger else 'are not'} larger than run-to-run noise "
+                f"({p['share_items_significant']:.0%} of {p['items_tested']} items significant at 0.05, "
+                f"{p['items_significant_holm']} after Holm; {explained}).")
+        human = comps.get(JSD)
+        if human is not None and human["status"] == NOT_ENOUGH:
+            parts.append(f"Against the human label distributions: not enough data ({human['paired']} of "
+                         f"{human['units']} items answered in full by both panels), no estimate.")
+        elif p.get("jsd_to_humans"):
+            parts.append(_jsd_sentence(p["jsd_to_humans"]))
     return " ".join(parts)
 
 

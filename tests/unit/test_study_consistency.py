@@ -1,0 +1,157 @@
+"""The consistency study on the fake backend: planted contradictions found where they were planted.
+
+A scripted partner and a responder that plays the agent, the judge, the Q&A writer and the
+answerer. The agent contradicts its sheet ("I have never seen the sea") on its third line
+(turn 5) of every dialogue; everything else is consistent. Hand-computed references:
+prompt-to-line = 2/3 per dialogue; line-to-line: pairs at turn 3 (1) and 5 (2) = 3, conflicts
+at turn 5 = 2 -> 1/3; listener posterior with logprob 0 for the true persona and -5 for 3
+distractors = 1 / (1 + 3 e^-5); Q&A every 2 own lines (turns 3 and 5): 5/5 then 0/5 -> 0.5.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from personae.api import run_study
+from personae.backends.base import Request
+from personae.backends.fake import FakeBackend
+from personae.dialogue import Speaker, build_dialogue, read_dialogues, write_dialogues
+from personae.errors import ConfigError
+from personae.spec import resolve_spec
+
+from .helpers import FAST_RETRY, read_json
+
+BAD = "I have never seen the sea."
+AGENT_LINES = ["Ahoy, I sail the Salt Wren.", "Thirty years on the Caribbean, friend.", BAD]
+SCRIPT = ["Who are you?", "How long have you sailed?", "Do you like the sea?"]
+QUESTIONS = {"questions": [{"question": f"Question {i}?", "options": ["a", "b", "c", "d", "e"], "key": "A"}
+                           for i in range(5)]}
+
+
+def _agent_line(request: Request) -> str:
+    own = sum(1 for m in request.messages if m.role == "assistant")
+    return AGENT_LINES[own]
+
+
+def responder(request: Request) -> str:
+    system = request.messages[0].content if request.messages else ""
+    user = request.last_user()
+    schema = json.dumps(request.json_schema or {})
+    if '"contradicts"' in schema:
+        line = user.split("Line said by", 1)[1]
+        return json.dumps({"contradicts": BAD in line})
+    if '"conflicts"' in schema:
+        new = user.split("New line by", 1)[1]
+        earlier = [int(t) for t in re.findall(r"^\[(\d+)\] Captain", user.split("New line by")[0], re.M)]
+        return json.dumps({"conflicts": earlier if BAD in new else []})
+    if '"questions"' in schema:
+        return json.dumps(QUESTIONS)
+    if '"answer"' in schema:
+        return json.dumps({"answer": "B" if any(BAD in m.content for m in request.messages) else "A"})
+    if '"speaker"' in schema:
+        letter = next(m.group(1) for m in re.finditer(r"^([A-Z])\. (.*)$", user, re.M) if "Flint" in m.group(2))
+        return json.dumps({"speaker": letter})
+    assert "Mara Flint" in system, system
+    return _agent_line(request)
+
+
+def scorer(request: Request) -> float:
+    return 0.0 if "Mara Flint" in request.messages[0].content else -5.0
+
+
+def _spec(**options: Any) -> dict[str, Any]:
+    return {"study": "consistency", "model": "fake/x", "personas": ["builtin:pirate-captain"], "replicates": 2,
+            "seed": 1, "concurrency": {"requests": 8, "retry": dict(FAST_RETRY)},
+            "roles": {"embedder": "embed/hash"},
+            "options": {"turns": 3, "partner": {"script": SCRIPT}, "qa_every": 2, "validity_lines": 4,
+                        "judge": {"repeats": 2}, **options}}
+
+
+def _run(data: dict[str, Any], out: Path | None = None) -> Any:
+    backend = FakeBackend("fake/x", responder=responder, scorer=scorer)
+    return run_study(resolve_spec(data), out_dir=out, backends={"fake/x": backend}), backend
+
+
+def test_planted_contradictions_are_found_where_they_were_planted(tmp_path: Path) -> None:
+    run, backend = _run(_spec(), tmp_path / "run")
+    summary = run.summary
+    (row,) = summary.table
+    assert row["dialogues"] == 2 and row["complete"] == 2 and row["lines"] == 6
+    assert row["prompt_to_line"] == pytest.approx(2 / 3, abs=1e-3)
+    assert row["line_to_line"] == pytest.approx(1 / 3, abs=1e-3)
+    assert row["qa"] == pytest.approx(0.5, abs=1e-3)
+    assert row["listener"] == pytest.approx(1 / (1 + 3 * math.exp(-5)), abs=1e-3)
+    assert row["stays_in_character"] == "0/2"  # 2/3 < the 0.9 threshold
+    per_dialogue = summary.stats["dialogues"]
+    assert [d["line_to_line"] for d in per_dialogue] == pytest.approx([1 / 3, 1 / 3], abs=1e-3)
+    assert [d["contradicted_turns"] for d in per_dialogue] == [[5], [5]]  # the agent's third line
+    assert summary.stats["judge_validity"]["accuracy"] == 1.0 and "warning" not in summary.stats["judge_validity"]
+    assert summary.stats["pass_k"]["fake/x"]["pass_k"] == 0.0
+    agreement = summary.stats["judge_agreement"]["prompt_to_line"]["contradicts"]
+    assert agreement["unanimous_share"] == 1.0  # the scripted judge never disagrees with itself
+    # the verdict is the table's numbers, and says the judge is the model under study
+    assert "prompt-to-line 0.67" in summary.verdict and "line-to-line 0.33" in summary.verdict
+    assert any("judge is the model under study" in n for n in summary.notes)
+    # the dialogues as data: the agent's lines in order, the partner's script between them
+    lines = [c.messages[-1].content for c in backend.history if c.tags.role is None
+             and c.json_schema is None]
+    assert len(lines) == 6 and lines[0].startswith(SCRIPT[0])
+
+
+def test_rerun_makes_no_calls_and_gives_the_same_summary(tmp_path: Path) -> None:
+    first, _ = _run(_spec())
+    second, backend = _run(_spec())
+    assert len(backend.history) == 0
+    assert second.summary.table == first.summary.table
+
+
+def test_a_failed_agent_line_stops_its_dialogue_and_is_counted() -> None:
+    def failing(request: Request) -> str:
+        if request.tags.role is None and request.json_schema is None and request.replicate == 1 \
+                and request.tags.extra.get("line") == 3:
+            raise RuntimeError("boom")
+        return responder(request)
+
+    backend = FakeBackend("fake/x", responder=failing, scorer=scorer)
+    run = run_study(resolve_spec(_spec(metrics=["prompt_to_line"])), backends={"fake/x": backend})
+    (row,) = run.summary.table
+    assert row["complete"] == 1 and row["lines"] == 4  # 3 + 1 lines: replicate 1 stopped at its second line
+    assert any("stopped early" in n for n in run.summary.notes)
+    assert all(c.tags.extra.get("line", 0) <= 3 for c in backend.history
+               if c.replicate == 1 and c.tags.role is None and c.json_schema is None)
+
+
+def test_imported_dialogues_are_scored_without_generating(tmp_path: Path) -> None:
+    sheet = ("I am Captain Mara Flint, a weathered pirate captain.", "I have sailed the Caribbean for thirty years.")
+    said = [("user", "Who are you?"), ("agent", "Ahoy."), ("user", "And the sea?"), ("agent", BAD)]
+    dialogues = [build_dialogue(f"d{i}", [Speaker(id="agent", name="Captain", persona=sheet), Speaker(id="user")],
+                                said, reference_scores={"agent.prompt_to_line": 0.5}) for i in range(2)]
+    path = write_dialogues(dialogues, tmp_path / "dialogues.jsonl")
+    data = _spec(dialogues=[str(path)], metrics=["prompt_to_line", "listener"])
+    data.pop("personas")
+    run, backend = _run(data)
+    assert not any(c.kind == "generate" and c.tags.condition is None for c in backend.history)
+    (row,) = run.summary.table
+    assert row["prompt_to_line"] == pytest.approx(0.5)
+    assert read_dialogues(path)[0].lines[3].text == BAD
+
+
+def test_bad_options_are_found_before_any_call(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="partner.script holds 3 lines"):
+        resolve_spec(_spec(turns=5))
+    with pytest.raises(ConfigError, match="not found"):
+        data = _spec(dialogues=[str(tmp_path / "missing.jsonl")])
+        resolve_spec(data)
+
+
+def test_summary_json_and_report_are_written(tmp_path: Path) -> None:
+    _run(_spec(), tmp_path / "run")
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["study"] == "consistency"
+    assert (tmp_path / "run" / "report.html").read_text(encoding="utf-8").count("pirate") >= 1
