@@ -325,7 +325,7 @@ def add_role_notes(study: Any, results: list[Result], summary: Summary) -> None:
     for decl in type(study).roles:
         mine = [r for r in results if r.request.tags.role == decl.name]
         if decl.name not in study.resolved.roles and mine:
-            summary.notes.append(WEAK_SELF_JUDGE.format(role=decl.name, purpose=decl.purpose))
+            summary.notes.append((decl.self_note or WEAK_SELF_JUDGE).format(role=decl.name, purpose=decl.purpose))
         failed = [r for r in mine if not r.ok]
         if failed:
             models = ", ".join(sorted({r.request.model for r in failed}))

@@ -33,6 +33,9 @@ class RoleDecl:
     """'generate' for a model that answers, 'embed' for an embedder."""
     default: str | None = None
     """Model id used when the spec binds nothing (None: the model under study)."""
+    self_note: str | None = None
+    """The summary's note when the model under study plays this role ('{role}' and '{purpose}' are
+    filled in); None: the note for a model judging itself."""
 
 
 class RoleSpec(BaseModel):

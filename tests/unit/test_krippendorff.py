@@ -102,3 +102,24 @@ def test_bootstrap_over_units_is_seeded_and_brackets_the_estimate() -> None:
     assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
     assert a.ci_low < a.estimate <= a.ci_high <= 1.0 and a.se > 0
     assert "percentile bootstrap over units, 500 resamples" in a.method
+
+
+@pytest.mark.parametrize("level", ["nominal", "interval"])
+def test_bootstrap_ci_equals_the_package_on_hand_resampled_units(level: str) -> None:
+    # Reference: the percentile bootstrap written out: the pairable units (unit 12 has one value and
+    # is left out) resampled with one (300, 11) index matrix from the seed's Generator, each resample
+    # scored by krippendorff.alpha, then the 2.5% and 97.5% quantiles of the defined values.
+    res = krippendorff_alpha(UNITS_X_RATERS, level, n_resamples=300, seed=3)
+    pairable = UNITS_X_RATERS[np.sum(~np.isnan(UNITS_X_RATERS), axis=1) >= 2]
+    idx = np.random.default_rng(3).integers(0, pairable.shape[0], (300, pairable.shape[0]))
+    boot = []
+    for row in idx:
+        sample = pairable[row]
+        values = np.unique(sample[~np.isnan(sample)])
+        boot.append(np.nan if values.size < 2 else
+                    krippendorff.alpha(reliability_data=sample.T, level_of_measurement=level))
+    boot_arr = np.array(boot)
+    defined = boot_arr[np.isfinite(boot_arr)]
+    assert (res.ci_low, res.ci_high) == pytest.approx(tuple(np.quantile(defined, [0.025, 0.975])), abs=1e-9)
+    assert res.ci_low <= res.estimate <= res.ci_high and "1 unit(s) with fewer than two values" in res.note
+    assert res == krippendorff_alpha(UNITS_X_RATERS, level, n_resamples=300, seed=3)

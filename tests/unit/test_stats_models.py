@@ -218,6 +218,16 @@ def test_fleiss_kappa_matches_statsmodels_and_worked_example() -> None:
     assert fleiss_kappa(counts).estimate == pytest.approx(sm_fleiss_kappa(counts), rel=1e-12)
 
 
+def test_fleiss_kappa_bootstrap_ci_equals_statsmodels_on_hand_resampled_items() -> None:
+    # Reference: the percentile bootstrap written out: items resampled with one (500, 10) index
+    # matrix from the seed's Generator, each resampled table scored by statsmodels' fleiss_kappa.
+    res = fleiss_kappa(WIKI, n_resamples=500, seed=2)
+    idx = np.random.default_rng(2).integers(0, 10, (500, 10))
+    boot = np.array([sm_fleiss_kappa(WIKI[row]) for row in idx])
+    assert (res.ci_low, res.ci_high) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])), rel=1e-10)
+    assert res.se == pytest.approx(boot.std(ddof=1), rel=1e-10)
+
+
 def test_fleiss_kappa_bootstrap_and_edge_cases() -> None:
     res = fleiss_kappa(WIKI, n_resamples=2000, seed=1)
     assert res.ci_low <= res.estimate <= res.ci_high
@@ -298,6 +308,23 @@ def test_paired_power_matches_statsmodels_ttestpower() -> None:
     assert res.power == pytest.approx(TTestPower().power(es, 150, 0.05), rel=1e-10)
     one = paired_power(150, 0.6, 0.1, k=5, icc=0.3, item_corr=0.4, alternative="one-sided")
     assert one.power == pytest.approx(TTestPower().power(es, 150, 0.05, alternative="larger"), rel=1e-10)
+
+
+def test_t_power_gpower_worked_example_and_large_noncentrality() -> None:
+    # Reference: G*Power 3 (Faul et al. 2007), one-sample t test, two-tailed, alpha 0.05, power
+    # 0.80: d = 0.5 needs N = 34 (actual power 0.8077775), d = 0.8 needs N = 15 (0.8213105).
+    # And the noncentral t written out with scipy.stats.nct (independent of statsmodels).
+    from personae.stats.power import _t_power
+
+    assert _t_power(0.5, 34, 0.05, "two-sided") == pytest.approx(0.8077775, abs=1e-7)
+    assert _t_power(0.5, 33, 0.05, "two-sided") < 0.8
+    assert _t_power(0.8, 15, 0.05, "two-sided") == pytest.approx(0.8213105, abs=1e-7)
+    crit = sps.t.isf(0.025, 149)
+    by_hand = sps.nct.sf(crit, 149, 0.3 * np.sqrt(150)) + sps.nct.cdf(-crit, 149, 0.3 * np.sqrt(150))
+    assert _t_power(0.3, 150, 0.05, "two-sided") == pytest.approx(by_hand, rel=1e-10)
+    # statsmodels (scipy.special's noncentral t) returns NaN here, where the power is above 0.9999:
+    assert np.isnan(TTestPower().power(0.093, 15793, 0.05))
+    assert _t_power(0.093, 15793, 0.05, "two-sided") == pytest.approx(1.0, abs=1e-9)
 
 
 def test_replicates_help_until_the_icc_floor() -> None:

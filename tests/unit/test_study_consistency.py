@@ -52,8 +52,11 @@ def responder(request: Request) -> str:
         return json.dumps({"conflicts": earlier if BAD in new else []})
     if '"questions"' in schema:
         return json.dumps(QUESTIONS)
-    if '"answer"' in schema:
-        return json.dumps({"answer": "B" if any(BAD in m.content for m in request.messages) else "A"})
+    if '"answer"' in schema:  # the key's option is "a", wherever the shuffle put it
+        letters = dict(re.findall(r"^([A-E])\. (.)$", user, re.M))
+        right = next(k for k, v in letters.items() if v == "a")
+        wrong = next(k for k in letters if k != right)
+        return json.dumps({"answer": wrong if any(BAD in m.content for m in request.messages) else right})
     if '"speaker"' in schema:
         letter = next(m.group(1) for m in re.finditer(r"^([A-Z])\. (.*)$", user, re.M) if "Flint" in m.group(2))
         return json.dumps({"speaker": letter})
@@ -97,7 +100,8 @@ def test_planted_contradictions_are_found_where_they_were_planted(tmp_path: Path
     assert agreement["unanimous_share"] == 1.0  # the scripted judge never disagrees with itself
     # the verdict is the table's numbers, and says the judge is the model under study
     assert "prompt-to-line 0.67" in summary.verdict and "line-to-line 0.33" in summary.verdict
-    assert any("judge is the model under study" in n for n in summary.notes)
+    assert any(n.startswith("The judge (") and "is the model under study" in n for n in summary.notes)
+    assert any(n.startswith("The scorer (") and "tells its persona" in n for n in summary.notes)
     # the dialogues as data: the agent's lines in order, the partner's script between them
     lines = [c.messages[-1].content for c in backend.history if c.tags.role is None
              and c.json_schema is None]
@@ -155,3 +159,30 @@ def test_summary_json_and_report_are_written(tmp_path: Path) -> None:
     summary = read_json(tmp_path / "run" / "summary.json")
     assert summary["study"] == "consistency"
     assert (tmp_path / "run" / "report.html").read_text(encoding="utf-8").count("pirate") >= 1
+
+
+def test_question_options_are_shuffled_with_their_key() -> None:
+    from personae.consistency.judging import Question, shuffled, usable  # noqa: PLC0415
+
+    q = Question(question="Where do you sail?", options=["Caribbean", "Alps", "Sahara", "Moon", "Mars"], key="A")
+    keys = set()
+    for seed in range(30):
+        s = shuffled(q, seed)
+        assert s.options[ord(s.key) - ord("A")] == "Caribbean" and sorted(s.options) == sorted(q.options)
+        keys.add(s.key)
+    assert len(keys) >= 4  # the key's letter no longer sits at A
+    assert not usable(Question(question="Ship?", options=["Abele"] * 5, key="A"))
+
+
+def test_questions_with_repeated_options_are_not_asked() -> None:
+    def lazy_writer(request: Request) -> str:
+        if '"questions"' in json.dumps(request.json_schema or {}):
+            return json.dumps({"questions": [{"question": "Ship?", "options": ["x"] * 5, "key": "A"}] * 5})
+        return responder(request)
+
+    backend = FakeBackend("fake/x", responder=lazy_writer, scorer=scorer)
+    run = run_study(resolve_spec(_spec(metrics=["qa"])), backends={"fake/x": backend})
+    assert not any('"answer"' in json.dumps(c.json_schema or {}) for c in backend.history)
+    assert run.summary.table[0]["qa"] is None
+    assert any("0 of 5 questions have five different options" in n for n in run.summary.notes)
+    assert "no Q&A score" in run.summary.verdict

@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from ..studies.consistency import ConsistencyStudy
 
 Unit = tuple[str, str]  # (dialogue id, speaker)
-WEAK_JUDGE = ("the judge is the model under study ({model}); a small model judging role-play is close to noise "
-              "(its self-agreement below shows it): bind roles.judge to a larger model for real findings.")
 
 
 def _nanmean(values: Sequence[float]) -> float | None:
@@ -106,8 +104,13 @@ class _Collected:
         self.validity_set = study.validity_judge.collect(by_metric["validity"])
         self.vectors = {r.request.input: np.asarray(r.embedding.vector) for r in by_metric["parroting"]
                         if r.ok and r.embedding is not None and r.request.input is not None}
-        self.questions_written = sum(1 for r in by_metric["qa_questions"] if r.ok)
-        self.questions_asked = len(by_metric["qa_questions"])
+        from .judging import usable  # noqa: PLC0415
+
+        written = [study.qa_writer.parse(r.text)[0] if r.ok else None for r in by_metric["qa_questions"]]
+        self.sheets_asked = len(written)
+        self.sheets_written = sum(w is not None for w in written)
+        self.questions_written = sum(len(w.questions) for w in written if w is not None)
+        self.questions_usable = sum(usable(q) for w in written if w is not None for q in w.questions)
 
 
 def _unit_row(study: ConsistencyStudy, c: _Collected, d: Dialogue, speaker: str) -> dict[str, Any]:
@@ -181,8 +184,9 @@ def _group_rows(study: ConsistencyStudy, rows: list[dict[str, Any]]) -> tuple[li
             name: _curve_drift([m[key] for m in members])
             for name, key in (("prompt_to_line", "_adherence"), ("listener", "_p_true"), ("qa", "_qa_curve"))
             if name in metrics}
-        onset = (drift_stats[f"{model}|{persona}"].get("prompt_to_line") or {}).get("onset")
-        out["drift_onset"] = onset
+        tested = drift_stats[f"{model}|{persona}"].get("prompt_to_line")
+        out["drift_onset"] = tested.get("onset") if tested else None
+        out["drift_tested"] = tested is not None
         table.append(out)
     return table, drift_stats
 
@@ -255,8 +259,11 @@ def verdict_for(table: Sequence[dict[str, Any]], stats: dict[str, Any]) -> str:
         if missing:
             bits.append(f"no {', '.join(missing)} score (no request of it succeeded and parsed)")
         onset = row.get("drift_onset")
-        if row.get("prompt_to_line") is not None:
-            bits.append(f"drift from turn {onset}" if onset is not None else "no drift detected")
+        if row.get("prompt_to_line") is not None and row.get("drift_tested"):
+            bits.append(f"prompt-to-line drifts down from turn {onset}" if onset is not None
+                        else "no drift detected")
+        elif row.get("prompt_to_line") is not None:
+            bits.append("drift not tested (it needs 2 or more dialogues longer than the opening window)")
         if row.get("parroting_rate"):
             bits.append(f"{row['parroting_rate']:.0%} of lines restate the sheet")
         parts.append(f"{row['persona']} ({row['model']}, {row['dialogues']} dialogue"
@@ -299,14 +306,12 @@ def analyze_consistency(study: ConsistencyStudy, results: Sequence[Result]) -> S
                                "pass_1": _r(pass_hat_k(units, 1)), "threshold": study.options.stay_threshold}
                            for m, units in per_model.items()}
     notes = []
-    if c.questions_asked and c.questions_written < c.questions_asked:
-        notes.append(f"Q&A: the judge wrote usable questions for {c.questions_written} of {c.questions_asked} "
-                     "persona sheets; the others have no Q&A score.")
+    if c.sheets_asked and (c.sheets_written < c.sheets_asked or c.questions_usable < c.questions_written):
+        notes.append(f"Q&A: the judge's questions parsed for {c.sheets_written} of {c.sheets_asked} persona sheets, "
+                     f"and {c.questions_usable} of {c.questions_written} questions have five different options; "
+                     "only those were asked (options shuffled, so the key's letter is random).")
     if c.listener_failed:
         notes.append(f"listener: {c.listener_failed} scoring requests failed; their lines left the metric.")
-    for model in judges:
-        if model in study.spec.model:
-            notes.append(WEAK_JUDGE.format(model=model))
     stopped = sum(1 for r in rows if r["stopped_at"] is not None)
     if stopped:
         notes.append(f"{stopped} of {len(rows)} dialogues stopped early at a failed line; they are scored on the "

@@ -7,6 +7,7 @@ senses across its prompts; here the field says which sense it has (`contradicts:
 
 from __future__ import annotations
 
+import random
 import string
 from collections.abc import Sequence
 from typing import Literal
@@ -85,6 +86,22 @@ def line_to_line_content(d: Dialogue, line: Line) -> str:
 
 def questions_content(sheet: str) -> str:
     return f"Persona:\n{sheet}\n\nWrite the five questions."
+
+
+def usable(question: Question) -> bool:
+    """Five different options (a small judge often repeats one option five times)."""
+    return len({o.strip().lower() for o in question.options}) == len(question.options)
+
+
+def shuffled(question: Question, seed: int) -> Question:
+    """The question with its options in a seeded order and the key moved with its option, so the
+    key's letter carries no position an answerer could exploit (judges put the key at 'A')."""
+    rng = random.Random(seed)
+    order = list(range(len(question.options)))
+    rng.shuffle(order)
+    key = order.index(LETTERS.index(question.key))
+    return Question(question=question.question, options=[question.options[i] for i in order],
+                    key=LETTERS[key])  # type: ignore[arg-type]
 
 
 def answer_prompt(question: Question) -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._common import Seed, check_level, check_resamples, rng_from
-from .bootstrap import interval_from_distribution
+from ._common import Seed, check_level, check_resamples
+from .bootstrap import bootstrap_statistic
 from .results import StatResult
 
 
@@ -49,7 +50,11 @@ def _as_counts(counts: ArrayLike) -> np.ndarray:
 
 
 def _kappa(t: np.ndarray) -> np.ndarray:
-    """Fleiss' kappa for tables of shape (..., items, categories)."""
+    """Fleiss' kappa for tables of shape (..., items, categories), for the bootstrap.
+
+    Own code because statsmodels' ``fleiss_kappa`` takes one table; this evaluates a whole batch
+    of resampled tables at once (the point estimate is statsmodels', and the two agree to 1e-12).
+    """
     k = t.sum(axis=-1)[..., :1]
     p_item = ((t * (t - 1)).sum(axis=-1) / (k * (k - 1))).mean(axis=-1)
     p_cat = t.sum(axis=-2) / t.sum(axis=(-2, -1))[..., None]
@@ -58,33 +63,43 @@ def _kappa(t: np.ndarray) -> np.ndarray:
         return (p_item - p_exp) / (1 - p_exp)
 
 
+def _units_bootstrap(fn: Callable[[np.ndarray], np.ndarray], n_units: int, *, n_resamples: int, seed: Seed | None, level: float,
+                     batch: int, label: str) -> StatResult:
+    """Percentile bootstrap over the rows (units) of a table: ``scipy.stats.bootstrap`` on the row
+    indices, with ``fn(indices)`` evaluating the statistic on the resampled rows."""
+    n_resamples = check_resamples(n_resamples)
+    if seed is None:
+        raise ValueError("a bootstrap CI (n_resamples > 0) needs an explicit seed")
+    return bootstrap_statistic(lambda idx, axis=-1: fn(idx), [np.arange(n_units)], n_resamples=n_resamples,
+                               seed=seed, level=level, method="percentile", label=label, batch=batch)
+
+
 def fleiss_kappa(counts: ArrayLike, *, n_resamples: int = 0, seed: Seed | None = None,
                  level: float = 0.95) -> StatResult:
     """Fleiss' (1971) kappa from an items x categories count table (each row sums to k raters).
 
-    kappa = (P_bar - P_e) / (1 - P_e). With ``n_resamples`` > 0 a percentile bootstrap CI over
-    items is added (needs ``seed``). If every rating falls in one category kappa is undefined (NaN,
-    said in ``note``) although agreement is perfect.
+    kappa = (P_bar - P_e) / (1 - P_e), by ``statsmodels.stats.inter_rater.fleiss_kappa``. With
+    ``n_resamples`` > 0 a percentile bootstrap CI over items is added (``scipy.stats.bootstrap``
+    over item indices; needs ``seed``). If every rating falls in one category kappa is undefined
+    (NaN, said in ``note``) although agreement is perfect (statsmodels would divide 0 by 0).
     """
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa  # noqa: PLC0415
+
     t = _as_counts(counts)
     check_level(level)
     label = "Fleiss' kappa"
-    kappa = float(_kappa(t))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kappa = float(sm_fleiss_kappa(t, method="fleiss"))
     if not np.isfinite(kappa):
         return StatResult(float("nan"), n=t.shape[0], level=level, method=label,
                           note="all ratings fall in one category: chance agreement is 1 and kappa is undefined")
     if n_resamples == 0:
         return StatResult(kappa, n=t.shape[0], level=level, method=label)
-    n_resamples = check_resamples(n_resamples)
-    if seed is None:
-        raise ValueError("a bootstrap CI (n_resamples > 0) needs an explicit seed")
-    rng = rng_from(seed)
-    rows = max(1, (1 << 22) // t.size)
-    boot = np.concatenate([_kappa(t[rng.integers(0, t.shape[0], (min(rows, n_resamples - s), t.shape[0]))])
-                           for s in range(0, n_resamples, rows)])
-    low, high, note = interval_from_distribution(boot, kappa, level, "percentile")
-    return StatResult(kappa, low, high, n=t.shape[0], level=level, se=float(np.nanstd(boot, ddof=1)),
-                      method=f"{label}; percentile bootstrap over items, {n_resamples} resamples", note=note)
+    boot = _units_bootstrap(lambda idx: _kappa(t[idx]), t.shape[0], n_resamples=n_resamples, seed=seed,
+                            level=level, batch=max(1, (1 << 22) // t.size), label=label)
+    return StatResult(kappa, boot.ci_low, boot.ci_high, n=t.shape[0], level=level, se=boot.se,
+                      method=f"{label}; percentile bootstrap over items, {n_resamples} resamples", note=boot.note)
 
 
 def unanimous_share(counts: ArrayLike) -> float:
@@ -108,8 +123,13 @@ def krippendorff_alpha(data: ArrayLike | Sequence[Sequence[Any]], level: Level =
     ``note``). ``level`` picks the difference metric: 'nominal' (any labels), 'ordinal' (ranks of
     the numbers), 'interval' (squared difference), 'ratio' (non-negative numbers). The
     ``krippendorff`` package takes the transpose (raters x units). With ``n_resamples`` > 0 a
-    percentile bootstrap CI over units is added (needs ``seed``). If every pairable value is the
-    same, alpha is undefined (NaN, said in ``note``) although the raters agree.
+    percentile bootstrap CI over units is added (``scipy.stats.bootstrap`` over unit indices; needs
+    ``seed``). If every pairable value is the same, alpha is undefined (NaN, said in ``note``)
+    although the raters agree.
+
+    Own code: neither scipy nor statsmodels computes Krippendorff's alpha; the ``krippendorff``
+    package (the tests' reference) is no runtime dependency and takes one table per call, where
+    the bootstrap evaluates a whole batch of resampled tables at once.
     """
     if level not in _LEVELS:
         raise ValueError(f"level is the level of measurement, one of {', '.join(map(repr, _LEVELS))}; got "
@@ -127,18 +147,13 @@ def krippendorff_alpha(data: ArrayLike | Sequence[Sequence[Any]], level: Level =
                           note="; ".join(x for x in (note, left_out) if x))
     if n_resamples == 0:
         return StatResult(alpha, n=counts.shape[0], level=confidence, method=label, note=left_out)
-    n_resamples = check_resamples(n_resamples)
-    if seed is None:
-        raise ValueError("a bootstrap CI (n_resamples > 0) needs an explicit seed")
-    rng = rng_from(seed)
     units = counts.shape[0]
-    rows = max(1, (1 << 22) // (counts.size + values.size**2))
-    boot = np.concatenate([_alpha(counts[rng.integers(0, units, (min(rows, n_resamples - s), units))], values, level)
-                           for s in range(0, n_resamples, rows)])
-    low, high, note = interval_from_distribution(boot, alpha, confidence, "percentile")
-    return StatResult(alpha, low, high, n=units, level=confidence, se=float(np.nanstd(boot, ddof=1)),
+    boot = _units_bootstrap(lambda idx: _alpha(counts[idx], values, level), units, n_resamples=n_resamples,
+                            seed=seed, level=confidence, batch=max(1, (1 << 22) // (counts.size + values.size**2)),
+                            label=label)
+    return StatResult(alpha, boot.ci_low, boot.ci_high, n=units, level=confidence, se=boot.se,
                       method=f"{label}; percentile bootstrap over units, {n_resamples} resamples",
-                      note="; ".join(x for x in (left_out, note) if x))
+                      note="; ".join(x for x in (left_out, boot.note) if x))
 
 
 def _pairable_counts(data: Any, level: str) -> tuple[np.ndarray, np.ndarray, int]:

@@ -63,6 +63,8 @@ def one_way_anova_components(values: ArrayLike, groups: ArrayLike) -> AnovaCompo
     """One-way ANOVA of ``values`` by ``groups`` with random-effects variance components.
 
     F and p are the classical one-way ANOVA (scipy.stats.f_oneway); unbalanced groups are allowed.
+    Own code: f_oneway returns only F and p, while the variance components need the sums of
+    squares, which come out of the same pass (the tests pin F and p to f_oneway).
     """
     y, codes, counts = _group_sums(values, groups)
     n, g = y.size, counts.size
@@ -96,7 +98,8 @@ def icc1(values: ArrayLike, groups: ArrayLike, *, level: float = 0.95, average: 
     group (e.g. two runs of one persona). ``average=True`` gives ICC(1,k) = (MSB - MSW) / MSB, the
     reliability of a group mean of k values. k = n0 for unbalanced groups (then the F-based CI of
     Shrout & Fleiss / McGraw & Wong 1996 is approximate). The estimate may be negative.
-    ``statistic`` is F = MSB / MSW with its p-value (H0: ICC = 0).
+    ``statistic`` is F = MSB / MSW with its p-value (H0: ICC = 0). Own code: neither scipy nor
+    statsmodels computes an ICC (the tests pin it to Shrout & Fleiss' table and pingouin's example).
     """
     check_level(level)
     comp = one_way_anova_components(values, groups)

@@ -6,6 +6,8 @@ row 1 = the reference, e.g. incongruent), columns are [event, no event] (e.g. [c
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as sps
@@ -67,34 +69,42 @@ def _shift(t: np.ndarray, correction: str) -> tuple[np.ndarray, str]:
     return t, ""
 
 
+def _table2x2(t: np.ndarray) -> Any:
+    from statsmodels.stats.contingency_tables import Table2x2  # noqa: PLC0415
+
+    return Table2x2(t, shift_zeros=False)
+
+
 def odds_ratio_ci(table: ArrayLike, *, level: float = 0.95, correction: str = "auto") -> StatResult:
     """Sample odds ratio (a d) / (b c) with Woolf's log-method CI and Wald z test of OR = 1.
 
-    SE(log OR) = sqrt(1/a + 1/b + 1/c + 1/d). ``correction="auto"`` adds 0.5 to every cell when
-    any cell is zero (Haldane-Anscombe; statsmodels' Table2x2 shift_zeros instead replaces only the
-    zero cells by 0.5); "always" adds it regardless, "never" leaves zeros (estimate NaN then).
+    SE(log OR) = sqrt(1/a + 1/b + 1/c + 1/d), all from statsmodels' ``Table2x2`` (oddsratio,
+    oddsratio_confint, oddsratio_pvalue). ``correction="auto"`` adds 0.5 to every cell when any
+    cell is zero (Haldane-Anscombe; statsmodels' own ``shift_zeros`` instead replaces only the zero
+    cells by 0.5, so personae shifts the table itself); "always" adds it regardless, "never"
+    leaves zeros (estimate NaN then, with a note).
     """
     t, note = _shift(as_table(table), correction)
     check_level(level)
-    (a, b), (c, d) = t
-    if min(a, b, c, d) == 0:
+    if np.min(t) == 0:
         return StatResult(float("nan"), n=int(t.sum()), level=level, method="odds ratio, Woolf CI",
                           note="a zero cell makes the odds ratio undefined; use correction='auto'")
-    log_or = np.log(a * d / (b * c))
-    se = float(np.sqrt(1 / a + 1 / b + 1 / c + 1 / d))
-    z = float(sps.norm.ppf(0.5 + level / 2))
-    stat = float(log_or / se)
-    return StatResult(float(np.exp(log_or)), float(np.exp(log_or - z * se)), float(np.exp(log_or + z * se)),
-                      statistic=stat, p_value=float(2 * sps.norm.sf(abs(stat))), n=int(round(t.sum())),
-                      level=level, se=se, method="odds ratio; Woolf log CI; Wald z on log OR (se is of log OR)",
-                      note=note)
+    ref = _table2x2(t)
+    low, high = ref.oddsratio_confint(alpha=1 - level)
+    se = float(ref.log_oddsratio_se)
+    return StatResult(float(ref.oddsratio), float(low), float(high), statistic=float(ref.log_oddsratio / se),
+                      p_value=float(ref.oddsratio_pvalue()), n=int(round(t.sum())), level=level, se=se,
+                      method="odds ratio; Woolf log CI; Wald z on log OR (se is of log OR)", note=note)
 
 
 def risk_ratio(table: ArrayLike, *, level: float = 0.95, correction: str = "auto") -> StatResult:
     """Risk ratio RR = [a / (a + b)] / [c / (c + d)] with the log-method CI and Wald z test.
 
-    SE(log RR) = sqrt(1/a - 1/(a + b) + 1/c - 1/(c + d)) (Katz et al. 1978). Example: rows
-    [congruent, incongruent], columns [correct, wrong] gives Acc(congruent) / Acc(incongruent).
+    SE(log RR) = sqrt(1/a - 1/(a + b) + 1/c - 1/(c + d)) (Katz et al. 1978), all from statsmodels'
+    ``Table2x2`` (riskratio, riskratio_confint, riskratio_pvalue). Example: rows [congruent,
+    incongruent], columns [correct, wrong] gives Acc(congruent) / Acc(incongruent). When both rows
+    have only events the SE is 0: the CI is the point and there is no test (statsmodels would
+    divide by 0).
     """
     t, note = _shift(as_table(table), correction)
     check_level(level)
@@ -102,11 +112,12 @@ def risk_ratio(table: ArrayLike, *, level: float = 0.95, correction: str = "auto
     if a == 0 or c == 0:
         return StatResult(float("nan"), n=int(t.sum()), level=level, method="risk ratio, log CI",
                           note="no events in a row makes the log risk ratio undefined")
-    log_rr = np.log((a / (a + b)) / (c / (c + d)))
-    se = float(np.sqrt(1 / a - 1 / (a + b) + 1 / c - 1 / (c + d)))
-    z = float(sps.norm.ppf(0.5 + level / 2))
-    stat = float(log_rr / se) if se > 0 else float("nan")
-    p = float(2 * sps.norm.sf(abs(stat))) if se > 0 else float("nan")
-    return StatResult(float(np.exp(log_rr)), float(np.exp(log_rr - z * se)), float(np.exp(log_rr + z * se)),
-                      statistic=stat, p_value=p, n=int(round(t.sum())), level=level, se=se,
+    ref = _table2x2(t)
+    se = float(ref.log_riskratio_se)
+    rr = float(ref.riskratio)
+    low, high, stat, p = rr, rr, float("nan"), float("nan")
+    if se > 0:
+        low, high = (float(v) for v in ref.riskratio_confint(alpha=1 - level))
+        stat, p = float(ref.log_riskratio / se), float(ref.riskratio_pvalue())
+    return StatResult(rr, low, high, statistic=stat, p_value=p, n=int(round(t.sum())), level=level, se=se,
                       method="risk ratio; log-method CI; Wald z on log RR (se is of log RR)", note=note)

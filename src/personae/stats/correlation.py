@@ -1,7 +1,11 @@
 """Pearson, Spearman and Kendall correlations with paired-bootstrap CIs.
 
 Point estimates and p-values come from scipy (pearsonr, spearmanr, kendalltau with tau-b); the
-CI resamples (x, y) pairs with vectorised versions of the same coefficients.
+CI is ``scipy.stats.bootstrap(paired=True)`` over (x, y) pairs with vectorised versions of the same
+coefficients. Those are own code: spearmanr and kendalltau take one pair of samples per call (no
+``axis`` over a batch of resamples), and ``pearsonr(axis=-1)`` gives the same r but computes every
+resample's p-value too, 4-5x slower over 10,000 resamples; the tests pin all three to scipy row
+by row.
 """
 
 from __future__ import annotations

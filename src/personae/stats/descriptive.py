@@ -24,7 +24,11 @@ class Estimate:
 
 
 def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Estimate:
-    """Mean with a Student-t confidence interval. One value gives a degenerate interval (NaN)."""
+    """Mean with a Student-t confidence interval: ``scipy.stats.ttest_1samp(x, 0).confidence_interval``.
+
+    One value gives a degenerate interval (NaN); values without spread give the point interval
+    (scipy's would be NaN: the t statistic is 0 / 0).
+    """
     x = np.asarray(values, dtype=float)
     if x.ndim != 1:
         raise ValueError("values must be one-dimensional")
@@ -36,8 +40,7 @@ def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Estima
     m = float(x.mean())
     if n == 1:
         return Estimate(m, float("nan"), float("nan"), 1, level)
-    se = float(x.std(ddof=1)) / np.sqrt(n)
-    if se == 0:
+    if float(x.std(ddof=1)) == 0:
         return Estimate(m, m, m, n, level)
-    half = float(sps.t.ppf(0.5 + level / 2, df=n - 1)) * se
-    return Estimate(m, m - half, m + half, n, level)
+    ci = sps.ttest_1samp(x, 0.0).confidence_interval(confidence_level=level)
+    return Estimate(m, float(ci.low), float(ci.high), n, level)

@@ -114,7 +114,12 @@ def _ratio(b: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def dispersion_test(answers: ArrayLike, groups: ArrayLike, *, kind: Kind, seed: int | np.random.Generator,
                     n_permutations: int = 2000, n_categories: int | None = None) -> DispersionTest:
-    """Permutation test of D_between / D_within: are personas further apart than runs of one persona?"""
+    """Permutation test of D_between / D_within: are personas further apart than runs of one persona?
+
+    Own code rather than ``scipy.stats.permutation_test``: the ratio is infinite when no persona's
+    runs differ, and scipy's relative tie tolerance makes an infinite observed statistic count as
+    more extreme than every null value (p = 1 / (n + 1) even when half the null is infinite).
+    """
     x = np.asarray(answers)
     g = np.asarray(groups)
     if x.ndim != 1 or g.shape != x.shape:
@@ -200,7 +205,8 @@ def distance_ratio_test(distances: list[np.ndarray], labels: list[ArrayLike], *,
     """Are answers of different groups (personas) further apart than answers within a group (runs)?
 
     One distance matrix per stratum (e.g. per prompt) with the group label of each row. The
-    statistic is sum_s between_s / sum_s within_s; labels are shuffled within each stratum.
+    statistic is sum_s between_s / sum_s within_s; labels are shuffled within each stratum (own
+    code: scipy.stats.permutation_test cannot restrict a permutation to strata).
     """
     if len(distances) != len(labels) or not distances:
         raise ValueError("give one label array per distance matrix, and at least one stratum")

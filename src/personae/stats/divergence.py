@@ -32,6 +32,10 @@ def jensen_shannon(p: ArrayLike, q: ArrayLike, *, base: float = 2.0) -> float:
     ``p`` and ``q`` are probabilities or counts over the same categories (each is normalised to
     sum 1). This is the divergence, not the distance: scipy.spatial.distance.jensenshannon returns
     its square root. With ``base=2`` it lies in [0, 1].
+
+    Own code rather than ``jensenshannon(p, q) ** 2``: scipy takes the square root of a sum that
+    rounding can push just below 0 for nearly equal distributions, and then returns NaN (it did
+    for about half of 20,000 random pairs differing by 1e-9); this sum is clipped to [0, 1].
     """
     if not base > 0 or base == 1:
         raise ValueError(f"base must be positive and not 1, got {base}")

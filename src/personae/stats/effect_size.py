@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as sps
 
-from ._common import Seed, as_1d, as_paired, check_level, check_resamples, rng_from
-from .bootstrap import bootstrap_statistic, interval_from_distribution
+from ._common import Seed, as_1d, as_paired, check_level, check_resamples
+from .bootstrap import bootstrap_statistic
 from .results import StatResult
 
 _DENOMINATORS = ("average", "pooled", "difference")
@@ -46,18 +44,6 @@ def _normal_se(d: float, a: np.ndarray, b: np.ndarray, paired: bool, denominator
     return float(np.sqrt(var))
 
 
-def _two_sample_boot(a: np.ndarray, b: np.ndarray, denominator: str, n_resamples: int,
-                     seed: Seed) -> np.ndarray:
-    rng = rng_from(seed)
-    rows = max(1, (1 << 24) // (a.size + b.size))
-    out = []
-    for start in range(0, n_resamples, rows):
-        m = min(rows, n_resamples - start)
-        ia, ib = rng.integers(0, a.size, (m, a.size)), rng.integers(0, b.size, (m, b.size))
-        out.append(_d(a[ia], b[ib], -1, False, denominator))
-    return np.concatenate(out)
-
-
 def _check_d_args(paired: bool, denominator: str, ci: str, seed: Seed | None) -> None:
     if denominator not in _DENOMINATORS:
         raise ValueError(f"denominator must be one of {_DENOMINATORS}, got {denominator!r}")
@@ -78,7 +64,12 @@ def cohens_d(a: ArrayLike, b: ArrayLike, *, paired: bool = False, denominator: s
     paired); ``"pooled"`` s = the df-weighted pooled SD (classic Cohen's d, same as average for
     equal n); ``"difference"`` s = sd(a - b) (d_z, paired only). No small-sample (Hedges) correction.
     ``ci="normal"``: d +- z * SE with the large-sample SE for that design (see ``_normal_se``);
-    ``ci="bootstrap"``: percentile bootstrap (pairs when paired, each group when not; needs ``seed``).
+    ``ci="bootstrap"``: percentile bootstrap (pairs when paired, each group when not; needs ``seed``),
+    by ``scipy.stats.bootstrap`` (``paired=True`` / ``False``).
+
+    Own code for d and its normal SE: statsmodels' ``effectsize_smd`` gives only the
+    Hedges-corrected pooled SMD, and neither library has the average-SD d (d_av) or d_z with
+    their large-sample SEs.
     """
     check_level(level)
     _check_d_args(paired, denominator, ci, seed)
@@ -94,16 +85,8 @@ def cohens_d(a: ArrayLike, b: ArrayLike, *, paired: bool = False, denominator: s
         half = float(sps.norm.ppf(0.5 + level / 2)) * se
         return StatResult(d, d - half, d + half, n=n, level=level, se=se, method=f"{label}; normal CI")
     n_resamples = check_resamples(n_resamples)
-    if paired:
-        res = bootstrap_statistic(lambda u, v, axis=-1: _d(u, v, axis, True, denominator), [x, y],
-                                  n_resamples=n_resamples, seed=seed, level=level,
-                                  method="percentile", label=label)
-        return StatResult(d, res.ci_low, res.ci_high, n=n, level=level, se=res.se, method=res.method,
-                          note=res.note)
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        boot = _two_sample_boot(x, y, denominator, n_resamples, seed)
-    low, high, note = interval_from_distribution(boot, d, level, "percentile")
-    finite = boot[np.isfinite(boot)]
-    return StatResult(d, low, high, n=n, level=level, se=float(finite.std(ddof=1)), note=note,
-                      method=f"{label}; percentile bootstrap within groups, {n_resamples} resamples")
+    res = bootstrap_statistic(lambda u, v, axis=-1: _d(u, v, axis, paired, denominator), [x, y],
+                              n_resamples=n_resamples, seed=seed, level=level, method="percentile",
+                              label=label, paired=paired)
+    how = res.method if paired else f"{label}; percentile bootstrap within groups, {n_resamples} resamples"
+    return StatResult(d, res.ci_low, res.ci_high, n=n, level=level, se=res.se, method=how, note=res.note)

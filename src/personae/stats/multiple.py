@@ -11,6 +11,11 @@ def holm(pvalues: ArrayLike) -> np.ndarray:
 
     Sorted ascending, p_(i) becomes max over j <= i of min(1, (m - j + 1) * p_(j)). Reject the
     hypotheses whose adjusted p is <= alpha: this controls the family-wise error rate at alpha.
+
+    Own code, although ``statsmodels.stats.multitest.multipletests(p, method="holm")`` computes
+    the same numbers (the tests pin the two together): for 'holm' statsmodels calls
+    ``gc.collect()`` on every call, which took ~150 ms here with numpy, scipy and statsmodels
+    loaded (this step-down takes ~0.1 ms), and a study adjusts p-values table by table.
     """
     p = np.asarray(pvalues, dtype=float)
     if p.ndim != 1:

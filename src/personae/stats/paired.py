@@ -37,12 +37,17 @@ def mcnemar_counts(n10: int, n01: int, *, n: int | None = None, exact: bool = Tr
                    correction: bool = True, level: float = 0.95) -> StatResult:
     """McNemar's test from the discordant counts of a paired binary design.
 
-    ``n10`` = units with a = 1 and b = 0; ``n01`` = units with a = 0 and b = 1. ``exact`` uses the
-    binomial test on the discordant pairs (p = min(1, 2 * P(X <= min(n10, n01)))); otherwise the
-    chi-square statistic (|n10 - n01| - c)^2 / (n10 + n01) with continuity c = 1 if ``correction``.
+    ``n10`` = units with a = 1 and b = 0; ``n01`` = units with a = 0 and b = 1. The test is
+    ``statsmodels.stats.contingency_tables.mcnemar``: ``exact`` uses the binomial test on the
+    discordant pairs (p = min(1, 2 * P(X <= min(n10, n01)))); otherwise the chi-square statistic
+    (|n10 - n01| - c)^2 / (n10 + n01) with continuity c = 1 if ``correction``. Without discordant
+    pairs p = 1 and ``note`` says so (statsmodels' chi-square would divide 0 by 0).
     With the total ``n`` given, ``estimate`` is P(a) - P(b) = (n10 - n01) / n with a Wald CI for
-    paired proportions (Agresti 2013, 10.1.1); otherwise the estimate is NaN.
+    paired proportions (Agresti 2013, 10.1.1); otherwise the estimate is NaN. The CI is own code:
+    neither scipy nor statsmodels has an interval for a difference of paired proportions.
     """
+    from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar  # noqa: PLC0415
+
     for name, v in (("n10", n10), ("n01", n01)):
         if isinstance(v, bool) or int(v) != v or v < 0:
             raise ValueError(f"{name} must be a non-negative integer count, got {v!r}")
@@ -52,12 +57,9 @@ def mcnemar_counts(n10: int, n01: int, *, n: int | None = None, exact: bool = Tr
     kind = "exact binomial" if exact else ("chi-square, continuity-corrected" if correction else "chi-square")
     if m == 0:
         stat, p, note = 0.0, 1.0, "no discordant pairs: no evidence of a difference (p set to 1)"
-    elif exact:
-        stat = float(min(n10, n01))
-        p, note = float(min(1.0, 2 * sps.binom.cdf(stat, m, 0.5))), ""
     else:
-        stat = (abs(n10 - n01) - int(correction)) ** 2 / m
-        p, note = float(sps.chi2.sf(stat, 1)), ""
+        res = sm_mcnemar([[0, n10], [n01, 0]], exact=exact, correction=correction)
+        stat, p, note = float(res.statistic), float(res.pvalue), ""
     est = lo = hi = se = float("nan")
     if n is not None:
         if int(n) != n or n < m or n < 1:

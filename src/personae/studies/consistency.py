@@ -97,10 +97,14 @@ class ConsistencyStudy(Study[ConsistencyOptions]):
     Options = ConsistencyOptions
     display_columns = ("persona", "dialogues", "complete", "prompt_to_line", "line_to_line", "qa", "listener",
                        "parroting_rate", "joint", "stays_in_character", "drift_onset")
-    roles = (RoleDecl("partner", "plays the user simulator the agent talks with"),
+    roles = (RoleDecl("partner", "plays the user simulator the agent talks with",
+                      self_note="The {role} ({purpose}) is the model under study: it talks with itself. Bind "
+                      "roles.{role} to another model for a partner it cannot predict."),
              RoleDecl("judge", "judges lines against the persona and earlier lines, writes and checks Q&A"),
              RoleDecl("scorer", "scores lines under the true and distractor personas (listener metric)",
-                      needs_scoring=True),
+                      needs_scoring=True,
+                      self_note="The {role} ({purpose}) is the model under study: the listener posterior says how "
+                      "well the model itself tells its persona from the distractors in its own lines."),
              RoleDecl("embedder", "embeds lines and persona sentences (parroting)", kind="embed",
                       default="embed/minilm"))
 
@@ -333,9 +337,12 @@ class ConsistencyStudy(Study[ConsistencyOptions]):
                 own = d.lines_of(s)
                 checkpoints = sorted({own[i].turn for i in range(len(own)) if (i + 1) % self.options.qa_every == 0}
                                      | ({own[-1].turn} if own else set()))
+                sheet = d.speaker(s).sheet
+                asked = [(q_i, J.shuffled(q, derive_seed(self.spec.seed, f"{sheet}#{q_i}")))
+                         for q_i, q in enumerate(questions) if J.usable(q)]
                 for turn in checkpoints:
                     history = self._speaker_view(d, s, turn + 1)
-                    for q_i, q in enumerate(questions):
+                    for q_i, q in asked:
                         msgs = [*history, Message(role="user", content=J.answer_prompt(q))]
                         tags = self._tags(d, None, "qa", (self.n_lines if self.slots else 0) + 1, speaker=s,
                                           checkpoint=turn, question=q_i, key=q.key).model_copy(update={"role": "qa"})
