@@ -138,12 +138,20 @@ def _json_loads(text: str, file: str, line: int | None = None) -> Any:
 def read_text(path: Path) -> str:
     """A file's text, or a one-line error: not found, a folder, not UTF-8 (with its line), unreadable."""
     if not path.exists():
+        if path.is_symlink():
+            raise ConfigError("is a symbolic link that leads nowhere (its target is missing, or links loop).",
+                              file=str(path), fix="point the link at a real file, or give the file's own path.")
         raise ConfigError("file not found.", file=str(path), fix=f"check the path (looked for {path.absolute()}).")
     if path.is_dir():
         raise ConfigError("is a folder, not a file.", file=str(path), fix="give the path of a YAML, JSON or JSONL file.")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not content
     except UnicodeDecodeError as exc:
+        head = path.read_bytes()[:4]
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise ConfigError("is UTF-16 text (it starts with a UTF-16 byte-order mark); personae reads UTF-8.",
+                              file=str(path), line=1, fix="save the file as UTF-8 (most editors offer 'UTF-8' under "
+                              "'Save with encoding').") from None
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise ConfigError(f"is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}).",
                           file=str(path), line=line,
@@ -151,6 +159,11 @@ def read_text(path: Path) -> str:
     except OSError as exc:
         raise ConfigError(f"cannot be read: {exc.strerror or exc}.", file=str(path),
                           fix="check the file's permissions.") from None
+    if "\x00" in text:
+        at = text.index("\x00")
+        raise ConfigError(f"holds a NUL byte (character {at + 1}): it is a binary file, or text saved in another "
+                          "encoding.", file=str(path), line=text.count("\n", 0, at) + 1,
+                          fix="save the file as plain UTF-8 text, without NUL characters.")
     return text
 
 
@@ -196,6 +209,10 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
         node = yaml.compose(text)
         _check_yaml_graph(node, str(path))
         data = yaml.safe_load(text)
+    except yaml.composer.ComposerError as exc:
+        if "expected a single document" in str(exc.context or ""):
+            raise _many_documents(text, exc, str(path)) from None
+        raise _yaml_error(exc, str(path)) from None
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, str(path)) from None
     except RecursionError:
@@ -203,6 +220,24 @@ def read_documents(path: Path) -> list[tuple[Any, LineMap]]:
     if data is None:
         raise ConfigError("the file is empty.", file=str(path), fix="add the content it should hold.")
     return [(data, _lines_of(node, str(path)))]
+
+
+def _many_documents(text: str, exc: yaml.composer.ComposerError, file: str) -> ConfigError:
+    """'holds N YAML documents' for a file with several '---' documents (PyYAML's own message,
+    'expected a single document in the stream', names neither the count nor the cure)."""
+    starts: list[int] = []
+    try:
+        for event in yaml.parse(text):
+            if isinstance(event, yaml.DocumentStartEvent):
+                starts.append(event.start_mark.line + 1)
+    except yaml.YAMLError:  # a later document is also malformed: count what was read
+        pass
+    line = exc.problem_mark.line + 1 if exc.problem_mark else None
+    count = f"{len(starts)} YAML documents" if len(starts) >= 2 else "more than one YAML document"
+    return ConfigError(f"holds {count} (a '---' line starts each one after the first); personae reads one "
+                       "document per file.", file=file, line=line,
+                       fix="put each document in its own file, or merge them into one (several personas go in "
+                       "one list under 'personas:').")
 
 
 def expand_files(entries: Sequence[str], base_dir: Path, *, field: str, example: str) -> list[Path]:
@@ -214,8 +249,16 @@ def expand_files(entries: Sequence[str], base_dir: Path, *, field: str, example:
         if glob.has_magic(entry):
             found = sorted(Path(p) for p in glob.glob(str(base_dir / entry), recursive=True) if Path(p).is_file())
             if not found:
-                raise ConfigError(f"the pattern '{entry}' matches no file (looked in {base_dir}).",
+                unclosed = ("; its '[' opens a set of characters that is never closed (write '[[]' for a literal '[')"
+                            if entry.count("[") > entry.count("]") else "")
+                raise ConfigError(f"the pattern '{entry}' matches no file (looked in {base_dir}){unclosed}.",
                                   field=field, fix=f"check the pattern, e.g. '{example}'.")
+        elif (base_dir / entry).is_dir():
+            raise ConfigError(f"'{entry}' is a folder, not a file ({base_dir / entry}).", field=field,
+                              fix=f"name the files in it, or a pattern such as '{Path(entry) / '*.jsonl'}'.")
+        elif not (base_dir / entry).exists() and not (base_dir / entry).is_symlink():
+            raise ConfigError(f"the file '{entry}' was not found (looked in {base_dir}).", field=field,
+                              fix=f"give paths relative to the spec, or a pattern such as '{example}'.")
         else:
             found = [base_dir / entry]
         files += [f for f in found if f not in files]
@@ -349,6 +392,61 @@ def _pick_error(exc: ValidationError) -> dict[str, Any]:
     return errors[0]
 
 
+# the part pydantic adds to an error's location for each member of a union ('str', 'int',
+# 'tuple[str, ...]', 'RoleSpec'): a tag for the type that was tried, not a field the user wrote
+_UNION_TAG = re.compile(r"^(str|int|float|bool|bytes|none|[a-z_-]+\[.*\]|[A-Z]\w*)$")
+
+
+def _kind_name(err: Mapping[str, Any]) -> str:
+    """What a union member accepts, in words: 'text', 'a whole number', 'a list'..."""
+    kind = err["type"]
+    if kind in ("string_type", "str_type"):
+        return "text"
+    for kinds, words in ((_INT_TYPES, "a whole number"), (_FLOAT_TYPES, "a number"), (_BOOL_TYPES, "true or false"),
+                         (_LIST_TYPES, "a list"), (_MAPPING_TYPES, "a mapping of fields")):
+        if kind in kinds:
+            return words
+    if kind in ("literal_error", "enum"):
+        return f"one of {(err.get('ctx') or {}).get('expected', '')}"
+    return str(err["loc"][-1])
+
+
+def _union_members(err: Mapping[str, Any], errors: list[Any]) -> list[str] | None:
+    """When `err` is one member's failure of a union (its location ends in a type tag and another error
+    shares the rest of it), what the union accepts, in words; else None."""
+    loc = tuple(err["loc"])
+    if not loc or not isinstance(loc[-1], str) or not _UNION_TAG.match(loc[-1]):
+        return None
+    # the members of one union saw the same input and failed in different ways ('A' and 'B' of
+    # a dict[str, float] are two keys, not a union: other inputs, the same failure)
+    siblings = [e for e in errors if len(e["loc"]) == len(loc) and tuple(e["loc"][:-1]) == loc[:-1]
+                and isinstance(e["loc"][-1], str) and _UNION_TAG.match(e["loc"][-1]) and e.get("input") is err.get("input")]
+    if len({e["type"] for e in siblings}) < 2:
+        return None
+    return list(dict.fromkeys(_kind_name(e) for e in siblings))
+
+
+_BRACKET_TAG = re.compile(r"^[a-z_-]+\[.*\]$")  # 'tuple[str, ...]', 'function-after[...]': never a field name
+
+
+def _deepest_member(err: Mapping[str, Any], errors: list[Any]) -> Mapping[str, Any]:
+    """For a union, the member error that got furthest into the value: `data: [a, 3]` against
+    `str | tuple[str, ...]` is 'data.1 must be text', not 'data must be text'."""
+    loc = tuple(err["loc"])
+    if not loc or not isinstance(loc[-1], str) or not _UNION_TAG.match(loc[-1]):
+        return err
+    n = len(loc) - 1
+    deeper = [e for e in errors if len(e["loc"]) > len(loc) and tuple(e["loc"][:n]) == loc[:-1]
+              and isinstance(e["loc"][n], str) and _UNION_TAG.match(e["loc"][n])]
+    return max(deeper, key=lambda e: len(e["loc"])) if deeper else err
+
+
+def _or(words: list[str]) -> str:
+    if "a number" in words and "a whole number" in words:
+        words = [w for w in words if w != "a whole number"]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
 def validation_to_config_error(
     exc: ValidationError,
     model: type[BaseModel],
@@ -359,7 +457,11 @@ def validation_to_config_error(
 ) -> ConfigError:
     """Turn the most useful pydantic error into a one-line ConfigError with a fix."""
     err = _pick_error(exc)
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    members = _union_members(err, exc.errors()) if err["type"] != "extra_forbidden" else None
+    if members is None:
+        err = _deepest_member(err, exc.errors())
+    raw = tuple(err["loc"])[:-1] if members is not None else tuple(err["loc"])  # 'profile.hobbies', not '...hobbies.str'
+    loc = tuple(p for p in raw if not (isinstance(p, str) and (p.startswith("function-") or _BRACKET_TAG.match(p))))
     field = ".".join(str(p) for p in prefix + loc) or None
     line = line_for(lines or {}, prefix + loc) if lines else None
     kind = err["type"]
@@ -370,6 +472,12 @@ def validation_to_config_error(
     def fail(message: str, fix: str) -> ConfigError:
         return ConfigError(message, file=file, line=line, field=field, fix=fix)
 
+    if members is not None:
+        text_hint = " (quote a value to make it text)" if "text" in members else ""
+        elsewhere = " Lists and nested values go under 'metadata:', which personae never reads." \
+            if "profile" in loc and "metadata" in model.model_fields else ""
+        return fail(f"must be {_or(members)} (got {_shown(given)}).",
+                    f"write one value that is {_or(members)}{text_hint}.{elsewhere}")
     if kind == "extra_forbidden":
         allowed = _fields_at(model, loc)
         hint = suggest(name, allowed)

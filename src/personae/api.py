@@ -24,7 +24,7 @@ from . import __version__
 from ._json import dumps_strict, jsonable
 from .backends.base import Backend
 from .backends.pool import BackendPool
-from .errors import ConfigError, PersonaeError, RunTerminated
+from .errors import ConfigError, PersonaeError, RunTerminated, error_text
 from .executors import Budget, Executor, RunAborted
 from .progress import Progress
 from .report import MAX_TRANSCRIPTS, figure_to_data_uri, write_report
@@ -173,12 +173,11 @@ class Run:
         except BaseException as exc:
             self.status = "analysis_failed" if phase == "analysis" else "aborted"
             if phase == "analysis":
-                self.error = f"{type(exc).__name__}: {exc}"
+                self.error = error_text(exc)
             elif isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
                 self.error = "interrupted (Ctrl-C or SIGTERM) before it finished; run the same command to resume"
             else:
-                text = exc.one_line() if isinstance(exc, PersonaeError) else f"{type(exc).__name__}: {exc}"
-                self.error = " ".join(text.split())[:500]
+                self.error = error_text(exc)[:500]
             raise
         finally:
             await self._finish(run)

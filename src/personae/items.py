@@ -264,7 +264,7 @@ def _read_csv(path: Path) -> list[tuple[dict[str, Any], int]]:
 
 def _csv_item(row: Mapping[str, Any]) -> dict[str, Any]:
     letters = [c for c in LETTERS if c in row and row[c] not in (None, "")]
-    return {"id": row.get("id"), "domain": row.get("domain"), "question": row.get("question"),
+    return {"id": row["id"], "domain": row["domain"], "question": row["question"],
             "choices": [row[c] for c in letters], "answer": row.get("answer")}
 
 
@@ -290,10 +290,13 @@ def load_items(path: str | Path, fmt: ItemFormat = "auto", *, seed: int = 0) -> 
             try:
                 recs.append(_from_gpqa(row, rng) if fmt == "gpqa" else _csv_item(row))
             except KeyError as exc:
-                raise ConfigError(f"missing column {exc}.", file=str(path), line=line,
-                                  fix="see the layouts in personae.items' documentation.") from None
+                raise ConfigError(f"missing column {exc}.", file=str(path), line=1 if fmt == "csv" else line,
+                                  fix="add the column to the header line; a CSV item file has the columns id, "
+                                  "domain, question, A, B, ... and optionally answer." if fmt == "csv" else
+                                  "see the layouts in personae.items' documentation.") from None
         items = _parse([(r, (i,)) for i, r in enumerate(recs)], str(path),
                        {(i,): line for i, (_, line) in enumerate(rows)})
+        item_lines: list[int | None] = [line for _, line in rows]
     else:
         docs = read_documents(path)
         raw: list[tuple[Any, tuple[Any, ...]]] = []
@@ -330,15 +333,21 @@ def load_items(path: str | Path, fmt: ItemFormat = "auto", *, seed: int = 0) -> 
                                       line=line_for(lines, p), fix="check items_format matches the file.") from None
             raw = converted
         items = _parse(raw, str(path), lines)
-    return check_unique_items(items, file=str(path))
+        item_lines = [line_for(lines, p) for _, p in raw]
+    return check_unique_items(items, file=str(path), lines=item_lines)
 
 
-def check_unique_items(items: Sequence[MCItem], *, file: str | None = None) -> tuple[MCItem, ...]:
-    seen: set[str] = set()
-    for it in items:
+def check_unique_items(items: Sequence[MCItem], *, file: str | None = None,
+                       lines: Sequence[int | None] = ()) -> tuple[MCItem, ...]:
+    """The items, or a ConfigError naming the second use of an id (and its line, `lines[i]` being item i's)."""
+    seen: dict[str, int] = {}
+    for i, it in enumerate(items):
         if it.id in seen:
-            raise ConfigError(f"item id '{it.id}' appears twice.", file=file, fix="give every item a unique id.")
-        seen.add(it.id)
+            first = lines[seen[it.id]] if seen[it.id] < len(lines) else None
+            raise ConfigError(f"item id '{it.id}' appears twice" + (f" (first on line {first})." if first else "."),
+                              file=file, line=lines[i] if i < len(lines) else None, field="id",
+                              fix="give every item a unique id (ids key the results and the pairing of conditions).")
+        seen[it.id] = i
     if not items:
         raise ConfigError("no items.", file=file, fix="add at least one item.")
     return tuple(items)
@@ -351,8 +360,9 @@ BUILTIN_BANKS = ("general", "opinions")
 def builtin_items(bank: str = "general") -> tuple[MCItem, ...]:
     """Item banks written for this project: 'general' (keyed, several domains), 'opinions' (no key)."""
     if bank not in BUILTIN_BANKS:
-        raise ConfigError(f"no built-in item bank '{bank}'.{suggest(bank, BUILTIN_BANKS)}",
-                          fix=f"use one of {', '.join(BUILTIN_BANKS)}.")
+        raise ConfigError(f"no built-in item bank '{bank}'.{suggest(bank, BUILTIN_BANKS, 'builtin:')}",
+                          field="options.items", fix=f"use one of {', '.join('builtin:' + b for b in BUILTIN_BANKS)}, "
+                          "or a file path relative to the spec.")
     entry = resources.files("personae") / "data" / "items" / f"{bank}.jsonl"
     with resources.as_file(entry) as p:
         return load_items(p)
@@ -393,4 +403,10 @@ def resolve_items(ref: str, base_dir: Path, fmt: ItemFormat = "auto", *, seed: i
     if ref.startswith("hf:"):
         return load_hf_items(ref.removeprefix("hf:"), split=hf_split, fmt="mmlu-pro" if fmt == "auto" else fmt,
                              seed=seed)
-    return load_items(base_dir / ref, fmt, seed=seed)
+    path = base_dir / ref
+    if path.is_dir() or not path.exists():
+        what = "is a folder, not a file" if path.is_dir() else f"was not found (looked in {base_dir})"
+        raise ConfigError(f"the item file '{ref}' {what}.", field="options.items",
+                          fix="give an item file's path relative to the spec, or 'builtin:general' / "
+                          "'builtin:opinions'.")
+    return load_items(path, fmt, seed=seed)

@@ -107,6 +107,14 @@ def _resolve_personas(spec: StudySpec, base_dir: Path, file: str | None, lines: 
             sources.append((line, entry))
         elif isinstance(entry, str):
             path = (base_dir / entry) if not Path(entry).is_absolute() else Path(entry)
+            if path.is_dir():
+                raise ConfigError(f"'{entry}' is a folder, not a file ({path}).", file=file, line=line,
+                                  field=f"personas.{i}", fix="name a persona file inside it (.yaml, .yml, .json or "
+                                  ".jsonl), one entry per file.")
+            if path.is_symlink() and not path.exists():
+                raise ConfigError(f"'{entry}' is a symbolic link that leads nowhere (its target is missing, or links "
+                                  "loop).", file=file, line=line, field=f"personas.{i}",
+                                  fix="point the link at a real persona file, or give the file's own path.")
             if not path.is_file():
                 raise ConfigError(f"persona file '{entry}' not found (looked in {base_dir}).{_file_hint(entry, base_dir)}",
                                   file=file, line=line, field=f"personas.{i}",

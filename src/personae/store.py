@@ -97,6 +97,26 @@ def default_store_path() -> Path:
     return base / "personae" / "store.sqlite"
 
 
+_STORE_FIX = ("set PERSONAE_STORE (or --store) to a file in a folder you may write to, e.g. "
+              "PERSONAE_STORE=./personae-store.sqlite (a new store is created if missing).")
+
+
+def _open_error(path: Path, exc: OSError | sqlite3.Error) -> ConfigError:
+    """The teaching error for a store SQLite cannot open, by what SQLite said."""
+    text = str(exc)
+    if "unable to open database file" in text:
+        return ConfigError(f"cannot create or open the store: the folder {path.parent} is not writable (SQLite: "
+                           f"{text}).", file=str(path), fix=_STORE_FIX)
+    if "readonly database" in text:
+        return ConfigError(f"the store is read-only (SQLite: {text}).", file=str(path),
+                           fix="make the file and its folder writable, or " + _STORE_FIX)
+    if "file is not a database" in text:
+        return ConfigError("is not a personae store (not a SQLite database at all).", file=str(path),
+                           fix="point PERSONAE_STORE (or --store) at another file; personae has left this one "
+                           "untouched.")
+    return ConfigError(f"cannot open the store: {text}.", file=str(path), fix=_STORE_FIX)
+
+
 def _alive(pid: int | None, host: str | None) -> bool:
     """Is the process that started a run still there? (Another machine's: assume it is.)"""
     if pid is None:
@@ -119,21 +139,45 @@ class Store:
         self.path = Path(path) if path is not None else default_store_path()
         self.notices: list[str] = []
         """One-line notices for the user (e.g. old cache rows that are no longer used)."""
-        conn = None
+        where = str(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the store's folder {self.path.parent} ({exc.strerror or exc}).",
+                              file=where, fix=_STORE_FIX) from None
+        if self.path.is_dir():
+            raise ConfigError("is a folder, not a store file.", file=where, fix=_STORE_FIX)
+        conn = None
+        try:
             self._conn = conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
                                                 check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout=60000")
+            self._check_is_store()  # before WAL: another program's file is left exactly as it was
             self._enable_wal()
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+        except ConfigError:
+            if conn is not None:
+                conn.close()
+            raise
         except (OSError, sqlite3.Error) as exc:
             if conn is not None:
                 conn.close()
-            raise ConfigError(f"cannot open the store: {exc}.", file=str(self.path),
-                              fix="point --store or PERSONAE_STORE at a writable SQLite file (a new one is "
-                              "created if missing).") from None
+            raise _open_error(self.path, exc) from None
+
+    def _check_is_store(self) -> None:
+        """Refuse a SQLite file that another program made (tables, but not personae's migrations)."""
+        tables = sorted(r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                        if not r[0].startswith("sqlite_"))
+        if not tables:
+            return  # a new, empty file
+        columns = [r[1] for r in self._conn.execute("PRAGMA table_info(migrations)")]
+        if columns != ["version", "applied_at"]:
+            shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+            raise ConfigError(f"is a SQLite database of another program, not a personae store (its tables: {shown}; "
+                              "no personae migrations table).", file=str(self.path),
+                              fix="point PERSONAE_STORE (or --store) at another file; personae has left this one "
+                              "untouched.")
 
     def _enable_wal(self, wait_s: float = 60.0) -> None:
         """Switch to WAL mode. When two processes open a new file at once, SQLite answers
@@ -155,6 +199,13 @@ class Store:
         try:
             c.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
             done = {row[0] for row in c.execute("SELECT version FROM migrations")}
+            if max(done, default=0) > len(MIGRATIONS):
+                from . import __version__  # noqa: PLC0415 (the package imports this module)
+
+                raise ConfigError(f"was written by a newer personae: its schema is version {max(done)}, and this "
+                                  f"personae ({__version__}) reads up to version {len(MIGRATIONS)}.",
+                                  file=str(self.path), fix="upgrade personae (pip install -U personae), or point "
+                                  "PERSONAE_STORE (or --store) at another file; this one is left untouched.")
             for version, script in enumerate(MIGRATIONS, start=1):
                 if version in done:
                     continue

@@ -94,7 +94,7 @@ def parse_transcript(record: Any, *, file: str | None = None, line: int | None =
                           fix="write one object per line with 'text', 'experiment' and 'participant'.")
     missing = [k for k in RESERVED if k not in record]
     if missing:
-        raise ConfigError(f"missing {', '.join(missing)}.", file=file, line=line,
+        raise ConfigError(f"missing {', '.join(missing)}.", file=file, line=line, field=missing[0],
                           fix="each record needs 'text' (responses marked <<...>>), 'experiment', 'participant'.")
     text = str(record["text"])
     if not MARK.search(text):

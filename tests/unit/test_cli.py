@@ -81,7 +81,10 @@ def test_an_unusable_store_or_run_folder_is_one_red_line(where: str, cli: CliRun
     assert "Traceback" not in result.output
     line = result.output.strip()
     assert line.startswith("error: ") and "\n" not in line
-    assert ("cannot write the run folder" if where == "out_is_a_file" else "cannot open the store") in line
+    assert {"out_is_a_file": "cannot write the run folder",  # each says what is wrong with it (issue 8, item 7)
+            "store_not_sqlite": "is not a personae store (not a SQLite database at all)",
+            "store_folder_missing": "cannot create the store's folder"}[where] in line
+    assert "Fix:" in line
 
 
 def test_names_from_the_spec_are_printed_as_text_not_rich_markup(cli: CliRunner, tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ def test_opinions_bank_has_no_keys_and_five_choices() -> None:
 
 def test_unknown_bank_suggests() -> None:
     assert set(BUILTIN_BANKS) == {"general", "opinions"}
-    with pytest.raises(ConfigError, match="Did you mean 'general'"):
+    with pytest.raises(ConfigError, match="Did you mean 'builtin:general'"):
         builtin_items("genral")
 
 

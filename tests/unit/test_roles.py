@@ -126,13 +126,16 @@ def test_two_base_urls_under_one_model_id_never_share_results() -> None:
     from personae.runner import Runner
 
     a = create_backend("openai/m", {"base_url": "http://127.0.0.1:9001/v1"})
-    b = create_backend("openai/m", {"base_url": "http://user:secret@127.0.0.1:9002/v1/"})
+    b = create_backend("openai/m", {"base_url": "http://127.0.0.1:9002/v1/"})
     req = Request(model="openai/m", messages=())
     with Store() as st:
         ka = Runner({"openai/m": a}, st).key_for(req)
         kb = Runner({"openai/m": b}, st).key_for(req)
     assert ka != kb
-    assert "secret" not in b.fingerprint() and b.fingerprint().endswith("127.0.0.1:9002/v1:scoring=none")
+    assert b.fingerprint().endswith("127.0.0.1:9002/v1:scoring=none")  # no trailing slash in the key
+    # credentials in a URL are refused, so they never reach a fingerprint (issue 8, item 6)
+    with pytest.raises(ConfigError, match="holds a user name or password"):
+        create_backend("openai/m", {"base_url": "http://user:secret@127.0.0.1:9002/v1/"})
 
 
 def test_a_judge_whose_server_refuses_everything_stops_the_run_even_though_the_studied_model_answers(

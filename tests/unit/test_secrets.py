@@ -92,27 +92,106 @@ def test_backend_error_messages_mask_the_key(monkeypatch: pytest.MonkeyPatch) ->
     assert "Bearer ***" in mapped.one_line()
 
 
-def test_credentials_in_a_base_url_are_masked_in_run_json_and_errors(tmp_path: Path) -> None:
-    """A base_url like http://user:pass@host/v1 must not reach run.json or error rows."""
-    import socket
+def test_credentials_in_a_base_url_are_refused_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A base_url like http://user:pass@host/v1 would make the HTTP client send Basic auth instead of
+    the API key, and put the password wherever the URL goes (issue 8, item 6). It is refused when the
+    spec is validated, with the password masked and the way to pass a key instead; `personae run`
+    then writes no run folder and records nothing in the store."""
+    from typer.testing import CliRunner
 
-    from personae.runner import RunAborted
+    from personae.cli.main import app
+    from personae.errors import ConfigError
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://alice:hunter2-pass@127.0.0.1:{port}/v1"
-    spec = {"study": "grid", "model": "openai/m", "backend": {"base_url": url},
-            "concurrency": {"retry": {"max_attempts": 1, "base_delay_s": 0}},
+    url = "http://alice:hunter2-pass@127.0.0.1:9/v1"
+    spec = {"study": "grid", "model": "openai/m", "backend": {"base_url": url, "api_key_env": "MY_KEY"},
+            "options": {"questions": ["Hi?"]}}
+    with pytest.raises(ConfigError) as info:
+        resolve_spec(spec)
+    line = info.value.one_line()
+    assert info.value.field == "backend.base_url"
+    assert "hunter2-pass" not in line and "alice" not in line and "http://***@127.0.0.1:9/v1" in line
+    assert "holds a user name or password" in line and "api_key_env (now MY_KEY)" in line
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "hunter2-pass" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()  # refused before the run folder was made
+    store = Path(os.environ["PERSONAE_STORE"])
+    for found in store.parent.glob(store.name + "*"):
+        assert b"hunter2-pass" not in found.read_bytes(), found
+
+    # Python callers that build a backend themselves, and a URL from the environment, get the same rule
+    with pytest.raises(ConfigError, match="holds a user name or password"):
+        OpenAIBackend("openai/m", OpenAIOptions(base_url=url))
+    monkeypatch.setenv("PERSONAE_OPENAI_BASE_URL", url)
+    with pytest.raises(ConfigError, match="PERSONAE_OPENAI_BASE_URL") as env_info:
+        resolve_spec({**spec, "backend": {}})
+    assert "hunter2-pass" not in env_info.value.one_line()
+
+
+@pytest.mark.parametrize("url", ["not a url", "127.0.0.1:8000/v1", "ftp://127.0.0.1/v1", "http:///v1",
+                                 "http://127.0.0.1:port/v1"])
+def test_a_base_url_that_is_not_an_http_url_is_refused_at_validation(url: str) -> None:
+    from personae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="backend.base_url") as info:
+        resolve_spec({"study": "grid", "model": "openai/m", "backend": {"base_url": url},
+                      "options": {"questions": ["Hi?"]}})
+    assert "e.g. http://127.0.0.1:8000/v1" in info.value.one_line()
+
+
+ECHOED = ("invalid credentials: got headers {'authorization': 'Basic dXNlcjpwYXNzd29yZA==', "
+          "'x-api-key': 'proxy-secret-123'} and Authorization: Bearer sk-OTHER-secret-55555")
+ECHOED_SECRETS = ("dXNlcjpwYXNzd29yZA==", "proxy-secret-123", "sk-OTHER-secret-55555")
+
+
+def test_an_echoed_authorization_header_is_masked_in_every_error_text(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A server (or a proxy before it) that echoes the request's credentials in its error body: the
+    error text reaches the store, results.jsonl, run.json and the terminal only masked. (The key of
+    this backend is masked by the backend itself; these are values it never knew.)"""
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(401, json={"error": {"message": ECHOED, "type": "auth"}})
+
+    opts = OpenAIOptions(base_url="http://127.0.0.1:9/v1", api_key="sk-test-0000")
+    backend = OpenAIBackend("openai/m", opts, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
+    spec = {"study": "grid", "model": "openai/m", "backend": {"base_url": "http://127.0.0.1:9/v1"},
             "options": {"questions": ["Hi?"], "include_baseline": True}}
     out = tmp_path / "run"
-    with pytest.raises(RunAborted) as err:
-        run_study(resolve_spec(spec), out)
-    assert "hunter2-pass" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
+    with pytest.raises(PersonaeError) as info:
+        run_study(resolve_spec(spec), out, backends={"openai/m": backend}, quiet=False)
+    texts = [info.value.one_line(), str(info.value), capsys.readouterr().err]
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows and all("answered 401" in r["error"] and "Basic ***" in r["error"] for r in rows)
     store = Path(os.environ["PERSONAE_STORE"])
-    for path in [*out.iterdir(), *store.parent.glob(store.name + "*")]:
-        assert b"hunter2-pass" not in path.read_bytes(), path
-    assert json.loads((out / "run.json").read_text())["spec"]["backend"]["base_url"].startswith("http://***@")
+    for secret in ECHOED_SECRETS:
+        assert all(secret not in t for t in texts), secret
+        for path in [*out.iterdir(), *store.parent.glob(store.name + "*")]:
+            assert secret.encode() not in path.read_bytes(), (secret, path)
+    assert "'x-api-key': '***'" in rows[0]["error"] and "Bearer ***" in rows[0]["error"]
+
+
+def test_mask_secrets_masks_credentials_and_leaves_field_names_alone() -> None:
+    from personae.errors import error_text, mask_secrets
+
+    assert mask_secrets("Authorization: Bearer sk-abc.def") == "Authorization: Bearer ***"
+    assert mask_secrets("header 'Bearer sk-ENV-1' refused") == "header 'Bearer ***' refused"
+    assert mask_secrets('{"Authorization": "Basic dXNlcjpwYXNz"}') == '{"Authorization": "Basic ***"}'
+    assert mask_secrets("api-key=abcd1234; next") == "api-key=***; next"
+    assert mask_secrets("OPENAI_API_KEY=sk-abc") == "OPENAI_API_KEY=***"
+    assert mask_secrets("see http://u:p4ss@127.0.0.1:1/v1 now") == "see http://***@127.0.0.1:1/v1 now"
+    once = mask_secrets("{'authorization': 'Basic dXNlcjpwYXNz', 'api-key': 'k-1'} Bearer sk-2")
+    assert once == "{'authorization': 'Basic ***', 'api-key': '***'} Bearer ***"
+    assert mask_secrets(once) == once  # masking twice (message, then one_line) changes nothing more
+    for plain in ("field 'backend.api_key': must be text (got 3).", "api_key_env: MY_KEY",
+                  "the API key in $MY_KEY contains spaces", "a basic understanding", "http://***@h/v1",
+                  "mailto:bob@example.org", "https://example.org/a@b"):
+        assert mask_secrets(plain) == plain
+    assert error_text(RuntimeError("Authorization: Bearer sk-1\nmore")) == "RuntimeError: Authorization: Bearer *** more"
 
 
 def test_per_provider_backend_blocks_are_redacted_too() -> None:
@@ -120,3 +199,14 @@ def test_per_provider_backend_blocks_are_redacted_too() -> None:
 
     got = redact({"openai": {"base_url": "http://u:p4ss@127.0.0.1:1/v1", "api_key": "sk-x"}, "local": {"n_ctx": 4}})
     assert got == {"openai": {"base_url": "http://***@127.0.0.1:1/v1", "api_key": "***"}, "local": {"n_ctx": 4}}
+
+
+def test_personae_models_never_prints_a_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from personae.cli.main import app
+
+    monkeypatch.setenv("PERSONAE_OPENAI_BASE_URL", "http://alice:hunter2-pass@127.0.0.1:9/v1")
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "hunter2-pass" not in result.output and "http://***@127.0.0.1:9/v1" in result.output

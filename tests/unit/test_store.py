@@ -134,3 +134,115 @@ def test_default_path_comes_from_the_environment(isolated_store: Path) -> None:
     with Store() as store:
         assert store.path == isolated_store
     assert isolated_store.exists()
+
+
+# ---------------------------------------------------------------- stores personae must not open (issue 8, item 7)
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_another_programs_sqlite_file_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    """Used to fail with 'table results already exists' (and switch the file to WAL on the way)."""
+    import pytest
+
+    from personae.errors import ConfigError
+
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE results (id INTEGER PRIMARY KEY, score REAL)")
+        conn.execute("CREATE TABLE players (name TEXT)")
+        conn.execute("INSERT INTO results VALUES (1, 0.5)")
+    conn.close()
+    before = _digest(path)
+    with pytest.raises(ConfigError) as info:
+        Store(path)
+    line = info.value.one_line()
+    assert "is a SQLite database of another program, not a personae store (its tables: players, results" in line
+    assert info.value.file == str(path) and "Fix: point PERSONAE_STORE (or --store) at another file" in line
+    assert _digest(path) == before  # not migrated, not switched to WAL
+    assert not Path(str(path) + "-wal").exists()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert conn.execute("SELECT * FROM results").fetchall() == [(1, 0.5)]
+    conn.close()
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    import pytest
+
+    from personae.errors import ConfigError
+
+    path = tmp_path / "notes.sqlite"
+    path.write_text("these are my notes, not a database\n" * 200, encoding="utf-8")
+    before = _digest(path)
+    with pytest.raises(ConfigError, match="is not a personae store \\(not a SQLite database at all\\)"):
+        Store(path)
+    assert _digest(path) == before
+
+
+def test_a_store_from_a_newer_personae_is_refused_with_both_versions(tmp_path: Path) -> None:
+    """Accepted before (and written to by the older code); now refused, and left as it was."""
+    import pytest
+
+    from personae import __version__
+    from personae.errors import ConfigError
+
+    path = tmp_path / "store.sqlite"
+    with Store(path) as st:
+        st.put("kept", "generate", "fake/test", "{}", json.dumps({"text": "kept"}))
+    with sqlite3.connect(path) as conn:  # what a future personae would leave behind
+        conn.execute("INSERT INTO migrations VALUES (?, ?)", (len(MIGRATIONS) + 5, time.time()))
+    conn.close()
+    before = _digest(path)
+    with pytest.raises(ConfigError) as info:
+        Store(path)
+    line = info.value.one_line()
+    assert f"was written by a newer personae: its schema is version {len(MIGRATIONS) + 5}" in line
+    assert f"this personae ({__version__}) reads up to version {len(MIGRATIONS)}" in line
+    assert "Fix: upgrade personae" in line
+    assert _digest(path) == before
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 1
+    conn.close()
+
+
+def test_a_store_in_a_folder_sqlite_cannot_write_says_so(tmp_path: Path, monkeypatch: Any) -> None:
+    """A read-only folder cannot be made here honestly: the tests run as root, who may write to a
+    chmod 0555 folder. So sqlite3.connect is replaced by one that raises exactly what SQLite raises
+    there (sqlite3.OperationalError 'unable to open database file'), and the message is checked."""
+    import pytest
+
+    from personae import store as store_module
+    from personae.errors import ConfigError
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", refuse)
+    path = tmp_path / "ro" / "store.sqlite"
+    with pytest.raises(ConfigError) as info:
+        Store(path)
+    line = info.value.one_line()
+    assert f"the folder {path.parent} is not writable (SQLite: unable to open database file)" in line
+    assert "Fix: set PERSONAE_STORE (or --store) to a file in a folder you may write to" in line
+
+
+def test_a_store_whose_folder_is_a_file_or_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    """Two real failures (no simulation): the parent 'folder' is a regular file, and the store path
+    is a folder (SQLite's own message for both is 'unable to open database file')."""
+    import pytest
+
+    from personae.errors import ConfigError
+
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the folder should be", encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"cannot create the store's folder {blocker}") as info:
+        Store(blocker / "store.sqlite")
+    assert "Fix: set PERSONAE_STORE" in info.value.one_line()
+    assert blocker.read_text(encoding="utf-8") == "a file where the folder should be"
+    with pytest.raises(ConfigError, match="is a folder, not a store file. Fix: set PERSONAE_STORE"):
+        Store(tmp_path)

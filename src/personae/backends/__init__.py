@@ -28,6 +28,11 @@ PROVIDERS: dict[str, tuple[str, str, str, str]] = {
 
 def parse_model_id(model_id: str) -> tuple[str, str]:
     """'local/smollm2-135m' -> ('local', 'smollm2-135m'), with a suggestion for typos."""
+    if "://" in model_id:  # a server URL where the id goes (with a password, masked by the error itself)
+        raise UnknownModelError(
+            f"'{model_id}' is a URL, not a model id.", field="model",
+            fix="write 'openai/MODEL' and put the server's URL in backend.base_url (with no user:password in it; "
+            "the key goes in the variable named by backend.api_key_env).")
     provider, sep, name = model_id.partition("/")
     if not sep or not name:
         hint = ""
@@ -106,9 +111,9 @@ def provider_status() -> list[ProviderStatus]:
     try:
         import openai  # noqa: PLC0415
 
-        from .openai import _env_base_url  # noqa: PLC0415
+        from .openai import _env_base_url, without_credentials  # noqa: PLC0415
 
-        url = _env_base_url()
+        url = without_credentials(_env_base_url())  # 'personae models' prints it: never a password
         rows.append(ProviderStatus("openai", True, f"openai {openai.__version__}; base URL "
                                    f"{url or 'not set (PERSONAE_OPENAI_BASE_URL)'}", "openai/MODEL"))
     except ImportError as exc:

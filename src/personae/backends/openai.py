@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ..errors import BackendError, BackendUnavailableError, TransientBackendError
+from ..errors import BackendError, BackendUnavailableError, ConfigError, TransientBackendError, mask_secrets
 from .base import Backend, Generation, Request, Score
 
 
@@ -81,6 +81,42 @@ def without_credentials(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def check_base_url(url: str | None, *, from_env: bool = False, api_key_env: str = "OPENAI_API_KEY") -> None:
+    """Refuse a base_url that is not an http(s) URL with a host, or that holds a user name or password
+    (the HTTP client would send them as Basic auth instead of the API key, and they would be written
+    wherever the URL is). Raises ConfigError on field 'backend.base_url'."""
+    if url is None:
+        return
+    where = "PERSONAE_OPENAI_BASE_URL / OPENAI_BASE_URL" if from_env else "base_url"
+    example = "e.g. http://127.0.0.1:8000/v1"
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError as exc:
+        raise ConfigError(f"{_shown_url(url)} is not a URL ({exc}).", field="backend.base_url",
+                          fix=f"write the server's address in {where}, {example}.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{_shown_url(url)} is not an http:// or https:// URL with a host.", field="backend.base_url",
+                          fix=f"write the server's address in {where}, {example}.")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"the URL {without_credentials(url)!r} holds a user name or password: personae would send "
+                          "them as Basic auth instead of the API key, and write them wherever the URL goes.",
+                          field="backend.base_url",
+                          fix=f"remove 'user:password@' from the URL{' in ' + where if from_env else ''} and put the "
+                          f"key in the environment variable named by api_key_env (now {api_key_env}).")
+
+
+def _shown_url(url: str) -> str:
+    text = repr(mask_secrets(url))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_options(options: OpenAIOptions) -> None:
+    """The spec-time check (personae validate): a usable, credential-free base_url."""
+    check_base_url(options.base_url, from_env="base_url" not in options.model_fields_set,
+                   api_key_env=options.api_key_env)
+
+
 def chatml(messages: list[dict[str, str]]) -> str:
     body = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
     return body + "<|im_start|>assistant\n"
@@ -98,6 +134,7 @@ class OpenAIBackend(Backend):
         self.options = options or OpenAIOptions()
         self.model_name = model_id.split("/", 1)[1]
         self.supports_scoring = self.options.scoring != "none"
+        check_options(self.options)
         if not self.options.base_url:
             raise BackendUnavailableError(
                 f"no server URL for '{model_id}'.", backend=model_id,
@@ -176,7 +213,8 @@ class OpenAIBackend(Backend):
             if status == 429 or status >= 500 or status == 408:
                 return TransientBackendError(f"{url} answered {status}: {text}", backend=self.model_id,
                                              status=status, retry_after=retry_after)
-            fix = "check the API key (env var " + self.options.api_key_env + ")." if status in (401, 403) else (
+            key_at = "backend.api_key" if self.options.api_key else f"the variable {self.options.api_key_env}"
+            fix = f"check the API key (in {key_at})." if status in (401, 403) else (
                 "check the model name: the server does not know it." if status == 404 else None)
             return BackendError(f"{url} answered {status}: {text}", backend=self.model_id, status=status, fix=fix)
         if isinstance(exc, (ValueError, AttributeError, TypeError, KeyError, IndexError)):

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import PersonaeError, RunTerminated
+from ..errors import PersonaeError, RunTerminated, mask_secrets
 from ..report.tables import cell, column_names, merge_intervals
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,7 +41,7 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(143) from None
         except PersonaeError as exc:
             if debug_enabled():
-                err.print(traceback.format_exc(), markup=False)
+                err.print(mask_secrets(traceback.format_exc()), markup=False)
             # one line, whatever a library put in the message (server replies can hold newlines)
             line = " ".join(exc.one_line().split())
             err.print(f"error: {line}", style="bold red", markup=False, emoji=False)

@@ -17,7 +17,7 @@ def _persona(ref: str):  # type: ignore[no-untyped-def]
     if ref.startswith("builtin:"):
         return builtin_persona(ref.removeprefix("builtin:"))
     path = Path(ref)
-    if path.exists():
+    if path.exists() or path.is_symlink():  # a dangling link: load_personas says so
         found = load_personas(path)
         if len(found) != 1:
             raise ConfigError(f"holds {len(found)} personas; chat needs one.", file=str(path),

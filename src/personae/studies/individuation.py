@@ -94,11 +94,13 @@ class IndividuationStudy(Study[IndividuationOptions]):
         wanted = study.options.profile_fields
         if wanted is not None:
             known = {k for t in study.transcripts for k in t.fields()}
-            unknown = [k for k in wanted if k not in known]
+            unknown = [(i, k) for i, k in enumerate(wanted) if k not in known]
             if unknown:
-                raise ConfigError(f"no transcript has the field '{unknown[0]}'.{suggest(unknown[0], known)}",
-                                  field="options.profile_fields",
-                                  fix=f"use fields of the records: {', '.join(sorted(known)) or '(none)'}.")
+                i, name = unknown[0]
+                raise ConfigError(f"lists '{name}', which is not a field of the transcripts in options.data."
+                                  f"{suggest(name, known)}", field=f"options.profile_fields.{i}",
+                                  fix=f"list fields the records have: {', '.join(sorted(known)) or '(none)'}; or "
+                                  "leave profile_fields out to use the profile fields by rule.")
         if not any(study.interview(t) for t in study.transcripts):
             left_out = sorted({k for t in study.transcripts for k in t.other})
             why = (f" ({', '.join(left_out)}: per-trial lists, design variables or empty, not profile fields)"
