@@ -156,7 +156,8 @@ def _curve_drift(curves: list[list[float | None]]) -> dict[str, Any] | None:
     result = drift(rows, window=window)
     return {"onset": result.onset, "slope": _r(result.slope, 4),
             "slope_ci": [_r(result.slope_ci_low, 4), _r(result.slope_ci_high, 4)], "opening": _r(result.opening),
-            "curve": [_r(v) for v in result.curve], "window": window, "method": result.method, "note": result.note}
+            "curve": [_r(v) for v in result.curve], "window": window, "method": result.method, "note": result.note,
+            "index": "the speaker's own lines: curve[0] and onset 0 are its first line"}
 
 
 def _group_rows(study: ConsistencyStudy, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -260,7 +261,7 @@ def verdict_for(table: Sequence[dict[str, Any]], stats: dict[str, Any]) -> str:
             bits.append(f"no {', '.join(missing)} score (no request of it succeeded and parsed)")
         onset = row.get("drift_onset")
         if row.get("prompt_to_line") is not None and row.get("drift_tested"):
-            bits.append(f"prompt-to-line drifts down from turn {onset}" if onset is not None
+            bits.append(f"prompt-to-line drifts down from its line {onset + 1}" if onset is not None
                         else "no drift detected")
         elif row.get("prompt_to_line") is not None:
             bits.append("drift not tested (it needs 2 or more dialogues longer than the opening window)")
