@@ -96,6 +96,7 @@ def test_planted_contradictions_are_found_where_they_were_planted(tmp_path: Path
     assert [d["contradicted_turns"] for d in per_dialogue] == [[5], [5]]  # the agent's third line
     assert summary.stats["judge_validity"]["accuracy"] == 1.0 and "warning" not in summary.stats["judge_validity"]
     assert summary.stats["pass_k"]["fake/x"]["pass_k"] == 0.0
+    assert summary.stats["judge_models"][0]["model"] == "fake/x" and summary.stats["judge_models"][0]["fingerprint"]
     agreement = summary.stats["judge_agreement"]["prompt_to_line"]["contradicts"]
     assert agreement["unanimous_share"] == 1.0  # the scripted judge never disagrees with itself
     # the verdict is the table's numbers, and says the judge is the model under study
@@ -186,3 +187,35 @@ def test_questions_with_repeated_options_are_not_asked() -> None:
     assert run.summary.table[0]["qa"] is None
     assert any("0 of 5 questions have five different options" in n for n in run.summary.notes)
     assert "no Q&A score" in run.summary.verdict
+
+
+def test_a_stopped_long_dialogue_resumes_at_the_line_it_reached(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 20-turn simulation stopped by a budget part-way resumes where it was: every agent line is
+    asked once over both invocations, and the result equals an uninterrupted run's."""
+    from personae.executors.base import Budget  # noqa: PLC0415
+
+    script = [f"Question {i}?" for i in range(20)]
+
+    def chatty(request: Request) -> str:
+        if request.json_schema is None and request.tags.role is None and request.kind == "generate":
+            return f"Arr, answer {sum(1 for m in request.messages if m.role == 'assistant')}."
+        return responder(request)
+
+    data = _spec(turns=20, partner={"script": script}, metrics=["prompt_to_line"], validity_lines=0)
+    backend = FakeBackend("fake/x", responder=chatty, scorer=scorer)
+    first = run_study(resolve_spec(data), backends={"fake/x": backend}, budget=Budget(max_requests=13))
+    assert first.summary is None  # stopped by the budget, before analysis
+    asked_first = [c.tags.extra["line"] for c in backend.history if c.tags.role is None]
+    assert 0 < len(asked_first) < 40
+    backend2 = FakeBackend("fake/x", responder=chatty, scorer=scorer)
+    second = run_study(resolve_spec(data), backends={"fake/x": backend2})
+    asked_second = [(c.replicate, c.tags.extra["line"]) for c in backend2.history if c.tags.role is None]
+    asked_all = [(c.replicate, c.tags.extra["line"]) for c in backend.history if c.tags.role is None] + asked_second
+    assert len(asked_all) == len(set(asked_all)) == 40  # 2 dialogues x 20 agent lines, each asked once
+    (row,) = second.summary.table
+    assert row["complete"] == 2 and row["lines"] == 40
+    monkeypatch.setenv("PERSONAE_STORE", str(tmp_path / "fresh.sqlite"))  # an uninterrupted run, from scratch
+    fresh = run_study(resolve_spec(data), backends={"fake/x": FakeBackend("fake/x", responder=chatty, scorer=scorer)})
+    assert fresh.summary.table == second.summary.table
+    assert fresh.summary.stats["dialogues"] == second.summary.stats["dialogues"]

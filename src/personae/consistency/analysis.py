@@ -154,9 +154,13 @@ def _curve_drift(curves: list[list[float | None]]) -> dict[str, Any] | None:
     if len(rows) < 2 or width <= window:
         return None
     result = drift(rows, window=window)
+    cis = []
+    for t in range(width):
+        column = [r[t] for r in rows if t < len(r) and math.isfinite(r[t])]
+        cis.append(_ci(column))
     return {"onset": result.onset, "slope": _r(result.slope, 4),
             "slope_ci": [_r(result.slope_ci_low, 4), _r(result.slope_ci_high, 4)], "opening": _r(result.opening),
-            "curve": [_r(v) for v in result.curve], "window": window, "method": result.method, "note": result.note,
+            "curve": [_r(v) for v in result.curve], "curve_ci": cis, "window": window, "method": result.method, "note": result.note,
             "index": "the speaker's own lines: curve[0] and onset 0 are its first line"}
 
 
@@ -240,6 +244,20 @@ def _listener_vs_judge(c: _Collected, seed: int) -> dict[str, Any] | None:
     return {"n": len(keys), "spearman": _r(res.estimate), "ci": [_r(res.ci_low), _r(res.ci_high)]}
 
 
+def _fingerprint(study: ConsistencyStudy, model: str) -> str | None:
+    """The judge's exact identity (model file hash, server and model name...), as the cache key uses it."""
+    from ..backends import create_backend  # noqa: PLC0415
+    from ..errors import PersonaeError  # noqa: PLC0415
+    from ..spec import backend_options_for  # noqa: PLC0415
+
+    bound = study.resolved.roles.get("judge")
+    options = bound.options if bound is not None and bound.model == model else backend_options_for(study.spec, model)
+    try:
+        return create_backend(model, options).fingerprint()
+    except PersonaeError:
+        return None
+
+
 def verdict_for(table: Sequence[dict[str, Any]], stats: dict[str, Any]) -> str:
     """The verdict, from the table rows and stats only (tests hold it to them)."""
     parts: list[str] = []
@@ -293,7 +311,7 @@ def analyze_consistency(study: ConsistencyStudy, results: Sequence[Result]) -> S
         "counts": {"prompt_to_line": c.p2l_set.counts(), "line_to_line": c.l2l_set.counts(),
                    "validity": c.validity_set.counts()}}
     judges = sorted({r.request.model for r in results if r.request.tags.role == "judge"})
-    stats["judge_models"] = judges
+    stats["judge_models"] = [{"model": m, "fingerprint": _fingerprint(study, m)} for m in judges]
     if study.options.dialogues:
         stats["reference_agreement"] = _agreement_with_reference(rows, study.spec.seed)
     if "prompt_to_line" in study.options.metrics and study.slots:

@@ -54,3 +54,27 @@ def scatter_with_errors(x: Sequence[float], y: Sequence[float], *, labels: Seque
     ax.set_ylabel(ylabel)
     fig.tight_layout()
     return fig
+
+
+def curves(series: Sequence[tuple[str, Sequence[float | None], Sequence[Sequence[float | None] | None]]], *,
+           xlabel: str, ylabel: str, onsets: Sequence[int | None] | None = None) -> Any:
+    """One line per (label, values, CIs) over positions 1..n, CI bands where known, and a dotted
+    vertical line at each series' onset (a 0-based position)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for k, (label, values, cis) in enumerate(series):
+        xs = [i + 1 for i, v in enumerate(values) if v is not None]
+        (line,) = ax.plot(xs, [v for v in values if v is not None], marker="o", ms=3, label=label)
+        band = [(i + 1, c[0], c[1]) for i, c in enumerate(cis) if c is not None and None not in c]
+        if band:
+            ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band],
+                            color=line.get_color(), alpha=0.15, lw=0)
+        onset = onsets[k] if onsets else None
+        if onset is not None:
+            ax.axvline(onset + 1, color=line.get_color(), ls=":", lw=1.2)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

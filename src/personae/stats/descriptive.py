@@ -26,8 +26,9 @@ class Estimate:
 def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Estimate:
     """Mean with a Student-t confidence interval: ``scipy.stats.ttest_1samp(x, 0).confidence_interval``.
 
-    One value gives a degenerate interval (NaN); values without spread give the point interval
-    (scipy's would be NaN: the t statistic is 0 / 0).
+    One value gives a degenerate interval (NaN); values without spread (equal up to rounding, e.g.
+    1/3 computed two ways) give the point interval (scipy's would be NaN, the t statistic 0 / 0, or
+    a warning about catastrophic cancellation).
     """
     x = np.asarray(values, dtype=float)
     if x.ndim != 1:
@@ -40,7 +41,7 @@ def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Estima
     m = float(x.mean())
     if n == 1:
         return Estimate(m, float("nan"), float("nan"), 1, level)
-    if float(x.std(ddof=1)) == 0:
+    if float(np.ptp(x)) <= 1e-12 * max(1.0, abs(m)):
         return Estimate(m, m, m, n, level)
     ci = sps.ttest_1samp(x, 0.0).confidence_interval(confidence_level=level)
     return Estimate(m, float(ci.low), float(ci.high), n, level)

@@ -365,6 +365,18 @@ class ConsistencyStudy(Study[ConsistencyOptions]):
     def analyze(self, results: Sequence[Result]) -> Summary:
         return analyze_consistency(self, results)
 
+    def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
+        from ..report.plots import curves  # noqa: PLC0415
+
+        out = []
+        for group, by_metric in (summary.stats.get("drift") or {}).items():
+            tested = [(m, d) for m, d in by_metric.items() if d]
+            if tested:
+                fig = curves([(m, d["curve"], d["curve_ci"]) for m, d in tested], onsets=[d["onset"] for _, d in tested],
+                             xlabel="the character's line", ylabel="score (mean over dialogues, 95% CI)")
+                out.append((f"Drift per metric: {group.replace('|', ', ')} (dotted: onset)", fig))
+        return out
+
 
 J_OPENING = "Hello."
 STUDY = ConsistencyStudy
