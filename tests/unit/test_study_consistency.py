@@ -219,3 +219,26 @@ def test_a_stopped_long_dialogue_resumes_at_the_line_it_reached(tmp_path: Path,
     fresh = run_study(resolve_spec(data), backends={"fake/x": FakeBackend("fake/x", responder=chatty, scorer=scorer)})
     assert fresh.summary.table == second.summary.table
     assert fresh.summary.stats["dialogues"] == second.summary.stats["dialogues"]
+
+
+def test_imported_files_from_two_models_are_ranked_against_their_reference_scores(tmp_path: Path) -> None:
+    """Two files in the paper's layout, one per model (its reference scores rank model B first);
+    the scripted judge finds B's lines consistent and A's contradicting, so the order agrees."""
+    def record(i: int, line: str, ref: float) -> dict[str, Any]:
+        return {"task_name": "Chat", "P1": "You are a curious user.",
+                "P2": "You are Captain Mara Flint, a weathered pirate captain who loves the sea.", "pturn": 1,
+                "index": i, "conversation": [[0, "P1: Hi?"], [1, f"P2: {line}"], [2, "P1: And?"], [3, f"P2: {line}"]],
+                "P2_prompt_consistency_score": ref}
+
+    for name, line, ref in (("model-a", BAD, 0.2), ("model-b", "Ahoy, the sea is my home.", 0.9)):
+        (tmp_path / f"{name}.json").write_text(json.dumps([record(i, line, ref) for i in range(2)]), encoding="utf-8")
+    data = _spec(dialogues=[str(tmp_path / "model-a.json"), str(tmp_path / "model-b.json")], speakers=["P2"],
+                 metrics=["prompt_to_line"], validity_lines=0)
+    data.pop("personas")
+    run, _ = _run(data)
+    assert {r["model"] for r in run.summary.table} == {"model-a", "model-b"}
+    ranked = run.summary.stats["models_rank"]["prompt_to_line"]
+    assert ranked["order_ours"] == ranked["order_reference"] == ["model-b", "model-a"] and ranked["same_order"]
+    assert ranked["ours"] == {"model-a": 0.0, "model-b": 1.0}
+    ids = [d["dialogue"] for d in run.summary.stats["dialogues"]]
+    assert len(ids) == len(set(ids)) == 4  # the two files' ids made unique

@@ -121,7 +121,8 @@ def _unit_row(study: ConsistencyStudy, c: _Collected, d: Dialogue, speaker: str)
     qa_shares = [(_nanmean([float(v) for v in vs if v is not None])) for _, vs in sorted(qa_points.items())]
     p_true = [c.p_true.get((d.id, x.turn)) for x in own]
     row: dict[str, Any] = {
-        "dialogue": d.id, "speaker": speaker, "model": study.studied_model(d),
+        "dialogue": d.id, "speaker": speaker,
+        "model": str(d.metadata["source"]) if study.options.dialogues else study.studied_model(d),
         "persona": str(d.metadata.get("persona") or d.speaker(speaker).name or speaker),
         "replicate": d.metadata.get("replicate"), "lines": len(own),
         "stopped_at": d.metadata.get("stopped_at"),
@@ -235,6 +236,35 @@ def _agreement_with_reference(rows: list[dict[str, Any]], seed: int) -> dict[str
     return out
 
 
+def _models_rank(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per metric with reference scores: do personae's judge and the reference rank the sources
+    (models) the same way? Means per source, both orders, Kendall's tau (scipy) from 3 sources."""
+    from scipy.stats import kendalltau  # noqa: PLC0415
+
+    out = {}
+    for metric in ("prompt_to_line", "line_to_line", "qa"):
+        ours: dict[str, list[float]] = defaultdict(list)
+        ref: dict[str, list[float]] = defaultdict(list)
+        for r in rows:
+            if r.get(metric) is not None and r.get(f"reference_{metric}") is not None:
+                ours[r["model"]].append(r[metric])
+                ref[r["model"]].append(r[f"reference_{metric}"])
+        if len(ours) < 2:
+            continue
+        mine = {m: float(np.mean(v)) for m, v in ours.items()}
+        theirs = {m: float(np.mean(v)) for m, v in ref.items()}
+        entry: dict[str, Any] = {"ours": {m: _r(v) for m, v in mine.items()},
+                                 "reference": {m: _r(v) for m, v in theirs.items()},
+                                 "order_ours": sorted(mine, key=lambda m: -mine[m]),
+                                 "order_reference": sorted(theirs, key=lambda m: -theirs[m])}
+        entry["same_order"] = entry["order_ours"] == entry["order_reference"]
+        if len(ours) >= 3:
+            names = sorted(mine)
+            entry["kendall_tau"] = _r(float(kendalltau([mine[m] for m in names], [theirs[m] for m in names]).statistic))
+        out[metric] = entry
+    return out
+
+
 def _listener_vs_judge(c: _Collected, seed: int) -> dict[str, Any] | None:
     keys = [k for k in c.p_true if k in c.adherence]
     x, y = [c.p_true[k] for k in keys], [c.adherence[k] for k in keys]
@@ -314,6 +344,7 @@ def analyze_consistency(study: ConsistencyStudy, results: Sequence[Result]) -> S
     stats["judge_models"] = [{"model": m, "fingerprint": _fingerprint(study, m)} for m in judges]
     if study.options.dialogues:
         stats["reference_agreement"] = _agreement_with_reference(rows, study.spec.seed)
+        stats["models_rank"] = _models_rank(rows)
     if "prompt_to_line" in study.options.metrics and study.slots:
         per_model: dict[str, list[list[bool]]] = defaultdict(list)
         for row in table:

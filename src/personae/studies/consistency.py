@@ -134,9 +134,17 @@ class ConsistencyStudy(Study[ConsistencyOptions]):
 
     @cached_property
     def imported(self) -> tuple[Dialogue, ...]:
+        """Every dialogue of the files, each tagged with its source (`metadata['model']` when the file
+        names one, else the file's name: the paper ships one file per model), ids made unique."""
         out: list[Dialogue] = []
+        seen: set[str] = set()
         for entry in self.options.dialogues:
-            out.extend(read_dialogues(self.resolved.base_dir / entry, self.options.layout))
+            path = self.resolved.base_dir / entry
+            for d in read_dialogues(path, self.options.layout):
+                meta = {**d.metadata, "source": str(d.metadata.get("model") or path.stem)}
+                did = d.id if d.id not in seen else f"{path.stem}:{d.id}"
+                seen.add(did)
+                out.append(d.model_copy(update={"id": did, "metadata": meta}))
         return tuple(out)
 
     @property
