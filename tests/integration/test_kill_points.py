@@ -121,3 +121,29 @@ def test_ten_sigkills_lose_nothing_and_repeat_nothing(tmp_path: Path) -> None:
     assert summary["counts"].pop("cached") == len(before) and ref_summary["counts"].pop("cached") == 0
     assert summary == ref_summary
 
+
+
+def test_a_rerun_killed_midway_leaves_no_file_of_the_previous_run(tmp_path: Path) -> None:
+    """Issue 8, defect 5: a re-run killed mid-way into an existing --out left its new run.json and
+    results.jsonl beside the old run's summary.json and report.html. Now the folder's files belong
+    to the run that wrote run.json, at every moment."""
+    store, out_dir, call_log = tmp_path / "store.sqlite", tmp_path / "run", tmp_path / "calls.log"
+    small = {**spec_data(call_log), "personas": PERSONAS[:1], "replicates": 1}
+    spec = write_spec(tmp_path / "spec.yaml", {**small, "options": {"questions": QUESTIONS[:2]}})
+    first = subprocess.run([*PERSONAE, "run", str(spec), "--out", str(out_dir), "--quiet"], env=env_with_store(store),
+                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (out_dir / "summary.json").is_file() and (out_dir / "report.html").is_file()
+    first_id = json.loads((out_dir / "run.json").read_text())["run_id"]
+
+    write_spec(spec, {**small, "options": {"questions": QUESTIONS}})  # the same spec, grown: a re-run
+    total = 2 * len(QUESTIONS)
+    kill_midway(spec, out_dir, store, min_rows=8, total=total, tmp_path=tmp_path)
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["run_id"] != first_id and run["status"] == "running"  # SIGKILL: no chance to write more
+    assert [r["run_id"] for r in run["previous_runs"]] == [first_id]
+    assert not (out_dir / "summary.json").exists() and not (out_dir / "report.html").exists()
+    rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
+    assert len(rows) < total and sum(r["cached"] for r in rows) == 4  # the new run's rows: 4 from the first
+    assert {r["item"] for r in rows} - {"t0", "t1"}  # and some of the questions the first run never asked
+    assert not list(out_dir.glob("*.tmp"))  # run.json is replaced whole, never left half-written
