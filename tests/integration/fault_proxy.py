@@ -3,6 +3,7 @@ front of an OpenAI-compatible server and answers a seeded share of the attempts 
 
 Faults (`KINDS`, injected in turn so that enough faults exercise every kind once):
 - status_503     503 with an OpenAI-style error body
+- timeout        hold the request, answer nothing, until the client gives up and closes
 - reset          close the connection with a TCP reset, no answer
 - html           200 with an HTML page (a captive portal, a misrouted proxy)
 - status_429     429 with `Retry-After: 1`
@@ -10,7 +11,6 @@ Faults (`KINDS`, injected in turn so that enough faults exercise every kind once
 - truncated_json 200 with a complete HTTP message whose JSON is cut in half
 - status_500     500 with an OpenAI-style error body
 - empty_json     200 with `{}`
-- timeout        hold the request, answer nothing, until the client gives up and closes
 
 Which attempts fail is a pure function of (seed, request body, attempt number for that body): the
 same spec against the same seed meets the same faults whatever the timing. A faulted attempt never
@@ -39,9 +39,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
 
-KINDS: tuple[str, ...] = ("status_503", "reset", "html", "status_429", "cut_body", "truncated_json",
-                          "status_500", "empty_json", "timeout")
-"""In the order they are injected (the slow timeout last, so that a short run meets it once)."""
+KINDS: tuple[str, ...] = ("status_503", "timeout", "reset", "html", "status_429", "cut_body", "truncated_json",
+                          "status_500", "empty_json")
+"""In the order they are injected. The slow one (a timeout costs the client's whole timeout) comes
+early, while the client's other connections keep the run going, and once in a run of up to 10 faults."""
 HOLD_LIMIT_S = 30.0
 """A held ('timeout') request is released after this long even if the client has not given up."""
 UPSTREAM_TIMEOUT_S = 120.0

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RATE, SEED = 0.2, 53  # this seed meets 10 faults in 38 attempts: every kind at least once
 MAX_ATTEMPTS = 6
-CLIENT_TIMEOUT_S = 10.0
+CLIENT_TIMEOUT_S = 30.0  # llama.cpp on a crowded 2-core machine has taken 18 s for one short answer
 QUESTIONS = [f"In one short sentence: what is your view on topic number {i}?" for i in range(14)]
 PERSONAS = ["builtin:pirate-captain"]
 TOTAL = (1 + len(PERSONAS)) * len(QUESTIONS)
@@ -37,7 +37,7 @@ def spec_for(base_url: str) -> dict[str, Any]:
         "sampling": {"temperature": 0.0, "max_tokens": 4},
         # short backoff so that the test spends its time on the model, not on sleeping
         "concurrency": {"requests": 2, "retry": {"max_attempts": MAX_ATTEMPTS, "base_delay_s": 0.05,
-                                                 "max_delay_s": 0.2, "jitter": 0.5, "timeout_s": 30.0}},
+                                                 "max_delay_s": 0.2, "jitter": 0.5, "timeout_s": 60.0}},
         "options": {"questions": QUESTIONS},
     }
 
