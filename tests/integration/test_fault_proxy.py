@@ -101,3 +101,24 @@ def test_twenty_percent_faults_change_no_result(llama_server: str, tmp_path: Pat
     # retries are bounded: no request took more attempts than the policy allows, and the rows add up
     attempts = Counter(r["attempts"] for r in rows)
     assert max(attempts) <= MAX_ATTEMPTS and sum(n * k for n, k in attempts.items()) == proxy.attempts
+
+
+def test_retries_stop_at_the_policy_bound(tmp_path: Path) -> None:
+    """A server that answers nothing but 503 gets exactly max_attempts attempts per request, no more;
+    the run then stops with the cause, and run.json counts the attempts. No model is needed: the
+    proxy answers every attempt itself (its upstream, a closed port, is never contacted)."""
+    from personae.executors import RunAborted
+
+    with FaultProxy("http://127.0.0.1:9/v1", rate=0.999, seed=1, kinds=("status_503",)) as proxy:
+        spec = {**spec_for(proxy.base_url), "personas": [], "options": {"questions": QUESTIONS[:3]}}
+        spec["concurrency"]["retry"]["max_attempts"] = 3
+        path = tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        with Store(tmp_path / "store.sqlite") as store, pytest.raises(RunAborted, match="503"):
+            run_study(load_spec(path), tmp_path / "run", store=store)
+    assert proxy.forwarded == 0 and proxy.attempts == proxy.faults["status_503"] == 3 * 3
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "aborted" and "injected 503" in run["error"]
+    assert run["counts"]["backend_calls"] == 9 and run["counts"]["retries"] == 6 and run["counts"]["errors"] == 3
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert [r["attempts"] for r in rows] == [3, 3, 3] and all("503" in r["error"] for r in rows)
