@@ -4,7 +4,7 @@ front of an OpenAI-compatible server and answers a seeded share of the attempts 
 Faults (`KINDS`, injected in turn so that enough faults exercise every kind once):
 - status_503     503 with an OpenAI-style error body
 - timeout        hold the request, answer nothing, until the client gives up and closes
-- reset          close the connection with a TCP reset, no answer
+- tcp_reset      close the connection with a TCP reset (RST), no answer
 - html           200 with an HTML page (a captive portal, a misrouted proxy)
 - status_429     429 with `Retry-After: 1`
 - cut_body       200 whose body stops before its Content-Length, then the connection closes
@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
 
-KINDS: tuple[str, ...] = ("status_503", "timeout", "reset", "html", "status_429", "cut_body", "truncated_json",
+KINDS: tuple[str, ...] = ("status_503", "timeout", "tcp_reset", "html", "status_429", "cut_body", "truncated_json",
                           "status_500", "empty_json")
 """In the order they are injected. The slow one (a timeout costs the client's whole timeout) comes
 early, while the client's other connections keep the run going, and once in a run of up to 10 faults."""
@@ -152,7 +152,7 @@ class FaultProxy:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as real servers do: a reset hits a pooled connection
+    protocol_version = "HTTP/1.1"  # keep-alive, as real servers do: a tcp_reset hits a pooled connection
     owner: FaultProxy
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's name)
@@ -206,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _fault_status_503(self) -> None:
         self._error(503)
 
-    def _fault_reset(self) -> None:
+    def _fault_tcp_reset(self) -> None:
         self.close_connection = True
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
