@@ -4,7 +4,9 @@ Replies come from, in order: a script (a list of replies, consumed in order; run
 error), a responder callable (registered by name so specs can use it), or a hash of the request.
 Scripted failures exercise the runner: `transient_failures` makes the first N calls of each
 request fail with a 503, `fail_when` makes any request whose last user message contains the
-string fail permanently. Every call is recorded in `history`.
+string fail permanently. Every call is recorded in `history`, and with `call_log` also appended
+to a file (one line per call: process id, tab, the runner's cache key), so that tests which run
+`personae` as a subprocess can see which requests each process sent.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 from collections import Counter
 from collections.abc import Callable
 from typing import ClassVar
@@ -87,6 +90,10 @@ class FakeOptions(BaseModel):
     """Requests whose last user message contains this string fail permanently (HTTP 400)."""
     delay_s: float = Field(default=0.0, ge=0.0)
     """Simulated latency per call."""
+    call_log: str | None = None
+    """Append a line per call (`PID<TAB>cache key`, the key the runner stores the result under) to
+    this file, when the call starts; for tests that run personae in a subprocess. It does not change
+    any answer, so it is not part of the fingerprint."""
 
 
 def check_options(options: FakeOptions) -> None:
@@ -133,6 +140,16 @@ class FakeBackend(Backend):
         self.history: list[Request] = []
         self.calls_per_key: Counter[str] = Counter()
 
+    def _log_call(self, request: Request) -> None:
+        if self.options.call_log is None:
+            return
+        line = f"{os.getpid()}\t{request.cache_key(self.fingerprint())}\n".encode()
+        fd = os.open(self.options.call_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)  # one write of one short line: whole even when the process is killed
+        finally:
+            os.close(fd)
+
     def _maybe_fail(self, request: Request) -> None:
         key = request.cache_key()
         self.calls_per_key[key] += 1
@@ -157,6 +174,7 @@ class FakeBackend(Backend):
         return f"fake:{self.model_id}:" + ":".join(parts)
 
     async def generate(self, request: Request) -> Generation:
+        self._log_call(request)
         if self.options.delay_s:
             await asyncio.sleep(self.options.delay_s)
         self._maybe_fail(request)
@@ -172,6 +190,7 @@ class FakeBackend(Backend):
                           completion_tokens=n)
 
     async def score(self, request: Request) -> Score:
+        self._log_call(request)
         if self.options.delay_s:
             await asyncio.sleep(self.options.delay_s)
         self._maybe_fail(request)
