@@ -574,6 +574,7 @@ def _verdict(table: list[dict[str, Any]], chance: float, pairing: dict[str, dict
             noise = [r for r in sig if r.get("run_to_run_sd") and abs(r["diff"]) <= r["run_to_run_sd"]]
             changed = [r for r in sig if r not in noise]
             unsure = [r for r in compared if _significant(r) and not _away_from_zero(r)]
+            ci_only = [r for r in compared if not _significant(r) and _away_from_zero(r)]
             if not compared:
                 few = [r for r in others if r not in scant]
                 said.append("No condition could be compared with the baseline" + (
@@ -591,6 +592,9 @@ def _verdict(table: list[dict[str, Any]], chance: float, pairing: dict[str, dict
             if unsure:
                 said.append(f"For {_conds(unsure)} the Wilcoxon test is significant but the 95% CI of the difference "
                             "includes 0: not counted as a change.")
+            if ci_only:
+                said.append(f"For {_conds(ci_only)} the 95% CI of the difference excludes 0 but the Holm-adjusted "
+                            "Wilcoxon test does not pass (several conditions are compared): not counted as a change.")
             if scant:
                 said.append(f"Not enough data (over half the items dropped) for {_conds(scant)}.")
         parts.append(f"{model}: " + " ".join(said))
