@@ -321,8 +321,9 @@ class StyleStudy(Study):
         agreement = {**judge.agreement(judged)["stance"].as_dict(), "repeats": judge.repeats}
         used = {s for v in dist.values() for labels in v.values() for s in labels}
         if judge.repeats >= 2 and len(used) == 1:
-            agreement["note"] = (f"the judge gave every answer the same verdict ('{used.pop()}'): it does not tell the "
-                                 "answers apart, so its agreement says nothing; use a stronger judge (roles.judge).")
+            agreement["note"] = (f"the judge's verdict (the most common of its repeats) was '{used.pop()}' for every "
+                                 "answer: it does not tell the answers apart, so its agreement says nothing; use a "
+                                 "stronger judge (roles.judge).")
         failed = [f"{agreement[k]} of {len(judged_results)} verdicts {what}" for k, what in
                   (("parse_failures", "did not parse (their raw text is in results.jsonl)"),
                    ("request_errors", "failed as requests")) if agreement[k]]
