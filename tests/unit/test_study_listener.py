@@ -11,6 +11,7 @@ which S0 ranked second: Contradict@1 1 -> 0, Hits@1 and Entail@1 0 -> 1.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from pathlib import Path
@@ -22,13 +23,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from personae.api import run_study
-from personae.backends.base import Request
+from personae.backends.base import Message, Request
 from personae.backends.fake import FakeBackend
 from personae.dialogue import read_dialogues
 from personae.embed import get_embedder
 from personae.errors import ConfigError
 from personae.listener.analysis import verdict_for
 from personae.listener.distractors import choose_distractors
+from personae.listener.ranking import rank_replies, rank_scores
 from personae.listener.ranking_set import load_ranking_set
 from personae.spec import resolve_spec
 
@@ -101,6 +103,17 @@ def test_s1_picks_the_reply_only_the_true_persona_makes_likely(tmp_path: Path) -
     assert diag["changed_pick"] == 1.0 and diag["p_true_by_label"]["contradict"] == pytest.approx(1 / 3, abs=1e-3)
     p = math.exp(-1.5 * 4) / (math.exp(-1.5 * 4) + 2 * math.exp(-6.0 * 4))  # 4 words of the entailed reply
     assert diag["p_true_by_label"]["entail"] == pytest.approx(p, abs=1e-3)
+
+
+def test_rerun_makes_no_calls_and_gives_the_same_summary(tmp_path: Path) -> None:
+    store = {"PERSONAE_STORE": str(tmp_path / "store.sqlite")}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in store.items():
+            mp.setenv(k, v)
+        first, _ = _run(_spec(tmp_path))
+        second, backend = _run(_spec(tmp_path))
+    assert len(backend.history) == 0 and second.summary.table == first.summary.table
+    assert second.summary.verdict == first.summary.verdict
 
 
 def test_alpha_zero_ranks_as_s0(tmp_path: Path) -> None:
@@ -214,6 +227,23 @@ def test_bad_options_are_refused(tmp_path: Path, options: dict[str, Any], messag
         resolve_spec(data)
 
 
+# ---------------------------------------------------------------- ranking mode as a library call
+def test_rank_replies_returns_the_best_with_its_posterior() -> None:
+    """The scripted scorer of the study test, on the backend directly: S0 takes the generic
+    contradiction, S1 the reply only person 0 makes likely; the posterior is the listener's given it."""
+    sheets = [f"I am person number {i}. I have a secret." for i in range(3)]
+    candidates = ["Generic contradiction 0.", "Entailed reply of 0 here.", "A neutral line 0 said slowly."]
+    context = [Message(role="user", content="Tell me about yourself.")]
+    backend = FakeBackend("fake/x", scorer=scorer)
+    r = asyncio.run(rank_replies(backend, sheets, context, candidates))
+    assert (r.s0_best, r.best) == (0, 1) and len(backend.history) == 9
+    p = math.exp(-1.5 * 4) / (math.exp(-1.5 * 4) + 2 * math.exp(-6.0 * 4))
+    assert r.posterior[0] == pytest.approx(p) and sum(r.posterior) == pytest.approx(1.0)
+    assert r.s0 == pytest.approx((-1.0, -1.5, -3.0))
+    with pytest.raises(ValueError, match="different token counts"):
+        rank_scores([[[-1.0], [-1.0, -2.0]]])
+
+
 # ---------------------------------------------------------------- the verdict says what the table holds
 def _ci() -> st.SearchStrategy[tuple[float, float, float]]:
     return st.tuples(st.floats(-1, 1), st.floats(-1, 1), st.floats(-1, 1)).map(lambda t: tuple(sorted(t)))  # type: ignore[return-value]
@@ -224,9 +254,9 @@ def _ci() -> st.SearchStrategy[tuple[float, float, float]]:
                           st.sampled_from(["ok", "dropped", "not enough data"])), min_size=0, max_size=4))
 def test_verdict_never_contradicts_the_table(rows: list[tuple[str, tuple[float, float, float], str]]) -> None:
     table = []
-    for metric, (lo, d, hi), status in rows:
+    for i, (metric, (lo, d, hi), status) in enumerate(rows):
         lo, d, hi = round(lo, 3), round(d, 3), round(hi, 3)
-        table.append({"model": "m", "source": "set", "metric": metric, "items": 60, "status": status,
+        table.append({"model": "m", "source": f"s{i}", "metric": metric, "items": 60, "status": status,
                       "better": "lower" if metric == "Contradict@1" else "higher",
                       "S0": 0.5, "S1": 0.5 + d, "diff": None if status == "not enough data" else d,
                       "diff_ci": [lo, hi]})
@@ -234,16 +264,17 @@ def test_verdict_never_contradicts_the_table(rows: list[tuple[str, tuple[float, 
     if not table:
         assert verdict == "No unit was ranked."
     for row in table:
-        m = row["metric"]
+        m, where = row["metric"], f"m, {row['source']}"
+        said = {"lowers": f"S1 lowers {m} ({where};" in verdict, "raises": f"S1 raises {m} ({where};" in verdict,
+                "same": f"S1 does not change {m} distinguishably ({where};" in verdict,
+                "none": f"{m} ({where}): not enough data" in verdict}
         if row["diff"] is None:
-            assert f"{m} (m, set): not enough data" in verdict
+            assert said == {"lowers": False, "raises": False, "same": False, "none": True}
             continue
         lo, hi = row["diff_ci"]
-        assert (f"S1 lowers {m}" in verdict) == (hi < 0 or any(r["metric"] == m and r["diff"] is not None
-                                                               and r["diff_ci"][1] < 0 for r in table))
-        if hi < 0:
-            assert f"S1 lowers {m} (m, set; {'better' if m == 'Contradict@1' else 'worse'})" in verdict
-        elif lo > 0:
-            assert f"S1 raises {m} (m, set; {'worse' if m == 'Contradict@1' else 'better'})" in verdict
-        else:
-            assert f"S1 does not change {m} distinguishably" in verdict
+        expected = "lowers" if hi < 0 else "raises" if lo > 0 else "same"
+        assert [k for k, v in said.items() if v] == [expected]
+        if expected != "same":
+            good = (expected == "lowers") == (m == "Contradict@1")
+            assert f"S1 {expected} {m} ({where}; {'better' if good else 'worse'})" in verdict
+        assert f"difference {row['diff']:+.2f}" in verdict

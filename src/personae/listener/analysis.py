@@ -21,7 +21,7 @@ from ..runner import Result
 from ..stats import bootstrap_ci, paired_difference_ci
 from ..studies._pairing import NOT_ENOUGH, drop_warnings, pair_units
 from ..studies.base import Summary, count_results
-from .rsa import rank, sequence_score
+from .ranking import rank_scores
 from .units import Unit
 
 if TYPE_CHECKING:
@@ -74,14 +74,11 @@ def rank_unit(unit: Unit, scores: Mapping[tuple[int, int], Result], n_worlds: in
         return None, s0_ok
     if any(len({len(t) for t in row if t is not None}) != 1 for row in rows):
         return None, s0_ok  # worlds tokenised a candidate differently: no per-token listener
-    seqs = [sequence_score(np.array(row, dtype=float), alpha=alpha, beta=beta, prior_update=prior_update)  # type: ignore[arg-type]
-            for row in rows]
-    s1_pick = rank([s.s1 for s in seqs])
+    ranking = rank_scores(rows, alpha=alpha, beta=beta, prior_update=prior_update)  # type: ignore[arg-type]
     seconds_all = [scores[(w, c)].score.latency_s for w in range(n_worlds) for c in range(n)]  # type: ignore[union-attr]
     seconds_true = [scores[(0, c)].score.latency_s for c in range(n)]  # type: ignore[union-attr]
-    return Ranked(unit=unit, s0_pick=rank([s.s0 for s in seqs]), s1_pick=s1_pick,
-                  posterior=tuple(float(p) for p in seqs[s1_pick].posterior),
-                  p_true=tuple(float(s.posterior[0]) for s in seqs),
+    return Ranked(unit=unit, s0_pick=ranking.s0_best, s1_pick=ranking.best, posterior=ranking.posterior,
+                  p_true=ranking.p_true,
                   seconds=(float(sum(seconds_true)), float(sum(seconds_all))), requests=(n, n * n_worlds)), s0_ok
 
 

@@ -30,10 +30,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..backends.base import Message, Request, Tags
+from ..backends.base import Request, Tags
 from ..dialogue import Dialogue, Layout, read_dialogues
 from ..errors import ConfigError
 from ..listener.distractors import DistractorMode, world
+from ..listener.ranking import SYSTEM, score_requests
 from ..listener.ranking_set import load_ranking_set
 from ..listener.rsa import RANKING_ALPHA, RANKING_BETA, PriorUpdate
 from ..listener.units import Unit, dialogue_units, set_units
@@ -71,7 +72,7 @@ class ListenerOptions(BaseModel):
     """The listener's weight on S0's log-probabilities."""
     prior_update: PriorUpdate = "l0"
     """The listener's prior at each token: its posterior after the previous token ('l0') or uniform."""
-    system: str = "Your persona: {persona}"
+    system: str = SYSTEM
     """The system prompt of each world; '{persona}' is replaced by the persona's sentences."""
     dialogues: tuple[str, ...] = ()
     """Dialogue files (PersonaChat/ConvAI2 layouts, docs/dialogues.md): rank each persona speaker's
@@ -194,13 +195,10 @@ class ListenerStudy(Study[ListenerOptions]):
         for model in self.spec.model:
             for u in self.units:
                 sheets = worlds.get((u.source, u.id))
-                for w, sheet in enumerate(sheets or ()):
-                    system = Message(role="system", content=self.options.system.replace("{persona}", sheet))
-                    for c, choice in enumerate(u.choices):
-                        reqs.append(Request(kind="score", model=model, messages=(system, *u.context),
-                                            continuation=choice.text, per_token=True,
-                                            tags=Tags(item=u.id, condition=u.source, wave=wave,
-                                                      extra={"world": w, "candidate": c})))
+                if sheets is not None:
+                    reqs += score_requests(model, sheets, u.context, [c.text for c in u.choices],
+                                           system=self.options.system,
+                                           tags=Tags(item=u.id, condition=u.source, wave=wave))
         return reqs
 
     # ---------------------------------------------------------------- analysis
