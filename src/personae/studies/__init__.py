@@ -20,6 +20,7 @@ STUDIES: dict[str, str] = {
     "individuation": "personae.studies.individuation",
     "style": "personae.studies.style",
     "consistency": "personae.studies.consistency",
+    "listener": "personae.studies.listener",
 }
 
 
