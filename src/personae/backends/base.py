@@ -221,7 +221,7 @@ class Backend(ABC):
         raise BackendError(f"backend '{self.model_id}' cannot embed text.", backend=self.model_id,
                            fix="use an embedder, e.g. embed/minilm.")
 
-    def multiseq(self, prompts: Sequence[Sequence[Message]]) -> SequenceDecoder:
+    def multiseq(self, prompts: Sequence[Sequence[Message]], max_new_tokens: int = 128) -> SequenceDecoder:
         """A lockstep decoder over these chat prompts (one sequence each); close it when done."""
         raise BackendError(f"backend '{self.model_id}' cannot decode several sequences in lockstep.",
                            backend=self.model_id,
