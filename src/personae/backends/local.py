@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._loading import suggest
 from ..errors import BackendError, BackendUnavailableError, ConfigError, MissingDependencyError, UnknownModelError
-from ._multiseq import LlamaMultiSeq
+from ._multiseq import LlamaMultiSeq, _log_softmax
 from ._s1 import check_listener_request, decode_s1, listener_worlds
 from .base import Backend, Generation, Message, Request, Score
 
@@ -137,12 +137,6 @@ class LocalOptions(BaseModel):
     """Prompt-processing batch size."""
     lora: str | None = None
     """Path of a LoRA adapter (GGUF) applied to the model; part of every cache key."""
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    m = logits.max(axis=-1, keepdims=True)
-    z = logits - m
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 class LocalBackend(Backend):
