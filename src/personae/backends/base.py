@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import BackendError
+
+if TYPE_CHECKING:
+    from ._s1 import SequenceDecoder
 
 
 class _Frozen(BaseModel):
@@ -57,6 +61,23 @@ class Tags(_Frozen):
     """Anything else a study wants back with the result."""
 
 
+class ListenerDecoding(_Frozen):
+    """Token-level self-conscious decoding (S1, METHODS.md section 5): the reply is decoded greedily
+    from S1(u_t | i0) = S0(u_t | i0) * L0(i0 | u_<=t)^alpha, normalised over the vocabulary, where
+    the imaginary listener L0 tells the request's own persona i0 from the distractors."""
+
+    distractors: tuple[str, ...] = Field(min_length=1)
+    """The distractor personas' system prompts: each makes one more world, the request's messages
+    with its system message replaced by this text (or one put first when it has none)."""
+    alpha: float = Field(default=2.0, ge=0.0)
+    """Weight of the listener; 0 decodes plain greedy S0."""
+    beta: float = Field(default=0.5, ge=0.0)
+    """Sharpness of the listener's view of S0: log L0 = beta * log S0 + log prior - normaliser."""
+    prior_update: Literal["l0", "uniform"] = "l0"
+    """The listener's prior over worlds at the next token: its posterior after the chosen token
+    ('l0'), or uniform at every token ('uniform')."""
+
+
 KEY_VERSION = 2
 """Version of the cache-key recipe. Version 1 hashed every field; version 2 hashes the fields that
 differ from their defaults (so a new optional field leaves existing keys alone), this version and
@@ -91,6 +112,9 @@ class Request(_Frozen):
     """Version of the persona in the prompt; bumping it invalidates the cache."""
     input: str | None = None
     """For kind='embed': the text to embed."""
+    decoding: ListenerDecoding | None = None
+    """Decode the reply with the imaginary listener (backends with `supports_multiseq`); None
+    decodes as usual. Part of the cache key when set."""
     tags: Tags = Tags()
     """Study bookkeeping, returned with the result; not part of the cache key."""
 
@@ -124,6 +148,10 @@ class Generation(_Frozen):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
+    forward_passes: int | None = None
+    """Batched model evaluations the reply took, when the backend counts them (listener decoding)."""
+    tokens_evaluated: int | None = None
+    """Token positions evaluated across all sequences (prompts included), when counted."""
 
 
 class Score(_Frozen):
@@ -166,6 +194,9 @@ class Backend(ABC):
     """Can generate text (embedding-only backends cannot)."""
     supports_embedding: bool = False
     """Can embed texts (`embed`)."""
+    supports_multiseq: bool = False
+    """Can decode several prompts in lockstep with next-token log-probabilities (`multiseq`), and so
+    run listener decoding (`Request.decoding`)."""
     embed_batch_size: int = 64
     """Texts per `embed` call."""
     max_concurrency: int | None = None
@@ -190,6 +221,13 @@ class Backend(ABC):
         raise BackendError(f"backend '{self.model_id}' cannot embed text.", backend=self.model_id,
                            fix="use an embedder, e.g. embed/minilm.")
 
+    def multiseq(self, prompts: Sequence[Sequence[Message]], max_new_tokens: int = 128) -> SequenceDecoder:
+        """A lockstep decoder over these chat prompts (one sequence each); close it when done."""
+        raise BackendError(f"backend '{self.model_id}' cannot decode several sequences in lockstep.",
+                           backend=self.model_id,
+                           fix="use a backend with supports_multiseq (local/..., or fake/... in tests), or drop "
+                           "'decoding'.")
+
     async def prepare(self, requests: list[Request]) -> None:
         """Called with a wave's requests for this backend before any is sent (e.g. to size a local
         model's context for the longest prompt); raise a ConfigError to stop before any call."""
@@ -211,6 +249,7 @@ class Backend(ABC):
             "grammar": self.supports_grammar,
             "seed": self.supports_seed,
             "embedding": self.supports_embedding,
+            "multiseq": self.supports_multiseq,
         }
 
     def describe(self) -> dict[str, Any]:

@@ -16,14 +16,16 @@ import hashlib
 import math
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._loading import suggest
 from ..errors import BackendError, ConfigError, TransientBackendError
-from .base import Backend, Generation, Request, Score
+from ._s1 import check_listener_request, decode_s1, listener_worlds
+from .base import Backend, Generation, Message, Request, Score
 
 Responder = Callable[[Request], str]
 Scorer = Callable[[Request], float]
@@ -73,6 +75,66 @@ register_responder("echo", echo_reply)
 register_responder("persona", persona_reply)
 
 
+FAKE_END = len(_WORDS)
+"""The fake multi-sequence decoder's end token (its vocabulary is the fake words, then this)."""
+
+
+class FakeMultiSeq:
+    """A deterministic lockstep decoder over a tiny vocabulary (`_WORDS` + an end token): each
+    sequence's next-token log-probabilities are a hash of its prompt text and its tokens so far, so
+    different personas give different distributions. Implements `_s1.SequenceDecoder`."""
+
+    n_vocab = len(_WORDS) + 1
+
+    def __init__(self, prompts: Sequence[Sequence[Message]]) -> None:
+        if not prompts:
+            raise BackendError("multi-sequence decoding needs at least one prompt.", fix="give one prompt per sequence.")
+        self.n_seq = len(prompts)
+        self._texts = ["\x00".join(f"{m.role}:{m.content}" for m in p) for p in prompts]
+        self._tokens: list[list[int]] = [[] for _ in prompts]
+        self.forward_passes = 0
+        self.tokens_evaluated = 0
+        self.closed = False
+
+    def _logp(self, s: int) -> np.ndarray:
+        seed = hashlib.sha256(f"{self._texts[s]}\x01{self._tokens[s]}".encode()).digest()
+        logits = np.frombuffer(seed, dtype=np.uint8)[: self.n_vocab].astype(np.float64) / 32.0
+        logits[FAKE_END] += 0.5 * len(self._tokens[s]) - 4.0  # replies end after a few words
+        return logits - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
+
+    def start(self) -> np.ndarray:
+        self.forward_passes += 1
+        self.tokens_evaluated += sum(len(t.split("\x00")) for t in self._texts)
+        return np.stack([self._logp(s) for s in range(self.n_seq)])
+
+    def step(self, tokens: Sequence[int]) -> np.ndarray:
+        if self.closed:
+            raise BackendError("this fake multi-sequence decoder is closed.", fix="open a new one.")
+        if len(tokens) != self.n_seq:
+            raise BackendError(f"step got {len(tokens)} tokens for {self.n_seq} sequences.",
+                               fix="give one token per sequence.")
+        for s, t in enumerate(tokens):
+            self._tokens[s].append(int(t))
+        self.forward_passes += 1
+        self.tokens_evaluated += self.n_seq
+        return np.stack([self._logp(s) for s in range(self.n_seq)])
+
+    def is_end(self, token: int) -> bool:
+        return token == FAKE_END
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return " ".join(_WORDS[t] for t in tokens)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> FakeMultiSeq:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class FakeOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -115,6 +177,7 @@ class FakeBackend(Backend):
     supports_scoring = True
     supports_json = True
     supports_seed = True
+    supports_multiseq = True
 
     def __init__(
         self,
@@ -178,6 +241,8 @@ class FakeBackend(Backend):
         if self.options.delay_s:
             await asyncio.sleep(self.options.delay_s)
         self._maybe_fail(request)
+        if request.decoding is not None:
+            return self._listener_generate(request)
         if self._script is not None:
             if not self._script:
                 raise BackendError("the fake backend's script ran out of replies.", backend=self.model_id,
@@ -188,6 +253,19 @@ class FakeBackend(Backend):
         n = max(1, len(text.split()))
         return Generation(text=text, finish_reason="stop", prompt_tokens=sum(len(m.content.split()) for m in request.messages),
                           completion_tokens=n)
+
+    def multiseq(self, prompts: Sequence[Sequence[Message]], max_new_tokens: int = 128) -> FakeMultiSeq:
+        """The deterministic lockstep decoder (see FakeMultiSeq)."""
+        return FakeMultiSeq(prompts)
+
+    def _listener_generate(self, request: Request) -> Generation:
+        settings = check_listener_request(request, self.model_id)
+        s = request.sampling
+        with self.multiseq(listener_worlds(request), s.max_tokens) as decoder:
+            reply = decode_s1(decoder, settings, max_tokens=s.max_tokens, stop=s.stop)
+        return Generation(text=reply.text, finish_reason=reply.finish_reason, completion_tokens=len(reply.tokens),
+                          prompt_tokens=sum(len(m.content.split()) for m in request.messages),
+                          forward_passes=reply.forward_passes, tokens_evaluated=reply.tokens_evaluated)
 
     async def score(self, request: Request) -> Score:
         self._log_call(request)

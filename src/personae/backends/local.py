@@ -18,6 +18,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .._loading import suggest
 from ..errors import BackendError, BackendUnavailableError, ConfigError, MissingDependencyError, UnknownModelError
-from .base import Backend, Generation, Request, Score
+from ._multiseq import LlamaMultiSeq, _log_softmax
+from ._s1 import check_listener_request, decode_s1, listener_worlds
+from .base import Backend, Generation, Message, Request, Score
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -136,12 +139,6 @@ class LocalOptions(BaseModel):
     """Path of a LoRA adapter (GGUF) applied to the model; part of every cache key."""
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    m = logits.max(axis=-1, keepdims=True)
-    z = logits - m
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
 class LocalBackend(Backend):
     """llama.cpp in process."""
 
@@ -151,6 +148,7 @@ class LocalBackend(Backend):
     supports_json = True
     supports_grammar = True
     supports_seed = True
+    supports_multiseq = True
     max_concurrency = 1
 
     def __init__(self, model_id: str, options: LocalOptions | None = None) -> None:
@@ -284,6 +282,8 @@ class LocalBackend(Backend):
     # ------------------------------------------------------------ generation
     def generate_sync(self, request: Request) -> Generation:
         """Generate in the calling thread (used by benchmarks and the sync facade)."""
+        if request.decoding is not None:
+            return self.listener_generate_sync(request)
         s = request.sampling
         kwargs: dict[str, Any] = dict(max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
                                       stop=list(s.stop) or None)
@@ -314,6 +314,40 @@ class LocalBackend(Backend):
 
     async def generate(self, request: Request) -> Generation:
         return await self._call(self.generate_sync, request)
+
+    # ------------------------------------------------------------ multi-sequence decoding
+    def _loaded(self) -> Any:
+        """A loaded context's `Llama` (whichever is loaded; the generation one otherwise): its model is
+        shared with every multi-sequence context, so the weights are loaded once per backend."""
+        if self._gen is not None:
+            return self._gen
+        return self._scorer if self._scorer is not None else self.llm
+
+    def chat_tokens(self, messages: Sequence[Message]) -> list[int]:
+        """A chat rendered through the model's template and tokenised as the scoring path does."""
+        text = self.chat_prompt([m.model_dump() for m in messages])
+        return self._loaded().tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def multiseq(self, prompts: Sequence[Sequence[Message]], max_new_tokens: int = 128) -> LlamaMultiSeq:
+        """A lockstep decoder over these chats, sharing their common prefix; call with the backend's lock
+        held (generate does) and close it when done."""
+        return self.multiseq_tokens([self.chat_tokens(p) for p in prompts], max_new_tokens)
+
+    def multiseq_tokens(self, prompts: Sequence[Sequence[int]], max_new_tokens: int = 128) -> LlamaMultiSeq:
+        """As `multiseq`, from token ids."""
+        return LlamaMultiSeq(self._loaded(), prompts, max_new_tokens=max_new_tokens, model_id=self.model_id)
+
+    def listener_generate_sync(self, request: Request) -> Generation:
+        """Token-level S1 decoding (Request.decoding): greedy, one batched step for all worlds per token."""
+        settings = check_listener_request(request, self.model_id)
+        start = time.perf_counter()
+        worlds = [self.chat_tokens(w) for w in listener_worlds(request)]
+        s = request.sampling
+        with self.multiseq_tokens(worlds, s.max_tokens) as decoder:
+            reply = decode_s1(decoder, settings, max_tokens=s.max_tokens, stop=s.stop)
+        return Generation(text=reply.text, finish_reason=reply.finish_reason, prompt_tokens=len(worlds[0]),
+                          completion_tokens=len(reply.tokens), latency_s=time.perf_counter() - start,
+                          forward_passes=reply.forward_passes, tokens_evaluated=reply.tokens_evaluated)
 
     # ------------------------------------------------------------ scoring
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:

@@ -103,6 +103,11 @@ class AsyncioExecutor:
         (request,) = job.requests
         if kind == "score":
             return (await backend.score(request),)
+        if request.decoding is not None and not backend.supports_multiseq:
+            # a backend without the capability would ignore the option and cache plain replies under its key
+            raise BackendError(f"{backend.model_id} cannot run listener decoding (no multi-sequence decoder).",
+                               backend=backend.model_id,
+                               fix="use a local/... model for listener decoding, or drop 'decoding'.")
         return (await backend.generate(request),)
 
     async def _one(self, job: Job) -> Outcome:

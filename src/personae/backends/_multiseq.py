@@ -1,0 +1,168 @@
+"""Lockstep decoding of several prompts in one llama.cpp context (llama-cpp-python's low-level API).
+
+The longest common token prefix is evaluated once in sequence 0 and copied to the others
+(`llama_memory_seq_cp`); each sequence's remaining suffix goes in one batch; then every step
+appends one token to every sequence in one batch and returns next-token log-probabilities
+[n_seq, vocab] (log-softmax of `llama_get_logits_ith`).
+
+The context reuses an already loaded `Llama`'s model (the weights are never loaded twice) and copies
+that `Llama`'s context parameters (threads, flash attention off, KV types), changing only n_ctx and
+n_seq_max. The KV cache is per sequence (`kv_unified = False`): with a unified cache this
+llama.cpp build returned logits off by up to 0.9 nats for every sequence but the first, while
+per-sequence streams match a single-sequence context fed the same tokens bit for bit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendError
+
+_CTX_STEP = 256
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    m = logits.max(axis=-1, keepdims=True)
+    z = logits - m
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def common_prefix(prompts: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix shared by every prompt."""
+    n = 0
+    for column in zip(*prompts):
+        if any(t != column[0] for t in column):
+            break
+        n += 1
+    return n
+
+
+class LlamaMultiSeq:
+    """N prompts decoded in lockstep in one context; implements `_s1.SequenceDecoder`."""
+
+    def __init__(self, llama: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+                 model_id: str = "local") -> None:
+        import llama_cpp  # noqa: PLC0415
+
+        self._ctx: Any = None
+        self._batch: Any = None
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise BackendError("multi-sequence decoding needs at least one prompt, none of them empty.",
+                               backend=model_id, fix="give every sequence a non-empty prompt.")
+        self._lib = llama_cpp
+        self._llama = llama  # keeps the model alive as long as this context
+        self.model_id = model_id
+        self.n_seq = len(prompts)
+        self.prompts = [list(p) for p in prompts]
+        self.forward_passes = 0
+        self.tokens_evaluated = 0
+        per_seq = max(len(p) for p in prompts) + max_new_tokens + 1
+        trained = int(llama._model.n_ctx_train()) or per_seq
+        if per_seq > trained:
+            raise BackendError(f"a world's prompt plus max_tokens is {per_seq} tokens, over the {trained} the model "
+                               "was trained on.", backend=model_id, fix="shorten the chat or lower max_tokens.")
+        params = llama_cpp.llama_context_params.from_buffer_copy(llama.context_params)
+        params.n_seq_max = self.n_seq
+        params.kv_unified = False
+        params.n_ctx = self.n_seq * (-(-per_seq // _CTX_STEP) * _CTX_STEP)  # split evenly between the sequences
+        self._n_batch = max(int(params.n_batch), self.n_seq)
+        params.n_batch = params.n_ubatch = self._n_batch
+        self._ctx = llama_cpp.llama_init_from_model(llama._model.model, params)
+        if self._ctx is None:
+            raise BackendError(f"llama.cpp could not create a context for {self.n_seq} sequences of {per_seq} tokens.",
+                               backend=model_id, fix="lower max_tokens or the number of distractors.")
+        adapter = getattr(llama, "_lora_adapter", None)
+        if adapter is not None:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+            scales = (ctypes.c_float * 1)(llama.lora_scale)
+            if llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, scales):
+                self.close()
+                raise BackendError("could not apply the LoRA adapter to the multi-sequence context.",
+                                   backend=model_id, fix="check backend.lora.")
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        self._vocab = llama_cpp.llama_model_get_vocab(llama._model.model)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
+        self._pos = [0] * self.n_seq
+
+    # ------------------------------------------------------------ low level
+    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> dict[int, np.ndarray]:
+        """Evaluate (token, position, seq, wants_logits) entries in batches of n_batch; the
+        log-probabilities of each entry that wants them, by its index in `entries`."""
+        if self._ctx is None:
+            raise BackendError("this multi-sequence decoder is closed.", backend=self.model_id,
+                               fix="open a new one with backend.multiseq(...).")
+        out: dict[int, np.ndarray] = {}
+        b = self._batch
+        for lo in range(0, len(entries), self._n_batch):
+            chunk = entries[lo : lo + self._n_batch]
+            b.n_tokens = len(chunk)
+            for j, (tok, pos, seq, logits) in enumerate(chunk):
+                b.token[j] = tok
+                b.pos[j] = pos
+                b.n_seq_id[j] = 1
+                b.seq_id[j][0] = seq
+                b.logits[j] = logits
+            rc = self._lib.llama_decode(self._ctx, b)
+            if rc != 0:
+                raise BackendError(f"llama_decode returned {rc} for {len(chunk)} tokens over {self.n_seq} sequences.",
+                                   backend=self.model_id, fix="lower max_tokens or the number of distractors.")
+            self.forward_passes += 1
+            self.tokens_evaluated += len(chunk)
+            for j, (_, _, _, logits) in enumerate(chunk):
+                if logits:
+                    row = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, j), shape=(self.n_vocab,))
+                    out[lo + j] = _log_softmax(row.astype(np.float64))
+        return out
+
+    # ------------------------------------------------------------ SequenceDecoder
+    def start(self) -> np.ndarray:
+        # the shared prefix, but leave every sequence at least its last token to evaluate for logits
+        shared = min(common_prefix(self.prompts), min(len(p) for p in self.prompts) - 1)
+        if shared > 0:
+            self._decode([(t, i, 0, False) for i, t in enumerate(self.prompts[0][:shared])])
+            for s in range(1, self.n_seq):
+                self._lib.llama_memory_seq_cp(self._mem, 0, s, -1, -1)
+        entries: list[tuple[int, int, int, bool]] = []
+        last: list[int] = []
+        for s, p in enumerate(self.prompts):
+            entries += [(p[i], i, s, i == len(p) - 1) for i in range(shared, len(p))]
+            last.append(len(entries) - 1)
+            self._pos[s] = len(p)
+        rows = self._decode(entries)
+        return np.stack([rows[i] for i in last])
+
+    def step(self, tokens: Sequence[int]) -> np.ndarray:
+        if len(tokens) != self.n_seq:
+            raise BackendError(f"step got {len(tokens)} tokens for {self.n_seq} sequences.", backend=self.model_id,
+                               fix="give one token per sequence.")
+        rows = self._decode([(int(t), self._pos[s], s, True) for s, t in enumerate(tokens)])
+        self._pos = [p + 1 for p in self._pos]
+        return np.stack([rows[s] for s in range(self.n_seq)])
+
+    def is_end(self, token: int) -> bool:
+        return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._llama.detokenize(list(tokens)).decode("utf-8", errors="ignore")
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            self._lib.llama_free(self._ctx)
+            self._ctx = None
+
+    def __enter__(self) -> LlamaMultiSeq:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
