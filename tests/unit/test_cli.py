@@ -182,3 +182,24 @@ def test_out_into_a_folder_of_another_specs_run_refuses_unless_overwrite(tmp_pat
     assert json.loads((tmp_path / "run" / "run.json").read_text())["study"] == "grid"  # untouched
     forced = runner.invoke(app, ["run", str(b), "--out", str(tmp_path / "run"), "--overwrite"])
     assert forced.exit_code == 0 and json.loads((tmp_path / "run" / "run.json").read_text())["study"] == "dialogue"
+
+
+def test_chat_with_the_listener_decodes_with_distractors_and_off_compares(cli: CliRunner, isolated_store: Path) -> None:
+    result = cli.invoke(app, ["chat", "builtin:pirate-captain", "--model", "fake/test", "--listener", "--alpha", "3"],
+                        input="hello\n/listener off\nhello\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert "listener decoding: distractors" in result.output and "alpha 3, beta 0.5" in result.output
+    with Store(isolated_store) as st:
+        requests = [json.loads(r) for _, _, r, _ in st.iter_results()]
+    with_listener = [r for r in requests if r.get("decoding")]
+    assert len(requests) == 2 and len(with_listener) == 1  # the same message twice: two cache keys
+    assert with_listener[0]["decoding"]["alpha"] == 3.0 and len(with_listener[0]["decoding"]["distractors"]) == 2
+    assert all(r["sampling"]["temperature"] == 0.0 for r in requests)  # greedy both ways, so /listener off compares
+
+
+def test_chat_listener_on_a_backend_that_cannot_decode_in_lockstep_says_so(cli: CliRunner,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERSONAE_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # never contacted
+    result = cli.invoke(app, ["chat", "builtin:pirate-captain", "--model", "openai/x", "--listener"], input="/quit\n")
+    assert result.exit_code == 2
+    assert "--listener needs a backend that decodes several sequences in lockstep" in result.output
