@@ -126,7 +126,7 @@ class Run:
     # ---------------------------------------------------------------- metadata
     def _roles(self) -> dict[str, Any]:
         out = {}
-        for decl in self.study_cls.roles:
+        for decl in self.study_cls.roles_used(self.resolved.options):
             bound = self.resolved.roles.get(decl.name)
             out[decl.name] = {"purpose": decl.purpose, "bound": bound is not None,
                               "model": bound.model if bound else "(the model under study)",
@@ -322,7 +322,7 @@ class Run:
 
 def add_role_notes(study: Any, results: list[Result], summary: Summary) -> None:
     """Say in the summary when a role the run used was played by the model under study."""
-    for decl in type(study).roles:
+    for decl in type(study).roles_used(study.options):
         mine = [r for r in results if r.request.tags.role == decl.name]
         if decl.name not in study.resolved.roles and mine:
             summary.notes.append((decl.self_note or WEAK_SELF_JUDGE).format(role=decl.name, purpose=decl.purpose))

@@ -198,7 +198,7 @@ def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None =
     roles = _resolve_roles(spec, study_cls, options, file, lines)
     resolved = ResolvedSpec(spec=spec, personas=personas, options=options, path=path, base_dir=base_dir, roles=roles)
     try:
-        _check_role_capabilities(resolved, study_cls.roles)
+        _check_role_capabilities(resolved, study_cls.roles_used(options))
         study_cls.check(resolved)
     except PersonaeError as exc:
         if isinstance(exc, ConfigError) and exc.file:

@@ -242,3 +242,33 @@ def test_imported_files_from_two_models_are_ranked_against_their_reference_score
     assert ranked["ours"] == {"model-a": 0.0, "model-b": 1.0}
     ids = [d["dialogue"] for d in run.summary.stats["dialogues"]]
     assert len(ids) == len(set(ids)) == 4  # the two files' ids made unique
+
+
+def test_listener_decoding_is_compared_with_greedy_in_one_run() -> None:
+    def plain(request: Request) -> str:
+        if request.json_schema is None and request.tags.role is None and request.kind == "generate":
+            return "Ahoy."  # only for the greedy arm: the listener arm is decoded by the fake multi-sequence decoder
+        return responder(request)
+
+    backend = FakeBackend("fake/x", responder=plain, scorer=scorer)
+    data = _spec(metrics=["prompt_to_line"], validity_lines=0,
+                 decoding={"listener": {"distractors": 2, "alpha": 3.0}})
+    run = run_study(resolve_spec(data), backends={"fake/x": backend})
+    assert sorted(r["persona"] for r in run.summary.table) == ["pirate-captain (greedy)", "pirate-captain (listener)"]
+    agent = [c for c in backend.history if c.tags.role is None and c.json_schema is None and c.kind == "generate"]
+    listener = [c for c in agent if c.decoding is not None]
+    assert len(agent) == 12 and len(listener) == 6  # 2 arms x 2 replicates x 3 lines
+    assert all(c.sampling.temperature == 0.0 for c in agent)
+    assert all(len(c.decoding.distractors) == 2 and c.decoding.alpha == 3.0 for c in listener)
+    assert all("Mara Flint" not in d for c in listener for d in c.decoding.distractors)
+
+
+def test_listener_decoding_on_a_backend_that_cannot_is_refused_at_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERSONAE_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # never contacted
+    data = {**_spec(decoding={"listener": {}}, metrics=["prompt_to_line"]), "model": "openai/x"}
+    with pytest.raises(ConfigError, match="listener decoding needs a backend"):
+        resolve_spec(data)
+    # a role the options do not use is not checked: no listener metric, no scorer needed
+    resolve_spec({**_spec(metrics=["prompt_to_line"]), "model": "openai/x"})
+    with pytest.raises(ConfigError, match="the scorer .* must score text"):
+        resolve_spec({**_spec(metrics=["listener"]), "model": "openai/x"})

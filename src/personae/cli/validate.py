@@ -25,7 +25,7 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
         out.print(f"ok: {path}: study '{resolved.spec.study}', {len(resolved.spec.model)} model(s), "
                   f"{len(getattr(study, 'panel', None) or resolved.personas)} persona(s)"
                   f"{'' if resolved.personas else ' (the study default)'}, {len(first)} requests in the first wave", markup=False)
-        for decl in type(study).roles:
+        for decl in type(study).roles_used(resolved.options):
             bound = resolved.roles.get(decl.name)
             who = bound.model if bound else f"the model under study ({', '.join(resolved.spec.model)}; weak)"
             out.print(f"  role {decl.name}: {who} - {decl.purpose}", markup=False)

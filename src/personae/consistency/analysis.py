@@ -123,7 +123,8 @@ def _unit_row(study: ConsistencyStudy, c: _Collected, d: Dialogue, speaker: str)
     row: dict[str, Any] = {
         "dialogue": d.id, "speaker": speaker,
         "model": str(d.metadata["source"]) if study.options.dialogues else study.studied_model(d),
-        "persona": str(d.metadata.get("persona") or d.speaker(speaker).name or speaker),
+        "persona": str(d.metadata.get("persona") or d.speaker(speaker).name or speaker)
+        + (f" ({d.metadata['arm']})" if d.metadata.get("arm") not in (None, "plain") else ""),
         "replicate": d.metadata.get("replicate"), "lines": len(own),
         "stopped_at": d.metadata.get("stopped_at"),
         "prompt_to_line": _nanmean([a for a in adh if a is not None]),

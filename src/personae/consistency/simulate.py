@@ -32,15 +32,18 @@ def persona_sheet(persona: Persona) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Slot:
-    """One simulated dialogue: who the agent is, which model plays it, which replicate."""
+    """One simulated dialogue: who the agent is, which model plays it, which replicate, and how the
+    agent decodes ('plain': the spec's sampling; 'greedy' and 'listener' when the listener is compared)."""
 
     model: str
     persona: Persona
     replicate: int
+    arm: str = "plain"
 
     @property
     def id(self) -> str:
-        return f"{self.model}|{self.persona.id}|{self.replicate}"
+        base = f"{self.model}|{self.persona.id}|{self.replicate}"
+        return base if self.arm == "plain" else f"{base}|{self.arm}"
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ def partner_messages(said: Sequence[tuple[str, str]], partner_persona: str) -> l
 
 
 def slot_tags(slot: Slot, line: int, role: str | None) -> Tags:
-    return Tags(persona=slot.persona.id, item=f"line-{line}", condition=slot.persona.id, wave=line, role=role,
+    condition = slot.persona.id if slot.arm == "plain" else f"{slot.persona.id}|{slot.arm}"
+    return Tags(persona=slot.persona.id, item=f"line-{line}", condition=condition, wave=line, role=role,
                 extra={"dialogue": slot.id, "line": line, "model": slot.model})
 
 
@@ -110,7 +114,8 @@ def to_dialogue(slot: Slot, state: State, partner_sheet: Sequence[str]) -> Dialo
     speakers = (Speaker(id=AGENT, name=slot.persona.name, persona=persona_sheet(slot.persona),
                         persona_id=slot.persona.id),
                 Speaker(id=PARTNER, persona=tuple(partner_sheet)))
-    meta: dict[str, Any] = {"model": slot.model, "persona": slot.persona.id, "replicate": slot.replicate}
+    meta: dict[str, Any] = {"model": slot.model, "persona": slot.persona.id, "replicate": slot.replicate,
+                            "arm": slot.arm}
     if state.stopped_at is not None:
         meta["stopped_at"] = state.stopped_at
     return build_dialogue(slot.id, speakers, state.said, source="personae", metadata=meta)

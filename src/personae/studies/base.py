@@ -92,6 +92,12 @@ class Study(ABC, Generic[OptionsT]):
         """Extra validation of a resolved spec (raise ConfigError). Default: nothing."""
 
     @classmethod
+    def roles_used(cls, options: Any) -> tuple[RoleDecl, ...]:
+        """The declared roles a run with these options calls (validation checks only those, and
+        `personae validate` lists only those). Default: every declared role."""
+        return cls.roles
+
+    @classmethod
     def role_aliases(cls, options: Any) -> dict[str, tuple[str, str]]:
         """Roles bound by one of the study's own options, as {role: (model id, option field)}
         (kept for specs written before `roles:` existed). Default: none."""

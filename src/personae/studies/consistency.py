@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..backends.base import Message, Request, Sampling, Tags
+from ..backends.base import ListenerDecoding, Message, Request, Sampling, Tags
 from ..consistency import judging as J
 from ..consistency.analysis import analyze_consistency
 from ..consistency.simulate import (AGENT, Slot, State, agent_history, line_index, partner_messages,
@@ -56,6 +56,29 @@ class PartnerOptions(BaseModel):
     """The user simulator's persona (played by `roles.partner`) when there is no script."""
 
 
+class ListenerOption(BaseModel):
+    """The agent decodes with the imaginary listener (METHODS.md section 5; needs a backend that
+    decodes several sequences in lockstep: local/...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    distractors: int = Field(default=2, ge=1, le=10)
+    """Distractor personas (seeded per dialogue from the study's personas and the built-in library)."""
+    alpha: float = Field(default=2.0, ge=0.0)
+    beta: float = Field(default=0.5, ge=0.0)
+    prior_update: Literal["l0", "uniform"] = "l0"
+    compare: bool = True
+    """Also run every dialogue with greedy decoding without the listener (arm 'greedy'), so drift with and
+    without the listener is compared in one run; false runs the 'listener' arm only."""
+
+
+class DecodingOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    listener: ListenerOption
+    """Listener decoding of the agent's lines."""
+
+
 class ConsistencyOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -63,6 +86,9 @@ class ConsistencyOptions(BaseModel):
     """Agent lines per simulated dialogue (each answers one partner line)."""
     partner: PartnerOptions = PartnerOptions()
     """The agent's partner."""
+    decoding: DecodingOptions | None = None
+    """How the agent decodes: `{listener: {...}}` for the imaginary listener (greedy); default the
+    spec's sampling."""
     reminder: str | None = "Reply in one or two sentences, in character."
     """Appended to every partner line the agent sees (keeps replies short); null for none."""
     dialogues: tuple[str, ...] = ()
@@ -109,6 +135,16 @@ class ConsistencyStudy(Study[ConsistencyOptions]):
                       default="embed/minilm"))
 
     @classmethod
+    def roles_used(cls, options: Any) -> tuple[RoleDecl, ...]:
+        """The partner only simulates without a script, the scorer only serves the listener metric, the
+        embedder only parroting, the judge every judged metric and the validity check."""
+        o: ConsistencyOptions = options
+        judged = {"prompt_to_line", "line_to_line", "qa"} & set(o.metrics) or o.validity_lines
+        used = {"partner": not o.dialogues and o.partner.script is None, "judge": bool(judged),
+                "scorer": "listener" in o.metrics, "embedder": "parroting" in o.metrics}
+        return tuple(r for r in cls.roles if used[r.name])
+
+    @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
         opts: ConsistencyOptions = resolved.options  # type: ignore[assignment]
         if opts.dialogues:
@@ -117,20 +153,36 @@ class ConsistencyStudy(Study[ConsistencyOptions]):
         elif not resolved.personas:
             raise ConfigError("a consistency study needs personas to simulate, or 'options.dialogues' to score.",
                               field="personas", fix="add e.g. 'personas: [builtin:pirate-captain]'.")
-        if "listener" in opts.metrics and "scorer" not in resolved.roles:
-            for model in cls.models_without_scoring(resolved, unknown_can=True):
-                raise ConfigError(f"the listener metric scores lines with log-probabilities, and {model} cannot "
-                                  "score text.", field="options.metrics",
-                                  fix="bind roles.scorer to a model that scores (local/...), or drop 'listener' "
-                                  "from options.metrics.")
+        if opts.decoding is not None and not opts.dialogues:
+            from ..backends import create_backend  # noqa: PLC0415
+            from ..errors import BackendUnavailableError  # noqa: PLC0415
+            from ..spec import backend_options_for  # noqa: PLC0415
+
+            for model in resolved.spec.model:
+                try:
+                    backend = create_backend(model, backend_options_for(resolved.spec, model))
+                except BackendUnavailableError:
+                    continue
+                if not backend.supports_multiseq:
+                    raise ConfigError(f"listener decoding needs a backend that decodes several sequences in "
+                                      f"lockstep, and {model} cannot.", field="options.decoding",
+                                      fix="use local/... (the embedded model or a GGUF file), or drop "
+                                      "options.decoding.")
 
     # ---------------------------------------------------------------- what is studied
     @cached_property
     def slots(self) -> tuple[Slot, ...]:
         if self.options.dialogues:
             return ()
-        return tuple(Slot(m, p, r) for m in self.spec.model for p in self.personas
-                     for r in range(self.spec.replicates))
+        return tuple(Slot(m, p, r, arm) for m in self.spec.model for p in self.personas
+                     for r in range(self.spec.replicates) for arm in self.arms)
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        dec = self.options.decoding
+        if dec is None:
+            return ("plain",)
+        return ("greedy", "listener") if dec.listener.compare else ("listener",)
 
     @cached_property
     def imported(self) -> tuple[Dialogue, ...]:
@@ -210,8 +262,24 @@ class ConsistencyStudy(Study[ConsistencyOptions]):
 
     def _agent_request(self, slot: Slot, st: State) -> Request:
         t = st.next_line or 0
-        return self.chat_request(slot.model, slot.persona, agent_history(st.said, self.options.reminder),
-                                 replicate=slot.replicate, tags=slot_tags(slot, t, None))
+        tags = slot_tags(slot, t, None)
+        history = agent_history(st.said, self.options.reminder)
+        if slot.arm == "plain":
+            return self.chat_request(slot.model, slot.persona, history, replicate=slot.replicate, tags=tags)
+        greedy = self.spec.sampling.model_copy(update={"temperature": 0.0, "top_p": 1.0})
+        extra = {"decoding": self._listener_decoding(slot)} if slot.arm == "listener" else {}
+        return self.chat_request(slot.model, slot.persona, history, replicate=slot.replicate, tags=tags,
+                                 sampling=greedy, **extra)
+
+    def _listener_decoding(self, slot: Slot) -> ListenerDecoding:
+        """The slot's distractors: personas other than its own, seeded per dialogue, rendered like its own."""
+        opt = self.options.decoding.listener  # type: ignore[union-attr]
+        others = [q for q in {**{p.id: p for p in self.personas}, **builtin_personas()}.values()
+                  if q.id != slot.persona.id]
+        rng = random.Random(derive_seed(self.spec.seed, f"distractors:{slot.model}|{slot.persona.id}|{slot.replicate}"))
+        picked = rng.sample(others, min(opt.distractors, len(others)))
+        return ListenerDecoding(distractors=tuple(self._system(q)[1] for q in picked), alpha=opt.alpha, beta=opt.beta,
+                                prior_update=opt.prior_update)
 
     def _partner_request(self, slot: Slot, st: State) -> Request:
         t = st.next_line or 0
