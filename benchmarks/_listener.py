@@ -1,7 +1,7 @@
 """The measurement shared by `listener_vs_s0` and `listener_vs_naive` (run once, used by both).
 
-k = 2 distractors, the embedded model (n_threads 2), 6 chats (a persona x a question, the two
-distractors the next personas of the list), max_tokens 12, on three sides block by block:
+k = 2 distractors, the embedded model (n_threads 2), 5 chats (a persona x a question, the two
+distractors the next personas of the list), max_tokens 10, on three sides block by block:
 - S0: greedy decoding of the true world alone (`LocalBackend.generate_sync`, temperature 0);
 - S1: listener decoding (`Request.decoding`, alpha 2, beta 0.5): the multi-sequence decoder, the
   common prefix evaluated once, one batched step for the 3 worlds per token;
@@ -24,8 +24,8 @@ import numpy as np
 from ._common import N_THREADS, PERSONAS, QUESTIONS, median, persona_system, say
 
 K = 2
-N_CHATS = 6
-MAX_TOKENS = 12
+N_CHATS = 5
+MAX_TOKENS = 10
 ALPHA, BETA = 2.0, 0.5
 
 

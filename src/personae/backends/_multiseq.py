@@ -165,4 +165,7 @@ class LlamaMultiSeq:
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 (interpreter shutdown: llama_cpp may be gone already)
+            pass
