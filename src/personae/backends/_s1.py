@@ -51,22 +51,17 @@ class SequenceDecoder(Protocol):
         ...
 
 
-def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(x - m), axis=axis))
-
-
 def s1_step(logp_s0: np.ndarray, log_prior: np.ndarray, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """One S1 step. logp_s0: [n_worlds, vocab] log S0(u | i); log_prior: [n_worlds] log p_t(i).
 
     Returns (log S1(u | i0) over the vocabulary [vocab], log L0(i | u) for every candidate token
-    [n_worlds, vocab]). World 0 is the true persona.
+    [n_worlds, vocab]). World 0 is the true persona. The formula is `personae.listener.rsa.token_step`
+    (one implementation of METHODS.md section 5, property-tested there).
     """
-    a = beta * logp_s0 + log_prior[:, None]
-    log_l0 = a - _logsumexp(a, axis=0)[None, :]
-    s = alpha * log_l0[0] + logp_s0[0]
-    return s - _logsumexp(s, axis=0), log_l0
+    from ..listener.rsa import token_step  # noqa: PLC0415  (pure numpy; the listener package imports no backend)
+
+    step = token_step(logp_s0, log_prior, alpha=alpha, beta=beta)
+    return step.log_s1, step.log_l0
 
 
 def listener_worlds(request: Request) -> list[list[Message]]:
