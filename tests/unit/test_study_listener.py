@@ -216,8 +216,8 @@ def test_a_missing_or_jsonl_set_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"generation": True}, "generation mode needs the token-level listener decoder"),
     ({"set": None}, "nothing to rank"),
+    ({"set": None, "generation": True, "dialogues": ["d.txt"]}, "generation mode answers the set's prompts"),
     ({"system": "You are someone."}, "persona"),
     ({"distractors": {"k": 2, "choose": "closest"}}, "closest"),
 ])
@@ -278,3 +278,36 @@ def test_verdict_never_contradicts_the_table(rows: list[tuple[str, tuple[float, 
             good = (expected == "lowers") == (m == "Contradict@1")
             assert f"S1 {expected} {m} ({where}; {'better' if good else 'worse'})" in verdict
         assert f"difference {row['diff']:+.2f}" in verdict
+
+
+# ---------------------------------------------------------------- generation mode
+
+
+def test_generation_mode_compares_greedy_s0_with_listener_decoding(tmp_path: Path) -> None:
+    """S0 replies come from the responder ("I have no secret at all": the scripted judge calls it a
+    contradiction); S1 replies come from the fake multi-sequence decoder (fake words: consistent).
+    So the contradiction rate is 1 under S0 and 0 under S1 on every unit: difference -1, better."""
+    def replies(request: Request) -> str:
+        if request.json_schema is not None:  # the judge
+            return '{"contradicts": %s}' % ("true" if "no secret" in request.last_user() else "false")
+        return "I have no secret at all."
+
+    def any_scorer(request: Request) -> float:
+        return -1.0 * len((request.continuation or "").split())
+
+    backend = FakeBackend("fake/x", responder=replies, scorer=any_scorer)
+    run, _ = _run(_spec(tmp_path, generation={"limit": 3, "max_tokens": 6}), backend)
+    rows = {r["metric"]: r for r in run.summary.table if r["source"] == "generation"}
+    c = rows["contradiction rate (judge)"]
+    assert (c["S0"], c["S1"], c["diff"], c["items"]) == (1.0, 0.0, -1.0, 3)
+    assert "S1 lowers contradiction rate (judge) (fake/x, generation; better)" in run.summary.verdict
+    post = rows["listener posterior of the true persona"]
+    assert post["items"] == 3 and post["S0"] == pytest.approx(1 / 3, abs=1e-3) == post["S1"]  # blind to personas
+    generated = [h for h in backend.history if h.kind == "generate" and h.json_schema is None]
+    assert len(generated) == 6 and sum(h.decoding is not None for h in generated) == 3
+    assert all(h.sampling.temperature == 0.0 for h in generated)
+    decoded = next(h for h in generated if h.decoding is not None)
+    assert len(decoded.decoding.distractors) == 2 and "person number" in decoded.decoding.distractors[0]
+    g = run.summary.stats["generation"]
+    assert g["compute"]["fake/x"]["S1"]["forward_passes_per_reply"] is not None
+    assert any("not independent evidence" in n for n in run.summary.notes)

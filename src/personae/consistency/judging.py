@@ -72,10 +72,13 @@ def names_of(d: Dialogue) -> dict[str, str]:
     return {s.id: s.name or s.id for s in d.speakers}
 
 
+def persona_line_content(sheet: str, line: str, name: str = "the speaker") -> str:
+    """What the prompt-to-line judge reads: the persona sheet and one line said by its speaker."""
+    return f"Persona of {name}:\n{sheet}\n\nLine said by {name}:\n{line}\n\nDoes the line contradict the persona?"
+
+
 def prompt_to_line_content(d: Dialogue, line: Line) -> str:
-    name = names_of(d)[line.speaker]
-    return (f"Persona of {name}:\n{d.speaker(line.speaker).sheet}\n\nLine said by {name}:\n{line.text}\n\n"
-            "Does the line contradict the persona?")
+    return persona_line_content(d.speaker(line.speaker).sheet, line.text, names_of(d)[line.speaker])
 
 
 def line_to_line_content(d: Dialogue, line: Line) -> str:

@@ -88,8 +88,7 @@ class PromptToLineReward:
                            f"pass persona_column=")
         reqs = []
         for i, (sheet, completion) in enumerate(zip(sheets, completions)):
-            content = (f"Persona of the speaker:\n{sheet}\n\nLine said by the speaker:\n{_text(completion)}\n\n"
-                       "Does the line contradict the persona?")
+            content = J.persona_line_content(sheet, _text(completion))
             reqs += self.judge.requests(self.model, content, seed=self.seed, tags=Tags(item=str(i)))
         results = self.client.run(reqs)
         out: list[float | None] = []

@@ -92,14 +92,22 @@ def outcome(unit: Unit, pick: int, metric: str) -> float:
 def metric_row(model: str, source: str, metric: str, ranked: Sequence[Ranked], pairing: dict[str, Any],
                *, seed: int, n_bootstrap: int) -> dict[str, Any]:
     label, better = METRICS[metric]
-    row: dict[str, Any] = {"model": model, "source": source, "metric": label, "items": len(ranked), "better": better,
+    a = [outcome(r.unit, r.s1_pick, metric) for r in ranked]
+    b = [outcome(r.unit, r.s0_pick, metric) for r in ranked]
+    return compare_row(model, source, label, better, a, b, pairing, seed=seed, n_bootstrap=n_bootstrap)
+
+
+def compare_row(model: str, source: str, label: str, better: str, s1: Sequence[float], s0: Sequence[float],
+                pairing: dict[str, Any], *, seed: int, n_bootstrap: int) -> dict[str, Any]:
+    """One table row: a share (or mean in [0, 1]) under S0 and S1 over the same units, each with a
+    bootstrap CI, and the paired difference S1 - S0 with its CI."""
+    row: dict[str, Any] = {"model": model, "source": source, "metric": label, "items": len(s1), "better": better,
                            "status": pairing["status"], "S0": None, "S0_ci": None, "S1": None, "S1_ci": None,
                            "diff": None, "diff_ci": None}
-    if pairing["status"] == NOT_ENOUGH or len(ranked) < 2:
+    if pairing["status"] == NOT_ENOUGH or len(s1) < 2:
         row["status"] = NOT_ENOUGH
         return row
-    a = np.array([outcome(r.unit, r.s1_pick, metric) for r in ranked])
-    b = np.array([outcome(r.unit, r.s0_pick, metric) for r in ranked])
+    a, b = np.asarray(s1, dtype=float), np.asarray(s0, dtype=float)
     for name, x in (("S0", b), ("S1", a)):
         ci = bootstrap_ci(x, seed=seed, n_resamples=n_bootstrap)
         row[name], row[f"{name}_ci"] = _r(float(x.mean())), [_r(max(0.0, ci.ci_low)), _r(min(1.0, ci.ci_high))]
@@ -143,7 +151,7 @@ def analyze_listener(study: ListenerStudy, results: Sequence[Result]) -> Summary
     worlds = study.worlds(results)
     by_unit: dict[tuple[str, str, str], dict[tuple[int, int], Result]] = defaultdict(dict)
     for r in results:
-        if r.request.kind == "score":
+        if r.request.kind == "score" and r.request.tags.condition in ("set", "dialogues"):
             t = r.request.tags
             by_unit[(r.request.model, t.condition or "", t.item or "")][(t.extra["world"], t.extra["candidate"])] = r
     table: list[dict[str, Any]] = []
@@ -193,7 +201,7 @@ def analyze_listener(study: ListenerStudy, results: Sequence[Result]) -> Summary
         "alpha": o.alpha, "beta": o.beta, "prior_update": o.prior_update,
         "distractors": o.distractors.model_dump(), "chance_hits@1": _chance(study.units),
         "pairing": pairing_stats, "compute": compute, "diagnostics": diagnostics,
-        "generation": None,  # GENERATION MODE: filled by the token-level decoder's arm (issue 10 part 1)
+        "generation": None,  # generation mode adds its own (personae.listener.generation)
     }
     notes = []
     if failed:
@@ -226,4 +234,5 @@ def _diagnostics(ranked: Sequence[Ranked]) -> dict[str, Any]:
     }
 
 
-__all__ = ["METRICS", "Ranked", "analyze_listener", "metric_row", "outcome", "rank_unit", "verdict_for"]
+__all__ = ["METRICS", "Ranked", "analyze_listener", "compare_row", "metric_row", "outcome", "rank_unit",
+           "verdict_for"]

@@ -17,9 +17,10 @@ dialogues, Hits@1. S0 vs S1 with bootstrap CIs and the paired difference over un
 Waves: 0 embeds the persona pool (only for nearest/farthest distractors), then one wave of
 score requests.
 
-GENERATION MODE (not in this module yet): the contradiction rate of S1 vs greedy S0 replies on
-the same prompts needs the token-level decoder (issue 10, part 1). `options.generation` is the
-place for it; until the decoder lands it is refused, never faked.
+Generation mode (`options.generation`, personae.listener.generation): greedy S0 and S1 replies
+(token-level listener decoding, backends with `supports_multiseq`) to the set's prompts in the
+same wave as the scores, then a wave that judges every reply against its persona (`roles.judge`)
+and scores it under every world: the contradiction rate and the listener posterior, S0 vs S1.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ from ..backends.base import Request, Tags
 from ..dialogue import Dialogue, Layout, read_dialogues
 from ..errors import ConfigError
 from ..listener.distractors import DistractorMode, world
+from ..listener.generation import S0 as GEN_S0
+from ..listener.generation import S1 as GEN_S1
+from ..listener.generation import JUDGED as GEN_JUDGED
+from ..listener.generation import SCORED as GEN_SCORED
+from ..listener.generation import GenerationOptions, generation_requests, judging_requests
 from ..listener.ranking import SYSTEM, score_requests
 from ..listener.ranking_set import load_ranking_set
 from ..listener.rsa import RANKING_ALPHA, RANKING_BETA, PriorUpdate
@@ -87,9 +93,14 @@ class ListenerOptions(BaseModel):
     """Lines of a dialogue's history given as the context."""
     n_bootstrap: int = Field(default=10_000, ge=1000)
     """Bootstrap resamples of every CI."""
-    generation: bool = False
-    """Generation mode (contradiction rate of S1 vs greedy S0 replies): needs the token-level
-    decoder of issue 10 part 1, not in this build; true is refused."""
+    generation: GenerationOptions | None = None
+    """Generation mode: greedy S0 vs S1 replies to the set's prompts, judged for contradictions and
+    scored by the listener (`true` for the defaults); null for ranking only."""
+
+    @field_validator("generation", mode="before")
+    @classmethod
+    def _true_is_defaults(cls, value: Any) -> Any:
+        return {} if value is True else None if value is False else value
 
     @field_validator("system")
     @classmethod
@@ -104,15 +115,36 @@ class ListenerStudy(Study[ListenerOptions]):
     Options = ListenerOptions
     display_columns = ("model", "source", "metric", "items", "S0", "S1", "diff", "diff_ci", "better")
     roles = (RoleDecl("embedder", "embeds persona sheets to choose nearest or farthest distractors", kind="embed",
-                      default="embed/minilm"),)
+                      default="embed/minilm"),
+             RoleDecl("judge", "judges generated replies against the persona (generation mode)"))
+
+    @classmethod
+    def roles_used(cls, options: Any) -> tuple[RoleDecl, ...]:
+        """The embedder only for nearest/farthest distractors, the judge only in generation mode."""
+        used = {"embedder": options.distractors.choose != "random", "judge": options.generation is not None}
+        return tuple(r for r in cls.roles if used[r.name])
 
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
         opts: ListenerOptions = resolved.options  # type: ignore[assignment]
-        if opts.generation:
-            raise ConfigError("generation mode needs the token-level listener decoder, which this build does not "
-                              "have yet.", field="options.generation",
-                              fix="remove 'generation: true'; ranking mode measures the listener on the set.")
+        if opts.generation is not None:
+            if opts.set is None:
+                raise ConfigError("generation mode answers the set's prompts, and 'set' is null.",
+                                  field="options.generation", fix="write 'set: builtin' (or a file), or drop generation.")
+            from ..backends import create_backend  # noqa: PLC0415
+            from ..errors import BackendUnavailableError  # noqa: PLC0415
+            from ..spec import backend_options_for  # noqa: PLC0415
+
+            for model in resolved.spec.model:
+                try:
+                    backend = create_backend(model, backend_options_for(resolved.spec, model))
+                except BackendUnavailableError:
+                    continue
+                if not backend.supports_multiseq:
+                    raise ConfigError(f"generation mode decodes with the listener, which needs a backend that "
+                                      f"decodes several sequences in lockstep, and {model} cannot.",
+                                      field="options.generation",
+                                      fix="use local/... (the embedded model or a GGUF file), or drop generation.")
         if opts.set is None and not opts.dialogues:
             raise ConfigError("nothing to rank: 'set' is null and there are no 'dialogues'.", field="options.set",
                               fix="write 'set: builtin', or give dialogue files under 'dialogues:'.")
@@ -185,8 +217,16 @@ class ListenerStudy(Study[ListenerOptions]):
             return [Request(kind="embed", model=model, input=t,
                             tags=Tags(item=f"sheet:{derive_seed(0, t)}", condition="pool", role="embedder"))
                     for t in self._embed_texts()]
-        if not any(r.request.kind == "score" for r in done):
-            return self._scores(done, wave=1 if needs_vectors else 0)
+        wave = 1 if needs_vectors else 0
+        first = {"set", "dialogues", GEN_S0, GEN_S1}
+        if not any(r.request.tags.condition in first for r in done):
+            reqs = self._scores(done, wave=wave)
+            if self.options.generation is not None:
+                reqs += generation_requests(self, self.worlds(done), wave)
+            return reqs
+        if self.options.generation is not None and not any(r.request.tags.condition in (GEN_JUDGED, GEN_SCORED)
+                                                           for r in done):
+            return judging_requests(self, done, self.worlds(done), wave + 1)
         return []
 
     def _scores(self, done: Sequence[Result], wave: int) -> list[Request]:
@@ -203,9 +243,22 @@ class ListenerStudy(Study[ListenerOptions]):
 
     # ---------------------------------------------------------------- analysis
     def analyze(self, results: Sequence[Result]) -> Summary:
-        from ..listener.analysis import analyze_listener  # noqa: PLC0415
+        from ..listener.analysis import analyze_listener, verdict_for  # noqa: PLC0415
+        from ..listener.generation import analyze_generation  # noqa: PLC0415
 
-        return analyze_listener(self, results)
+        summary = analyze_listener(self, results)
+        if self.options.generation is None:
+            return summary
+        rows, stats = analyze_generation(self, results)
+        summary.table.extend(rows)
+        summary.stats["generation"] = stats
+        summary.verdict = verdict_for(summary.table, {**summary.stats,
+                                                      "pairing": [*summary.stats["pairing"], *stats["pairing"]]})
+        if stats["failed_replies"]:
+            summary.notes.append(f"generation: {stats['failed_replies']} replies failed; their units left the "
+                                 "comparison.")
+        summary.notes.append("generation: " + stats["note"] + ".")
+        return summary
 
 
 STUDY = ListenerStudy
