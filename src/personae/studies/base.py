@@ -122,6 +122,24 @@ class Study(ABC, Generic[OptionsT]):
                               fix="use local/..., or openai/... with backend.scoring: prompt_logprobs (vLLM).")
 
     @staticmethod
+    def require_multiseq(resolved: ResolvedSpec, why: str, field: str) -> None:
+        """Raise a ConfigError if a studied model's backend cannot decode several sequences in lockstep
+        (listener decoding); a backend that cannot be created yet is left for the run to report."""
+        from ..backends import create_backend  # noqa: PLC0415
+        from ..errors import BackendUnavailableError, ConfigError  # noqa: PLC0415
+        from ..spec import backend_options_for  # noqa: PLC0415
+
+        for model in resolved.spec.model:
+            try:
+                backend = create_backend(model, backend_options_for(resolved.spec, model))
+            except BackendUnavailableError:
+                continue
+            if not backend.supports_multiseq:
+                raise ConfigError(f"{why} needs a backend that decodes several sequences in lockstep, and {model} "
+                                  "cannot.", field=field,
+                                  fix="use local/... (the embedded model or a GGUF file), or drop it.")
+
+    @staticmethod
     def models_without_scoring(resolved: ResolvedSpec, *, unknown_can: bool) -> tuple[str, ...]:
         """The studied models whose backend cannot score text, asked of each backend (created without
         contacting any server); `unknown_can` says how to count one that cannot be created yet."""

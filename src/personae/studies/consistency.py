@@ -154,20 +154,7 @@ class ConsistencyStudy(Study[ConsistencyOptions]):
             raise ConfigError("a consistency study needs personas to simulate, or 'options.dialogues' to score.",
                               field="personas", fix="add e.g. 'personas: [builtin:pirate-captain]'.")
         if opts.decoding is not None and not opts.dialogues:
-            from ..backends import create_backend  # noqa: PLC0415
-            from ..errors import BackendUnavailableError  # noqa: PLC0415
-            from ..spec import backend_options_for  # noqa: PLC0415
-
-            for model in resolved.spec.model:
-                try:
-                    backend = create_backend(model, backend_options_for(resolved.spec, model))
-                except BackendUnavailableError:
-                    continue
-                if not backend.supports_multiseq:
-                    raise ConfigError(f"listener decoding needs a backend that decodes several sequences in "
-                                      f"lockstep, and {model} cannot.", field="options.decoding",
-                                      fix="use local/... (the embedded model or a GGUF file), or drop "
-                                      "options.decoding.")
+            cls.require_multiseq(resolved, "listener decoding", "options.decoding")
 
     # ---------------------------------------------------------------- what is studied
     @cached_property

@@ -131,20 +131,7 @@ class ListenerStudy(Study[ListenerOptions]):
             if opts.set is None:
                 raise ConfigError("generation mode answers the set's prompts, and 'set' is null.",
                                   field="options.generation", fix="write 'set: builtin' (or a file), or drop generation.")
-            from ..backends import create_backend  # noqa: PLC0415
-            from ..errors import BackendUnavailableError  # noqa: PLC0415
-            from ..spec import backend_options_for  # noqa: PLC0415
-
-            for model in resolved.spec.model:
-                try:
-                    backend = create_backend(model, backend_options_for(resolved.spec, model))
-                except BackendUnavailableError:
-                    continue
-                if not backend.supports_multiseq:
-                    raise ConfigError(f"generation mode decodes with the listener, which needs a backend that "
-                                      f"decodes several sequences in lockstep, and {model} cannot.",
-                                      field="options.generation",
-                                      fix="use local/... (the embedded model or a GGUF file), or drop generation.")
+            cls.require_multiseq(resolved, "generation mode (listener decoding)", "options.generation")
         if opts.set is None and not opts.dialogues:
             raise ConfigError("nothing to rank: 'set' is null and there are no 'dialogues'.", field="options.set",
                               fix="write 'set: builtin', or give dialogue files under 'dialogues:'.")
