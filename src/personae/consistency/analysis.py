@@ -18,6 +18,7 @@ from ..runner import Result
 from ..stats import mean_ci, spearman
 from ..stats.drift import drift, pass_hat_k
 from ..studies.base import Summary, count_results
+from .judging import Answer, usable
 from .metrics import line_to_line, parroting
 
 if TYPE_CHECKING:
@@ -93,8 +94,6 @@ class _Collected:
             e = r.request.tags.extra
             answer = None
             if r.ok:
-                from .judging import Answer  # noqa: PLC0415
-
                 try:
                     answer = Answer.model_validate_json(r.text or "").answer
                 except ValueError:
@@ -104,8 +103,6 @@ class _Collected:
         self.validity_set = study.validity_judge.collect(by_metric["validity"])
         self.vectors = {r.request.input: np.asarray(r.embedding.vector) for r in by_metric["parroting"]
                         if r.ok and r.embedding is not None and r.request.input is not None}
-        from .judging import usable  # noqa: PLC0415
-
         written = [study.qa_writer.parse(r.text)[0] if r.ok else None for r in by_metric["qa_questions"]]
         self.sheets_asked = len(written)
         self.sheets_written = sum(w is not None for w in written)
