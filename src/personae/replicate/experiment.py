@@ -277,7 +277,7 @@ def parse_experiment(data: object, *, file: str, lines: dict | None = None) -> E
     if problem is not None:
         field, message, fix = problem
         loc = tuple(int(p) if p.isdigit() else p for p in field.split("."))
-        raise ConfigError(message.rstrip(".") + ".", file=file, line=line_for(lines or {}, loc), field=field, fix=fix)
+        raise ConfigError(message if message.endswith(("?", ".")) else message + ".", file=file, line=line_for(lines or {}, loc), field=field, fix=fix)
     return exp
 
 

@@ -18,6 +18,7 @@ experiment declares (`Experiment.metric`), signed in the test's orientation:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -223,6 +224,22 @@ def predictor(exp: Experiment, obs: Sequence[Observation]) -> tuple[np.ndarray, 
     return np.array(xs, float), kept
 
 
+def fit_logit(y: np.ndarray, x: np.ndarray) -> tuple[object | None, str | None]:
+    """statsmodels Logit of y on [1, x]: (fit, None), or (None, why) on perfect separation, no
+    convergence or a singular design (the slope is then not estimable)."""
+    import statsmodels.api as sm  # noqa: PLC0415
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = sm.Logit(y, sm.add_constant(x)).fit(disp=0, maxiter=200)
+        except Exception as exc:  # singular design, or statsmodels' own separation error
+            return None, f"{type(exc).__name__}: {exc}"
+    if any("separation" in str(w.message).lower() for w in caught) or not fit.mle_retvals.get("converged", True):
+        return None, "perfect separation (the outcome is predicted exactly): no slope"
+    return fit, None
+
+
 def _regression(exp: Experiment, obs: Sequence[Observation], kind: str) -> TestResult:
     import statsmodels.api as sm  # noqa: PLC0415
 
@@ -235,13 +252,14 @@ def _regression(exp: Experiment, obs: Sequence[Observation], kind: str) -> TestR
         y = np.array([float(o.answer) for o in kept])
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return TestResult(kind, metric, NAN, NAN, NAN, NAN, NAN, n)
-    design = sm.add_constant(x)
-    try:
-        fit = (sm.Logit(y, design).fit(disp=0, maxiter=200) if kind == "logistic" else sm.OLS(y, design).fit())
-    except Exception:  # perfect separation and the like: no estimate, said so by NaN
-        return TestResult(kind, metric, NAN, NAN, NAN, NAN, NAN, n)
-    lo, hi = fit.conf_int()[1]
-    stat = float(fit.tvalues[1])
+    if kind == "logistic":
+        fit, _why = fit_logit(y, x)
+        if fit is None:  # perfect separation and the like: no estimate, said so by NaN
+            return TestResult(kind, metric, NAN, NAN, NAN, NAN, NAN, n)
+    else:
+        fit = sm.OLS(y, sm.add_constant(x)).fit()
+    lo, hi = fit.conf_int()[1]  # type: ignore[attr-defined]
+    stat = float(fit.tvalues[1])  # type: ignore[attr-defined]
     return TestResult(kind, metric, float(fit.params[1]), float(lo), float(hi), stat, float(fit.pvalues[1]), n,
                       None if kind == "logistic" else float(fit.df_resid))
 
