@@ -100,6 +100,9 @@ def test_planted_effects_and_their_direction_are_recovered(tmp_path: Path) -> No
     assert rev["status"] == "opposite" and not rev["success"]
     assert ch["status"] == "replicated" and ch["effect"] > 0.4 and ch["metric"] == "phi"
     assert null["reference_is_null"] and null["status"] == "not significant" and null["reference"] == "replication"
+    assert null["ratio"] is None and t["ratio"] == pytest.approx(t["effect"] / 0.8)  # no ratio against a null
+    likert = next(r for r in backend.history if r.tags.item == "planted-t").json_schema
+    assert likert["properties"]["answer"]["enum"] == [1, 2, 3, 4, 5, 6, 7]  # llama.cpp enforces enums, not bounds
     # 60 participants each, one condition each (between), every answer parsed
     assert len(backend.history) == 4 * 60 and all(r["answered"] == 60 and r["parse_failures"] == 0
                                                   for r in rows.values())
@@ -167,3 +170,37 @@ def test_a_typo_in_an_experiment_file_names_file_line_and_fix(tmp_path: Path) ->
         get_study("replicate").check(resolve_spec(spec))
     msg = str(err.value)
     assert "typo.yaml:" in msg and "field 'test.b'" in msg and "Did you mean 'less'?" in msg and "Fix:" in msg
+
+
+def test_within_subjects_participants_see_every_condition_and_the_paired_effect_is_recovered(tmp_path: Path) -> None:
+    e = _exp("planted-within", ("STIM-MORE", "STIM-LESS"), 0.6, 0.001, design="within",
+             test={"kind": "paired_t", "a": "more", "b": "less"}, metric="dz")
+    path = tmp_path / "within.yaml"
+    path.write_text(yaml.safe_dump(e), encoding="utf-8")
+    spec = {"study": "replicate", "model": "fake/x", "seed": 2, "concurrency": {"requests": 8, "retry": dict(FAST_RETRY)},
+            "options": {"experiments": [str(path)], "n": 20, "constrained": False}}
+    def noisy(request: Request) -> str:  # noise that differs between a participant's two answers
+        base = 5 if "STIM-MORE" in request.last_user() else 3
+        k = hashlib.sha256(f"{request.tags.persona}{request.tags.condition}".encode()).digest()[0] % 3
+        return json.dumps({"answer": base + k - 1})
+
+    backend = FakeBackend("fake/x", responder=noisy)
+    run = run_study(resolve_spec(spec), backends={"fake/x": backend})
+    (row,) = run.summary.table
+    assert len(backend.history) == 40 and all(r.json_schema is None for r in backend.history)  # constrained: false
+    by_person: dict[str, set[str]] = {}
+    for r in backend.history:
+        by_person.setdefault(str(r.tags.persona), set()).add(str(r.tags.condition))
+    assert len(by_person) == 20 and all(c == {"more", "less"} for c in by_person.values())
+    assert row["test"] == "paired_t" and row["metric"] == "dz" and row["answered"] == 20
+    assert row["status"] == "replicated" and row["effect"] > 1 and row["means"]["more"] > row["means"]["less"] + 1
+
+
+def test_the_builtin_suite_has_12_effects_and_4_nulls_each_cited() -> None:
+    from personae.replicate import builtin_ids, resolve_experiments
+
+    suite = resolve_experiments(("builtin",), Path("."))
+    assert len(suite) == len(builtin_ids()) == 16
+    assert sum(not e.original_is_null for e in suite) >= 12 and sum(e.original_is_null for e in suite) >= 4
+    assert all(e.replication is not None and e.replication.p >= 0.05 for e in suite if e.original_is_null)
+    assert all(e.citation and e.notes for e in suite)

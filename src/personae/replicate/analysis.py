@@ -86,8 +86,8 @@ def experiment_row(exp: Experiment, result: TestResult, obs: Sequence[Observatio
     means = group_means(exp, obs)
     ref = exp.reference
     status = status_of(exp, result, means)
-    ratio = None
-    if not _nan(result.effect) and ref.effect != 0:
+    ratio = None  # against a null reference a ratio only measures how near zero the reference is
+    if not _nan(result.effect) and ref.effect != 0 and not exp.original_is_null:
         ratio = result.effect / ref.effect
     covers = None if _nan(result.ci_low) or _nan(result.ci_high) else bool(result.ci_low <= ref.effect <= result.ci_high)
     dist = distribution(exp, obs)

@@ -101,7 +101,8 @@ def answer_schema(exp: Experiment) -> dict[str, Any]:
         prop: dict[str, Any] = {"type": "string", "enum": list(m.options or ())}
     elif m.kind == "likert":
         low, high = m.scale  # type: ignore[misc]
-        prop = {"type": "integer", "minimum": low, "maximum": high}
+        # an enum as well as the bounds: llama.cpp's schema-to-grammar enforces enums, not integer bounds
+        prop = {"type": "integer", "enum": list(range(low, high + 1)), "minimum": low, "maximum": high}
     else:
         prop = {"type": "number"}
         if m.min is not None:
