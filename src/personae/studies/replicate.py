@@ -61,7 +61,16 @@ class ReplicateStudy(Study[ReplicateOptions]):
 
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
-        cls(resolved).experiments  # noqa: B018 - read and checked now, before anything runs
+        study = cls(resolved)
+        study.experiments  # noqa: B018 - read and checked now, before anything runs
+        if study.options.constrained is True:
+            from ..errors import ConfigError  # noqa: PLC0415
+
+            for model in resolved.spec.model:
+                if not study.constrained(model, unknown=True):
+                    raise ConfigError(f"constrained: true needs a backend with JSON output, and {model} has none.",
+                                      field="options.constrained",
+                                      fix="use constrained: auto (unconstrained there), or local/... or openai/....")
 
     @cached_property
     def experiments(self) -> tuple[Experiment, ...]:
@@ -75,9 +84,14 @@ class ReplicateStudy(Study[ReplicateOptions]):
         return [f"{e.id}: {e.design}, {len(self.participants[e.id])} participants, {e.test.kind} "
                 f"({'null' if e.original_is_null else 'effect'} reference)" for e in self.experiments]
 
-    def constrained(self, model: str) -> bool:
-        if self.options.constrained != "auto":
-            return bool(self.options.constrained)
+    def constrained(self, model: str, *, unknown: bool = False) -> bool:
+        """Whether replies of `model` are held to the measure's JSON schema (`options.constrained`;
+        'auto' and the check ask the backend, created without contacting any server; `unknown` is
+        the answer for a backend that cannot be created yet)."""
+        if self.options.constrained is False:
+            return False
+        if self.options.constrained is True and not unknown:
+            return True
         from ..backends import create_backend  # noqa: PLC0415
         from ..errors import BackendUnavailableError  # noqa: PLC0415
         from ..spec import backend_options_for  # noqa: PLC0415
@@ -85,7 +99,7 @@ class ReplicateStudy(Study[ReplicateOptions]):
         try:
             return create_backend(model, backend_options_for(self.spec, model)).supports_json
         except BackendUnavailableError:
-            return False
+            return unknown
 
     def plan(self, done: Sequence[Result]) -> list[Request]:
         if done:
