@@ -130,3 +130,22 @@ def test_verdict_never_contradicts_the_rows(rows: list[dict[str, Any]]) -> None:
     assert (f"Answers collapsed in {len(collapsed)} experiment" in text) == bool(collapsed)
     lost = sum(r["errors"] for r in rows)
     assert (f"{lost} failed requests are counted" in text) == bool(lost)
+
+
+def test_status_follows_the_sign_and_for_anova_the_order() -> None:
+    from personae.replicate.analysis import status_of
+    from personae.replicate.planned import TestResult
+
+    signed = _exp("likert", scale=[1, 7])  # original effect +0.4
+    assert status_of(signed, TestResult("welch_t", "d", 0.5, 0.1, 0.9, 3.0, 0.01, 50), {}) == REPLICATED
+    assert status_of(signed, TestResult("welch_t", "d", -0.5, -0.9, -0.1, -3.0, 0.01, 50), {}) == OPPOSITE
+    assert status_of(signed, TestResult("welch_t", "d", 0.5, -0.1, 0.9, 1.0, 0.2, 50), {}) == NOT_SIGNIFICANT
+    assert status_of(signed, TestResult("welch_t", "d", math.nan, math.nan, math.nan, math.nan, math.nan, 0), {}) == NO_ESTIMATE
+    anova = parse_experiment({"id": "a", "title": "t", "citation": "c",
+                              "conditions": [{"name": n, "text": n} for n in ("hi", "mid", "lo")],
+                              "measure": {"kind": "likert", "question": "q", "scale": [1, 7]},
+                              "test": {"kind": "anova", "order": ["hi", "mid", "lo"]},
+                              "original": {"n": 90, "effect": 0.1, "p": 0.01, "metric": "eta2"}}, file="a.yaml")
+    sig = TestResult("anova", "eta2", 0.2, 0.1, 0.3, 8.0, 0.001, 90)
+    assert status_of(anova, sig, {"hi": 5.0, "mid": 4.0, "lo": 3.0}) == REPLICATED
+    assert status_of(anova, sig, {"hi": 3.0, "mid": 4.0, "lo": 5.0}) == OPPOSITE
