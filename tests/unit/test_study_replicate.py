@@ -28,6 +28,7 @@ from personae.errors import ConfigError
 from personae.replicate.participants import parse_answer, sample_participants
 from personae.replicate.experiment import load_experiment
 from personae.spec import resolve_spec
+from personae.studies import get_study
 
 from .helpers import FAST_RETRY
 
@@ -165,8 +166,6 @@ def test_a_typo_in_an_experiment_file_names_file_line_and_fix(tmp_path: Path) ->
     path.write_text(yaml.safe_dump(e, sort_keys=False), encoding="utf-8")
     spec = {"study": "replicate", "model": "fake/x", "options": {"experiments": [str(path)]}}
     with pytest.raises(ConfigError) as err:
-        from personae.studies import get_study
-
         get_study("replicate").check(resolve_spec(spec))
     msg = str(err.value)
     assert "typo.yaml:" in msg and "field 'test.b'" in msg and "Did you mean 'less'?" in msg and "Fix:" in msg
@@ -204,3 +203,28 @@ def test_the_builtin_suite_has_12_effects_and_4_nulls_each_cited() -> None:
     assert sum(not e.original_is_null for e in suite) >= 12 and sum(e.original_is_null for e in suite) >= 4
     assert all(e.replication is not None and e.replication.p >= 0.05 for e in suite if e.original_is_null)
     assert all(e.citation and e.notes for e in suite)
+
+
+def schema_responder(request: Request) -> str:
+    """A valid answer to any measure, chosen by a hash of the participant: no condition has an effect."""
+    prop = (request.json_schema or {})["properties"]["answer"]
+    k = hashlib.sha256(str(request.tags.persona).encode()).digest()[0]
+    if "enum" in prop:
+        return json.dumps({"answer": prop["enum"][k % len(prop["enum"])]})
+    low, high = prop.get("minimum", 0), prop.get("maximum", 100)
+    return json.dumps({"answer": low + (high - low) * (k / 255)})
+
+
+def test_the_whole_builtin_suite_runs_and_scores_the_nulls(tmp_path: Path) -> None:
+    spec = {"study": "replicate", "model": "fake/x", "seed": 3, "concurrency": {"requests": 8, "retry": dict(FAST_RETRY)},
+            "options": {"experiments": ["builtin"], "n": 10, "n_bootstrap": 200}}
+    backend = FakeBackend("fake/x", responder=schema_responder)
+    run = run_study(resolve_spec(spec), backends={"fake/x": backend})
+    s = run.summary
+    assert len(s.table) == 16 and len(backend.history) == 16 * 10
+    assert all(r["parse_failures"] == 0 and r["errors"] == 0 and r["answered"] == 10 for r in s.table)
+    suite = s.stats["suite"]["fake/x"]
+    assert suite["success"]["n"] == 12 and suite["false_positive"]["n"] == 4 and suite["experiments"] == 16
+    study = get_study("replicate")(resolve_spec(spec))
+    (caption, fig), = study.figures([], s)
+    assert "Synthetic vs reference" in caption and len(fig.axes[0].lines) + len(fig.axes[0].collections) > 0
