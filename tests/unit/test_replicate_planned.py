@@ -142,3 +142,27 @@ def test_inconsistent_experiments_are_refused_with_the_field(test, metric, field
     with pytest.raises(ConfigError) as err:
         exp(test, metric=metric)
     assert err.value.field == field and needle in str(err.value) and "Fix:" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["welch_t", "chi_square", "logistic", "correlation"])
+def test_planned_tests_hold_their_level_under_the_null(kind: str) -> None:
+    """300 seeded simulations with no effect: each test rejects at p < .05 about 5% of the time
+    (binomial 95% range for 300 draws at 0.05: 2.7% to 7.7%; the bound below is wider)."""
+    rng = np.random.default_rng(11)
+    choice = kind in ("chi_square", "logistic")
+    test = {"kind": kind, "a": "a", "b": "b"} if kind != "correlation" else {"kind": "correlation", "x": "age"}
+    if choice:
+        test["target"] = "yes"
+    e = exp(test, CHOICE if choice else None, metric={"welch_t": "d", "chi_square": "phi", "logistic": "log_odds",
+                                                    "correlation": "r"}[kind])
+    rejected = 0
+    for _ in range(300):
+        if choice:
+            answers = np.where(rng.random(80) < 0.4, "yes", "no")
+        else:
+            answers = rng.integers(1, 8, 80).astype(float)
+        obs = [Observation(i, "a" if i < 40 else "b", a if choice else float(a), age=int(rng.integers(18, 70)))
+               for i, a in enumerate(answers)]
+        r = run_test(e, obs, n_boot=1) if kind == "chi_square" else run_test(e, obs)
+        rejected += r.p < 0.05
+    assert 0.015 <= rejected / 300 <= 0.095
