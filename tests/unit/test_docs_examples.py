@@ -49,6 +49,11 @@ def test_every_yaml_block_in_the_docs_is_valid(page: Path, index: int, block: st
     if "id" in data and "description" in data:
         parse_persona(data)
         return
+    if "conditions" in data and "measure" in data:  # a replicate experiment file
+        from personae.replicate import parse_experiment
+
+        parse_experiment(data, file=f"{page.name} block {index}")
+        return
     assert set(data) <= set(StudySpec.model_fields), f"{page.name} block {index}: unknown fields {set(data) - set(StudySpec.model_fields)}"
     example = ROOT / "examples" / f"{page.stem}.yaml"
     if "roles" in data and not example.exists():
