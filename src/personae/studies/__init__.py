@@ -21,6 +21,7 @@ STUDIES: dict[str, str] = {
     "style": "personae.studies.style",
     "consistency": "personae.studies.consistency",
     "listener": "personae.studies.listener",
+    "bias": "personae.studies.bias",
 }
 
 
