@@ -84,3 +84,36 @@ def test_the_verdict_says_what_the_table_holds(table: list[dict[str, Any]], deb:
         assert (f"Arm {d['arm']} does not shrink the congruence gap" in text) == (not shrinks_gap(d))
         if d["baseline"] is not None:
             assert ("and lowers baseline accuracy" in text) == lowers_baseline(d)
+
+
+@st.composite
+def vda_tests(draw: Any) -> dict[str, Any]:
+    diff = draw(st.floats(-0.5, 0.5))
+    return {"model": "m", "arm": "none", "comparison": draw(st.sampled_from(["democrat vs no persona",
+                                                                              "democrat vs republican"])),
+            "diff": diff, "ci": [diff - draw(st.floats(0, 0.3)), diff + draw(st.floats(0, 0.3))],
+            "p_holm": draw(st.one_of(st.none(), st.floats(0, 1)))}
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(tests=st.lists(vda_tests(), max_size=3), base=st.one_of(st.none(), st.floats(0, 1)),
+       dropped=st.integers(0, 2))
+def test_the_veracity_verdict_says_what_its_tests_hold(tests: list[dict[str, Any]], base: float | None,
+                                                       dropped: int) -> None:
+    from personae.bias.veracity import vda_differs, veracity_verdict  # noqa: PLC0415
+
+    rows = [{"model": "m", "arm": "none", "persona": "none", "vda": base, "dropped_participants": dropped}]
+    text = veracity_verdict(rows, tests)
+    assert ("no-persona VDA" in text) == (base is not None)
+    if base is not None:
+        assert f"no-persona VDA {base:.3f}" in text
+    hits = [t for t in tests if vda_differs(t)]
+    if not tests:
+        assert "no comparison could be made" in text
+    elif hits:
+        assert f"{len(hits)} of {len(tests)} comparisons differ" in text
+        for t in hits:
+            assert f"{t['comparison']} ({t['arm']}) {t['diff']:+.3f}" in text
+    else:
+        assert f"none of the {len(tests)} comparisons" in text
+    assert ("participants with a failed or unparseable rating were left out" in text) == bool(dropped)

@@ -31,7 +31,8 @@ def spec(**options: Any) -> dict[str, Any]:
     return {"study": "bias", "model": "fake/x", "replicates": replicates, "seed": 7,
             "sampling": {"temperature": 0.7, "max_tokens": 8},
             "concurrency": {"requests": 8, "retry": dict(FAST_RETRY)},
-            "options": {"only": ["gun-control"], "identities": ["democrat", "republican"], "mode": "generate",
+            "options": {"tasks": ["numeracy"], "only": ["gun-control"], "identities": ["democrat", "republican"],
+                        "mode": "generate",
                         "arms": ["none"], **options}}
 
 

@@ -23,11 +23,13 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..backends.base import Message, Request, Sampling, Tags
 from ..bias.analysis import Answer, debias_rows, did_logit, numeracy_table, numeracy_verdict
 from ..bias.instruments import NumeracyItem, expand, load_vignettes
+from ..bias.veracity import (RATING_PROMPT, RATINGS, Headline, Rating, load_headlines, parse_rating, veracity_table,
+                             veracity_verdict)
 from ..errors import ConfigError
 from ..parsing import letter_grammar, parse_choice
 from ..persona import BUILTIN_TEMPLATES, Persona, builtin_personas
@@ -37,6 +39,7 @@ from ._cells import Condition, cells, derive_seed
 from .base import Study, Summary, count_results
 
 Arm = Literal["none", "step-by-step", "accuracy-prime"]
+Task = Literal["numeracy", "veracity"]
 DEFAULT_PERSONAS = ("democrat", "republican", "religious", "atheist", "high-school", "college-educated", "man",
                     "woman")
 STEP_BY_STEP = "Think step by step."
@@ -47,6 +50,8 @@ NO_PERSONA_PRIME = "You are a person who has a skeptical attitude and strives fo
 class BiasOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    tasks: tuple[Task, ...] = Field(default=("numeracy", "veracity"), min_length=1)
+    """numeracy (Task B: count tables under identity) and/or veracity (Task A: headlines rated 1-6, VDA)."""
     vignettes: str = "builtin"
     """Count-table vignettes: 'builtin' (five, written for personae) or a YAML/JSON file relative to the
     spec in the same layout ({vignettes: [{id, axis, favours_good, favours_bad, counts, identity, neutral}]})."""
@@ -54,6 +59,13 @@ class BiasOptions(BaseModel):
     """Only these vignette ids (e.g. [gun-control])."""
     neutral_control: bool = True
     """Also ask each vignette's neutral frame (same numbers): the control of the difference in differences."""
+    headlines: str = "builtin"
+    """Veracity headlines: 'builtin' (20, written for personae in the MIST's form) or a YAML/JSON/JSONL/CSV file
+    relative to the spec (the MIST-20 layout reads as published: item, headline, veracity real/fake)."""
+    headlines_limit: int | None = Field(default=None, ge=1)
+    """At most this many real and this many fake headlines (in file order)."""
+    veracity_arms: tuple[Arm, ...] | None = None
+    """Arms the veracity task runs in (None: the same as `arms`)."""
     identities: tuple[str, ...] = DEFAULT_PERSONAS
     """Identity personas asked (built-in ids or the spec's personas); the spec's personas are added."""
     no_persona: bool = True
@@ -72,16 +84,18 @@ class BiasOptions(BaseModel):
 class BiasStudy(Study[BiasOptions]):
     name = "bias"
     Options = BiasOptions
-    display_columns = ("arm", "persona", "participants", "acc_congruent", "acc_incongruent", "rr", "rr_ci_low", "rr_ci_high",
-                       "p_fisher_holm", "control_rr", "accuracy_neutral", "errors", "parse_failures")
+    display_columns = ("task", "arm", "persona", "participants", "acc_congruent", "acc_incongruent", "rr", "rr_ci_low", "rr_ci_high",
+                       "p_fisher_holm", "control_rr", "accuracy_neutral", "vda", "vda_ci_low",
+                       "vda_ci_high", "errors", "parse_failures")
 
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
         study = cls(resolved)
         o = study.options
-        if not study.items:
+        if "numeracy" in o.tasks and not study.items:
             raise ConfigError("no vignette is left to ask.", field="options.only",
                               fix="name vignette ids the vignettes file holds.")
+        study.headlines  # noqa: B018 (reads and checks the headlines file)
         known = {**BUILTIN_TEMPLATES, **(resolved.spec.templates or {})}
         for t in o.templates:
             if t not in known:
@@ -110,7 +124,25 @@ class BiasStudy(Study[BiasOptions]):
 
     @cached_property
     def items(self) -> tuple[NumeracyItem, ...]:
+        if "numeracy" not in self.options.tasks:
+            return ()
         return expand(self.vignettes, neutral=self.options.neutral_control)
+
+    @cached_property
+    def headlines(self) -> tuple[Headline, ...]:
+        if "veracity" not in self.options.tasks:
+            return ()
+        found = load_headlines(self.options.headlines, self.resolved.base_dir)
+        n = self.options.headlines_limit
+        if n is None:
+            return found
+        real = [h for h in found if h.real][:n]
+        fake = [h for h in found if not h.real][:n]
+        return tuple(h for h in found if h in real or h in fake)
+
+    @cached_property
+    def headlines_by_id(self) -> dict[str, Headline]:
+        return {h.id: h for h in self.headlines}
 
     @cached_property
     def items_by_id(self) -> dict[str, NumeracyItem]:
@@ -140,10 +172,10 @@ class BiasStudy(Study[BiasOptions]):
             return self.options.mode
         return "generate" if self.models_without_scoring(self.resolved, unknown_can=False) else "logprob"
 
-    def conditions(self) -> list[tuple[Condition, str, str]]:
+    def conditions(self, arms: Sequence[str] | None = None) -> list[tuple[Condition, str, str]]:
         """(condition, arm, template) for every arm x template x persona (no persona: once per arm)."""
         out = []
-        for arm in self.options.arms:
+        for arm in arms if arms is not None else self.options.arms:
             if self.options.no_persona:
                 out.append((Condition(f"{arm}/none", None), arm, "none"))
             for template in self.options.templates:
@@ -153,35 +185,48 @@ class BiasStudy(Study[BiasOptions]):
                     out.append((Condition(f"{arm}/{template}/{p.id}", variant), arm, template))
         return out
 
-    def messages(self, persona: Persona | None, arm: str, template: str, item: NumeracyItem) -> list[Message]:
+    @property
+    def veracity_arms(self) -> tuple[str, ...]:
+        return self.options.veracity_arms if self.options.veracity_arms is not None else self.options.arms
+
+    def messages(self, persona: Persona | None, arm: str, template: str, item: NumeracyItem | Headline
+                 ) -> list[Message]:
         from ..persona import render_persona  # noqa: PLC0415
 
         system = (render_persona(persona, template, self.spec.templates) if persona is not None
                   else NO_PERSONA_PRIME if arm == "accuracy-prime" else None)
-        user = item.text + (f"\n{STEP_BY_STEP}" if arm == "step-by-step" else "") + "\nAnswer:"
+        text = RATING_PROMPT.format(headline=item.text) if isinstance(item, Headline) else item.text
+        user = text + (f"\n{STEP_BY_STEP}" if arm == "step-by-step" else "") + "\nAnswer:"
         return ([Message(role="system", content=system)] if system else []) + [Message(role="user", content=user)]
 
     # ---------------------------------------------------------------- plan
     def plan(self, done: Sequence[Result]) -> list[Request]:
         if done:
             return []
+        reqs: list[Request] = []
+        for task, arms, items, options in (("numeracy", self.options.arms, self.items, "AB"),
+                                           ("veracity", self.veracity_arms, self.headlines, RATINGS)):
+            if items:
+                reqs += self._task_requests(task, arms, items, options)
+        return reqs
+
+    def _task_requests(self, task: str, arms: Sequence[str], items: Sequence[Any], options: str) -> list[Request]:
         logprob = self.mode == "logprob"
         reqs: list[Request] = []
-        for cond, arm, template in self.conditions():
-            for cell in cells(self.spec.model, [cond], self.items, 1 if logprob else self.spec.replicates,
+        for cond, arm, template in self.conditions(arms):
+            for cell in cells(self.spec.model, [cond], items, 1 if logprob else self.spec.replicates,
                               seed=self.spec.seed):
-                tags = cell.tags.model_copy(update={"extra": {"arm": arm, "template": template}})
+                tags = cell.tags.model_copy(update={"extra": {"task": task, "arm": arm, "template": template}})
                 msgs = tuple(self.messages(cell.persona, arm, template, cell.item))
                 base = dict(model=cell.model, messages=msgs, replicate=cell.replicate,
                             persona_version=cell.persona.version if cell.persona else None)
                 if logprob:
-                    for letter in cell.item.letters:
-                        reqs.append(Request(kind="score", continuation=letter, sampling=Sampling(temperature=0.0),
-                                            tags=tags.model_copy(update={"extra": {**tags.extra, "option": letter}}),
+                    for option in options:
+                        reqs.append(Request(kind="score", continuation=option, sampling=Sampling(temperature=0.0),
+                                            tags=tags.model_copy(update={"extra": {**tags.extra, "option": option}}),
                                             **base))
                     continue
-                extra: dict[str, Any] = {"grammar": letter_grammar(cell.item.letters)} if self.options.constrained \
-                    else {}
+                extra: dict[str, Any] = {"grammar": letter_grammar(options)} if self.options.constrained else {}
                 reqs.append(Request(kind="generate", sampling=self.spec.sampling.model_copy(update={"seed": cell.seed}),
                                     tags=tags, **base, **extra))
         return reqs
@@ -193,43 +238,70 @@ class BiasStudy(Study[BiasOptions]):
                       participant=participant, item=item.id, vignette=item.vignette, axis=item.axis, frame=item.frame,
                       congruent=item.congruence(tags.persona), correct=correct, error=error)
 
-    def answers(self, results: Sequence[Result]) -> list[Answer]:
+    def drawn(self, results: Sequence[Result]) -> list[tuple[Result, int, str | None]]:
+        """(a result of the item, participant, the participant's answer or None) for every participant:
+        generate mode parses each reply; logprob mode draws from the options' probabilities (None: a
+        failed request or an unparseable reply)."""
+        out: list[tuple[Result, int, str | None]] = []
         if self.mode != "logprob":
-            out = []
             for r in results:
-                item = self.items_by_id[r.request.tags.item or ""]
-                letter = parse_choice(r.text, item.letters) if r.ok else None
-                out.append(self._answer(r.request.tags, r.request.model, r.request.replicate,
-                                        None if letter is None else letter == item.answer, not r.ok))
+                task = r.request.tags.extra.get("task")
+                answer = None
+                if r.ok and task == "veracity":
+                    rating = parse_rating(r.text)
+                    answer = None if rating is None else str(rating)
+                elif r.ok:
+                    answer = parse_choice(r.text, "AB")
+                out.append((r, r.request.replicate, answer))
             return out
         groups: dict[tuple[str, str, str], list[Result]] = defaultdict(list)
         for r in results:
             groups[(r.request.model, r.request.tags.condition or "", r.request.tags.item or "")].append(r)
-        out = []
         for (model, cond, iid), rs in groups.items():
-            tags = rs[0].request.tags
-            item = self.items_by_id[iid]
             failed = any(not r.ok or r.score is None for r in rs)
             probs = {} if failed else option_probabilities({r.request.tags.extra["option"]: r.score.logprob
                                                             for r in rs if r.score is not None})
             for n in range(self.spec.replicates):
-                if failed:
-                    out.append(self._answer(tags, model, n, None, True))
-                    continue
                 u = derive_seed(self.spec.seed, model, cond, iid, n) / 2**31
-                letter = draw(probs, u)
-                out.append(self._answer(tags, model, n, letter == item.answer, False))
+                out.append((rs[0], n, None if failed else draw(probs, u)))
+        return out
+
+    def answers(self, results: Sequence[Result]) -> list[Answer]:
+        """Numeracy answer records, one per participant and item."""
+        out = []
+        for r, n, letter in self.drawn([r for r in results if r.request.tags.extra.get("task") != "veracity"]):
+            tags = r.request.tags
+            item = self.items_by_id[tags.item or ""]
+            out.append(Answer(model=r.request.model, arm=tags.extra["arm"], template=tags.extra["template"],
+                              persona=tags.persona, participant=n, item=item.id, vignette=item.vignette,
+                              axis=item.axis, frame=item.frame, congruent=item.congruence(tags.persona),
+                              correct=None if letter is None else letter == item.answer, error=not r.ok))
+        return out
+
+    def ratings(self, results: Sequence[Result]) -> list[Rating]:
+        """Veracity ratings, one per participant and headline."""
+        out = []
+        for r, n, answer in self.drawn([r for r in results if r.request.tags.extra.get("task") == "veracity"]):
+            tags = r.request.tags
+            h = self.headlines_by_id[tags.item or ""]
+            out.append(Rating(model=r.request.model, arm=tags.extra["arm"], template=tags.extra["template"],
+                              persona=tags.persona, participant=n, headline=h.id, real=h.real,
+                              rating=None if answer is None else int(answer), error=not r.ok))
         return out
 
     def analyze(self, results: Sequence[Result]) -> Summary:
         answers = self.answers(results)
-        table = numeracy_table(answers)
+        ratings = self.ratings(results)
+        table = [{"task": "numeracy", **r} for r in numeracy_table(answers)]
+        vrows, vtests = veracity_table(ratings)
         debias = debias_rows(answers)
         counts = count_results(results)
         counts["answers"] = len(answers)
-        counts["parse_failures"] = sum(a.correct is None and not a.error for a in answers)
+        counts["ratings"] = len(ratings)
+        counts["parse_failures"] = (sum(a.correct is None and not a.error for a in answers)
+                                    + sum(r.rating is None and not r.error for r in ratings))
         pooled = {}
-        for model in self.spec.model:
+        for model in self.spec.model if self.items else ():
             for arm in self.options.arms:
                 rows = [a for a in answers if a.model == model and a.arm == arm and a.persona is not None
                         and not a.error]
@@ -243,7 +315,8 @@ class BiasStudy(Study[BiasOptions]):
                 hit[1] += 1
         stats: dict[str, Any] = {
             "mode": self.mode, "participants_per_cell": self.spec.replicates, "items": len(self.items),
-            "vignettes": [v.id for v in self.vignettes], "debias": debias, "did_pooled": pooled,
+            "vignettes": [v.id for v in self.vignettes] if self.items else [], "debias": debias,
+            "did_pooled": pooled, "headlines": len(self.headlines), "veracity_tests": vtests,
             "accuracy_by_template": {k: {"accuracy": c / n, "n": n} for k, (c, n) in by_template.items()},
             "statistics": "RR: statsmodels Table2x2 log-method CI (personae.stats.risk_ratio); OR: Fisher exact, "
                           "conditional MLE and exact CI (scipy); DiD: correct ~ congruent * identity, statsmodels GLM "
@@ -259,13 +332,25 @@ class BiasStudy(Study[BiasOptions]):
             notes.append(f"{counts['errors']} failed requests are counted in 'errors' and left out of every accuracy.")
         if counts["parse_failures"]:
             notes.append(f"{counts['parse_failures']} answers could not be parsed; left out (not scored wrong).")
-        return Summary(study="bias", verdict=numeracy_verdict(table, debias, counts), table=table, stats=stats,
-                       counts=counts, notes=notes)
+        verdict = " ".join(v for v in (numeracy_verdict(table, debias, counts) if self.items else "",
+                                       veracity_verdict(vrows, vtests)) if v)
+        for r in vrows:
+            ci = r["vda_ci"] or [None, None]
+            table.append({"task": "veracity", **r, "vda_ci_low": ci[0], "vda_ci_high": ci[1]})
+        return Summary(study="bias", verdict=verdict, table=table, stats=stats, counts=counts, notes=notes)
 
     def describe(self) -> list[str]:
-        n_cond = len(self.conditions())
-        return [f"numeracy: {len(self.vignettes)} vignettes -> {len(self.items)} items (frame x framing x option order); "
-                f"{n_cond} arm x template x persona conditions x {self.spec.replicates} participants; mode {self.mode}."]
+        lines = []
+        if self.items:
+            lines.append(f"numeracy: {len(self.vignettes)} vignettes -> {len(self.items)} items (frame x framing x option "
+                         f"order); {len(self.conditions())} arm x template x persona conditions x "
+                         f"{self.spec.replicates} participants; mode {self.mode}.")
+        if self.headlines:
+            real = sum(h.real for h in self.headlines)
+            lines.append(f"veracity: {len(self.headlines)} headlines ({real} real, {len(self.headlines) - real} fake) from "
+                         f"{self.options.headlines}, rated 1-6; {len(self.conditions(self.veracity_arms))} conditions x "
+                         f"{self.spec.replicates} participants; VDA = 0.5 + (mean real - mean fake) / 10.")
+        return lines
 
 
 def option_probabilities(logprobs: dict[str, float]) -> dict[str, float]:
