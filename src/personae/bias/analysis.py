@@ -39,7 +39,8 @@ class Answer:
     arm: str
     template: str
     persona: str | None
-    participant: int
+    participant: int | str
+    """The simulated participant (a replicate index; any id in results made elsewhere)."""
     item: str
     vignette: str
     axis: str

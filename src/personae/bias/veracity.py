@@ -188,17 +188,20 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, Any] | None:
             "p": float(res.pvalue), "df": float(res.df), "n": [len(a), len(b)]}
 
 
-def veracity_table(ratings: Sequence[Rating]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows per (model, arm, persona) with mean VDA and its t CI, and the comparisons (vs baseline, pairs)."""
+def veracity_table(ratings: Sequence[Rating], per: dict[tuple[str, str, str], list[float]] | None = None
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows per (model, arm, persona) with mean VDA and its t CI, and the comparisons (vs baseline, pairs).
+    `per` gives the participants' VDAs directly (results made elsewhere); default: from the ratings."""
     from ..stats import holm, mean_ci  # noqa: PLC0415
 
-    per = participant_vda(ratings)
+    per = participant_vda(ratings) if per is None else per
     rows = []
     for (model, arm, persona), values in per.items():
         mine = [r for r in ratings if (r.model, r.arm, r.persona or "none") == (model, arm, persona)]
         est = mean_ci(values) if values else None
         rows.append({"model": model, "arm": arm, "persona": persona, "participants": len(values),
-                     "dropped_participants": len({(r.template, r.participant) for r in mine}) - len(values),
+                     "dropped_participants": len({(r.template, r.participant) for r in mine}) - len(values)
+                     if mine else 0,
                      "vda": est.estimate if est else None,
                      "vda_ci": [est.ci_low, est.ci_high] if est and not math.isnan(est.ci_low) else None,
                      "mean_real": _mean([r.rating for r in mine if r.real and r.rating is not None]),

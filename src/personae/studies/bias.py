@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..backends.base import Message, Request, Sampling, Tags
 from ..bias.analysis import Answer, debias_rows, did_logit, numeracy_table, numeracy_verdict
+from ..bias.external import External, load_external
 from ..bias.instruments import NumeracyItem, expand, load_vignettes
 from ..bias.veracity import (RATING_PROMPT, RATINGS, Headline, Rating, load_headlines, parse_rating, veracity_table,
                              veracity_verdict)
@@ -74,6 +75,9 @@ class BiasOptions(BaseModel):
     """Persona templates every persona is rendered through (built-in names or the spec's `templates:`)."""
     arms: tuple[Arm, ...] = ("none", "step-by-step", "accuracy-prime")
     """Debiasing arms: none, step-by-step ('Think step by step.'), accuracy-prime (skeptical, strives for accuracy)."""
+    results: str | tuple[str, ...] | None = None
+    """Results made elsewhere, analysed instead of asking a model: CSV/JSONL paths or glob patterns relative
+    to the spec, one row per outcome (layout: personae.bias.external)."""
     mode: Literal["generate", "logprob", "auto"] = "auto"
     """Read answers by generating and parsing a letter, or from the option letters' log-probabilities
     (participants draw from them); auto: logprob when every model's backend can score text."""
@@ -92,6 +96,8 @@ class BiasStudy(Study[BiasOptions]):
     def check(cls, resolved: ResolvedSpec) -> None:
         study = cls(resolved)
         o = study.options
+        if study.external is not None:
+            return
         if "numeracy" in o.tasks and not study.items:
             raise ConfigError("no vignette is left to ask.", field="options.only",
                               fix="name vignette ids the vignettes file holds.")
@@ -167,7 +173,21 @@ class BiasStudy(Study[BiasOptions]):
         return tuple(out) + tuple(p for p in self.personas if p.id not in self.options.identities)
 
     @cached_property
+    def external(self) -> External | None:
+        """options.results read and checked (None without it)."""
+        from .._loading import expand_files  # noqa: PLC0415
+
+        ref = self.options.results
+        if ref is None:
+            return None
+        paths = expand_files((ref,) if isinstance(ref, str) else ref, self.resolved.base_dir, field="options.results",
+                             example="results/*.csv")
+        return load_external(paths)
+
+    @cached_property
     def mode(self) -> str:
+        if self.external is not None:
+            return "results"
         if self.options.mode != "auto":
             return self.options.mode
         return "generate" if self.models_without_scoring(self.resolved, unknown_can=False) else "logprob"
@@ -201,7 +221,7 @@ class BiasStudy(Study[BiasOptions]):
 
     # ---------------------------------------------------------------- plan
     def plan(self, done: Sequence[Result]) -> list[Request]:
-        if done:
+        if done or self.external is not None:
             return []
         reqs: list[Request] = []
         for task, arms, items, options in (("numeracy", self.options.arms, self.items, "AB"),
@@ -290,10 +310,11 @@ class BiasStudy(Study[BiasOptions]):
         return out
 
     def analyze(self, results: Sequence[Result]) -> Summary:
-        answers = self.answers(results)
-        ratings = self.ratings(results)
+        ext = self.external
+        answers = list(ext.answers) if ext is not None else self.answers(results)
+        ratings = [] if ext is not None else self.ratings(results)
         table = [{"task": "numeracy", **r} for r in numeracy_table(answers)]
-        vrows, vtests = veracity_table(ratings)
+        vrows, vtests = veracity_table(ratings, ext.vda if ext is not None else None)
         debias = debias_rows(answers)
         counts = count_results(results)
         counts["answers"] = len(answers)
@@ -301,11 +322,9 @@ class BiasStudy(Study[BiasOptions]):
         counts["parse_failures"] = (sum(a.correct is None and not a.error for a in answers)
                                     + sum(r.rating is None and not r.error for r in ratings))
         pooled = {}
-        for model in self.spec.model if self.items else ():
-            for arm in self.options.arms:
-                rows = [a for a in answers if a.model == model and a.arm == arm and a.persona is not None
-                        and not a.error]
-                pooled[f"{model} {arm}"] = did_logit(rows, by_persona=True)
+        for model, arm in dict.fromkeys((a.model, a.arm) for a in answers):
+            rows = [a for a in answers if a.model == model and a.arm == arm and a.persona is not None and not a.error]
+            pooled[f"{model} {arm}"] = did_logit(rows, by_persona=True)
         by_template: dict[str, Any] = {}
         for a in answers:
             if a.correct is not None:
@@ -315,8 +334,8 @@ class BiasStudy(Study[BiasOptions]):
                 hit[1] += 1
         stats: dict[str, Any] = {
             "mode": self.mode, "participants_per_cell": self.spec.replicates, "items": len(self.items),
-            "vignettes": [v.id for v in self.vignettes] if self.items else [], "debias": debias,
-            "did_pooled": pooled, "headlines": len(self.headlines), "veracity_tests": vtests,
+            "vignettes": [v.id for v in self.vignettes] if self.items and ext is None else [], "debias": debias,
+            "did_pooled": pooled, "headlines": 0 if ext is not None else len(self.headlines), "veracity_tests": vtests,
             "accuracy_by_template": {k: {"accuracy": c / n, "n": n} for k, (c, n) in by_template.items()},
             "statistics": "RR: statsmodels Table2x2 log-method CI (personae.stats.risk_ratio); OR: Fisher exact, "
                           "conditional MLE and exact CI (scipy); DiD: correct ~ congruent * identity, statsmodels GLM "
@@ -332,7 +351,9 @@ class BiasStudy(Study[BiasOptions]):
             notes.append(f"{counts['errors']} failed requests are counted in 'errors' and left out of every accuracy.")
         if counts["parse_failures"]:
             notes.append(f"{counts['parse_failures']} answers could not be parsed; left out (not scored wrong).")
-        verdict = " ".join(v for v in (numeracy_verdict(table, debias, counts) if self.items else "",
+        if ext is not None:
+            notes.insert(0, ext.describe())
+        verdict = " ".join(v for v in (numeracy_verdict(table, debias, counts) if answers else "",
                                        veracity_verdict(vrows, vtests)) if v)
         for r in vrows:
             ci = r["vda_ci"] or [None, None]
@@ -340,6 +361,8 @@ class BiasStudy(Study[BiasOptions]):
         return Summary(study="bias", verdict=verdict, table=table, stats=stats, counts=counts, notes=notes)
 
     def describe(self) -> list[str]:
+        if self.external is not None:
+            return [self.external.describe()]
         lines = []
         if self.items:
             lines.append(f"numeracy: {len(self.vignettes)} vignettes -> {len(self.items)} items (frame x framing x option "
