@@ -155,3 +155,14 @@ def test_option_draws_follow_the_probabilities() -> None:
     probs = option_probabilities({"A": 0.0, "B": -1.3862943611198906})  # 0.8 / 0.2
     assert probs == pytest.approx({"A": 0.8, "B": 0.2})
     assert [draw(probs, u) for u in (0.0, 0.79, 0.81, 0.999)] == ["A", "A", "B", "B"]
+
+
+def test_in_logprob_mode_a_failed_score_makes_every_participant_of_the_item_an_error() -> None:
+    resolved = resolve_spec(spec(mode="logprob", replicates=5, templates=["you-are"]))
+    swapped = "| Cities that passed the ban | 88 | 212 |"
+    backend = FakeBackend("fake/x", FakeOptions(fail_when=swapped), scorer=lambda r: -1.0 if r.continuation == "A"
+                          else -2.0)
+    outcome = run_study(resolved, backends={"fake/x": backend})
+    r = rows(outcome.summary)["democrat"]
+    assert r["errors"] == 2 * 5 and r["parse_failures"] == 0  # 2 failed items x 5 participants, none unparsed
+    assert outcome.summary.counts["parse_failures"] == 0

@@ -258,11 +258,11 @@ class BiasStudy(Study[BiasOptions]):
                       participant=participant, item=item.id, vignette=item.vignette, axis=item.axis, frame=item.frame,
                       congruent=item.congruence(tags.persona), correct=correct, error=error)
 
-    def drawn(self, results: Sequence[Result]) -> list[tuple[Result, int, str | None]]:
-        """(a result of the item, participant, the participant's answer or None) for every participant:
-        generate mode parses each reply; logprob mode draws from the options' probabilities (None: a
-        failed request or an unparseable reply)."""
-        out: list[tuple[Result, int, str | None]] = []
+    def drawn(self, results: Sequence[Result]) -> list[tuple[Result, int, str | None, bool]]:
+        """(a result of the item, participant, the participant's answer or None, failed) for every
+        participant: generate mode parses each reply; logprob mode draws from the options' probabilities
+        (failed when any option's request failed)."""
+        out: list[tuple[Result, int, str | None, bool]] = []
         if self.mode != "logprob":
             for r in results:
                 task = r.request.tags.extra.get("task")
@@ -272,7 +272,7 @@ class BiasStudy(Study[BiasOptions]):
                     answer = None if rating is None else str(rating)
                 elif r.ok:
                     answer = parse_choice(r.text, "AB")
-                out.append((r, r.request.replicate, answer))
+                out.append((r, r.request.replicate, answer, not r.ok))
             return out
         groups: dict[tuple[str, str, str], list[Result]] = defaultdict(list)
         for r in results:
@@ -283,30 +283,30 @@ class BiasStudy(Study[BiasOptions]):
                                                             for r in rs if r.score is not None})
             for n in range(self.spec.replicates):
                 u = derive_seed(self.spec.seed, model, cond, iid, n) / 2**31
-                out.append((rs[0], n, None if failed else draw(probs, u)))
+                out.append((rs[0], n, None if failed else draw(probs, u), failed))
         return out
 
     def answers(self, results: Sequence[Result]) -> list[Answer]:
         """Numeracy answer records, one per participant and item."""
         out = []
-        for r, n, letter in self.drawn([r for r in results if r.request.tags.extra.get("task") != "veracity"]):
+        for r, n, letter, failed in self.drawn([r for r in results if r.request.tags.extra.get("task") != "veracity"]):
             tags = r.request.tags
             item = self.items_by_id[tags.item or ""]
             out.append(Answer(model=r.request.model, arm=tags.extra["arm"], template=tags.extra["template"],
                               persona=tags.persona, participant=n, item=item.id, vignette=item.vignette,
                               axis=item.axis, frame=item.frame, congruent=item.congruence(tags.persona),
-                              correct=None if letter is None else letter == item.answer, error=not r.ok))
+                              correct=None if letter is None else letter == item.answer, error=failed))
         return out
 
     def ratings(self, results: Sequence[Result]) -> list[Rating]:
         """Veracity ratings, one per participant and headline."""
         out = []
-        for r, n, answer in self.drawn([r for r in results if r.request.tags.extra.get("task") == "veracity"]):
+        for r, n, answer, failed in self.drawn([r for r in results if r.request.tags.extra.get("task") == "veracity"]):
             tags = r.request.tags
             h = self.headlines_by_id[tags.item or ""]
             out.append(Rating(model=r.request.model, arm=tags.extra["arm"], template=tags.extra["template"],
                               persona=tags.persona, participant=n, headline=h.id, real=h.real,
-                              rating=None if answer is None else int(answer), error=not r.ok))
+                              rating=None if answer is None else int(answer), error=failed))
         return out
 
     def analyze(self, results: Sequence[Result]) -> Summary:
