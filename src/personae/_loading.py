@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -533,3 +533,27 @@ def validation_to_config_error(
         return fail(f"must be a mapping of fields (got {_shown(given)}).", "write 'key: value' pairs under it.")
     msg = str(err["msg"]).rstrip(".")
     return fail(f"{msg} (got {_shown(given)}).", "correct the value; see the docs for this field.")
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_model_file(path: Path, model: type[ModelT], key: str) -> tuple[ModelT, LineMap]:
+    """One YAML/JSON document validated into `model` (a bare list is read as {key: list}), with its line map."""
+    data, lines = read_documents(path)[0]
+    if isinstance(data, list):
+        data = {key: data}
+    try:
+        return model.model_validate(data), lines
+    except ValidationError as exc:
+        raise validation_to_config_error(exc, model, file=str(path), lines=lines) from None
+
+
+def check_unique_ids(ids: Sequence[str], path: Path, lines: LineMap, key: str, what: str) -> None:
+    """Raise a ConfigError at the second record of the first id that appears twice under `key`."""
+    dup = next((i for i in ids if ids.count(i) > 1), None)
+    if dup is not None:
+        n = ids.index(dup, ids.index(dup) + 1)
+        raise ConfigError(f"{what} id '{dup}' appears more than once.", file=str(path),
+                          line=line_for(lines, (key, n, "id")), field=f"{key}.{n}.id",
+                          fix=f"give every {what} its own id.")

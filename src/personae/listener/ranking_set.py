@@ -24,9 +24,9 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .._loading import line_for, read_documents, validation_to_config_error
+from .._loading import check_unique_ids, read_model_file
 from ..errors import ConfigError
 from ..studies._cells import derive_seed
 
@@ -138,20 +138,8 @@ def _parse(path: Path) -> tuple[RankingItem, ...]:
     if path.suffix.lower() == ".jsonl":
         raise ConfigError("a ranking set is one YAML or JSON document, not JSON lines.", file=str(path),
                           field="options.set", fix="write the items under 'items:' in a .yaml or .json file.")
-    [(data, lines)] = read_documents(path)
-    if isinstance(data, list):
-        data = {"items": data}
-    try:
-        parsed = _SetFile.model_validate(data)
-    except ValidationError as exc:
-        raise validation_to_config_error(exc, _SetFile, file=str(path), lines=lines) from None
-    ids = [i.id for i in parsed.items]
-    dup = next((i for i in ids if ids.count(i) > 1), None)
-    if dup is not None:
-        n = ids.index(dup, ids.index(dup) + 1)
-        raise ConfigError(f"item id '{dup}' appears more than once.", file=str(path),
-                          line=line_for(lines, ("items", n, "id")), field=f"items.{n}.id",
-                          fix="give every item its own id.")
+    parsed, lines = read_model_file(path, _SetFile, "items")
+    check_unique_ids([i.id for i in parsed.items], path, lines, "items", "item")
     sheets = {" ".join(i.persona) for i in parsed.items}
     if len(sheets) < 2:
         raise ConfigError("the set holds one persona; the listener needs others to draw distractors from.",

@@ -22,6 +22,7 @@ STUDIES: dict[str, str] = {
     "consistency": "personae.studies.consistency",
     "listener": "personae.studies.listener",
     "replicate": "personae.studies.replicate",
+    "bias": "personae.studies.bias",
 }
 
 

@@ -1,0 +1,307 @@
+"""Statistics of the bias study's numeracy task (Task B), from answer records only (pure functions).
+
+Per (model, arm, persona with an identity the vignettes touch):
+- accuracy when the correct reading is identity-congruent and when it is incongruent;
+- RR = Acc(congruent) / Acc(incongruent) with its log-method CI (stats.risk_ratio), the odds ratio
+  with Fisher's exact test (stats.fisher_exact), both on the table rows [congruent, incongruent] x
+  columns [correct, wrong] of every answer (answers treated as independent, as arXiv 2506.20020 does);
+- the same on the neutral control (same numbers, neutral frame, pseudo-congruence);
+- difference in differences: the logistic regression correct ~ congruent * identity_frame
+  (statsmodels GLM, binomial family, logit link) on the persona's identity and neutral answers;
+  the interaction is the congruence effect beyond the neutral control, in log-odds.
+Fisher and interaction p-values are Holm-adjusted per model across personas and arms.
+
+Debiasing arms against the 'none' arm: the congruence gap Acc(congruent) - Acc(incongruent), pooled
+over the identity personas, its change with a Wald CI, and the change of the baseline accuracy
+(every answer on the neutral control) with statsmodels' Wald CI for two independent proportions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..stats import fisher_exact, holm, risk_ratio
+
+NONE_ARM = "none"
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One simulated participant's answer to one item (a failed request or parse failure: correct None)."""
+
+    model: str
+    arm: str
+    template: str
+    persona: str | None
+    participant: int | str
+    """The simulated participant (a replicate index; any id in results made elsewhere)."""
+    item: str
+    vignette: str
+    axis: str
+    frame: str
+    """'identity' or 'neutral' (the control)."""
+    congruent: bool | None
+    """Whether the correct reading fits the persona's identity (pseudo-congruence on the control)."""
+    correct: bool | None
+    error: bool = False
+    """The request failed (counted, never scored)."""
+
+
+def _table(rows: Sequence[Answer]) -> np.ndarray:
+    cong = [a.correct for a in rows if a.congruent]
+    inc = [a.correct for a in rows if a.congruent is False]
+    return np.array([[sum(cong), len(cong) - sum(cong)], [sum(inc), len(inc) - sum(inc)]], dtype=int)
+
+
+def _acc(k: int, n: int) -> float | None:
+    return k / n if n else None
+
+
+def congruence_stats(rows: Sequence[Answer], prefix: str = "") -> dict[str, Any]:
+    """Accuracies, RR with CI and Fisher's test on the scored answers of one group (congruence known)."""
+    t = _table([a for a in rows if a.correct is not None and a.congruent is not None])
+    (kc, wc), (ki, wi) = t
+    out: dict[str, Any] = {f"{prefix}n_congruent": int(kc + wc), f"{prefix}n_incongruent": int(ki + wi),
+                           f"{prefix}acc_congruent": _acc(kc, kc + wc), f"{prefix}acc_incongruent": _acc(ki, ki + wi)}
+    if kc + wc == 0 or ki + wi == 0:
+        return {**out, f"{prefix}rr": None, f"{prefix}rr_ci": None, f"{prefix}odds_ratio": None,
+                f"{prefix}or_ci": None, f"{prefix}p_fisher": None}
+    rr = risk_ratio(t)
+    fe = fisher_exact(t)
+    return {**out, f"{prefix}rr": _num(rr.estimate), f"{prefix}rr_ci": _ci(rr.ci_low, rr.ci_high),
+            f"{prefix}odds_ratio": _num(fe.estimate), f"{prefix}or_ci": _ci(fe.ci_low, fe.ci_high),
+            f"{prefix}p_fisher": _num(fe.p_value), f"{prefix}rr_note": rr.note or None}
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _ci(lo: float, hi: float) -> list[float | None] | None:
+    lo_, hi_ = _num(lo), _num(hi)
+    return None if lo_ is None and hi_ is None else [lo_, hi_]
+
+
+def did_logit(rows: Sequence[Answer], *, by_persona: bool = False) -> dict[str, Any] | None:
+    """correct ~ congruent * identity_frame (+ C(persona) when pooling personas), statsmodels GLM binomial.
+
+    Returns the interaction (difference in differences, log-odds) with its Wald CI and p, or None
+    when a congruence x frame cell is empty, all correct or all wrong (the fit separates and the
+    estimate is infinite).
+    """
+    import pandas as pd  # noqa: PLC0415
+    import statsmodels.formula.api as smf  # noqa: PLC0415
+    from statsmodels.genmod.families import Binomial  # noqa: PLC0415
+
+    scored = [a for a in rows if a.correct is not None and a.congruent is not None]
+    df = pd.DataFrame({"correct": [int(bool(a.correct)) for a in scored],
+                       "congruent": [int(bool(a.congruent)) for a in scored],
+                       "identity": [int(a.frame == "identity") for a in scored],
+                       "persona": [a.persona or "none" for a in scored]})
+    if df.empty:
+        return None
+    cells = df.groupby(["congruent", "identity"])["correct"].agg(["sum", "count"])
+    if len(cells) < 4 or ((cells["sum"] == 0) | (cells["sum"] == cells["count"])).any():
+        return None
+    formula = "correct ~ congruent * identity" + (" + C(persona)" if by_persona and df.persona.nunique() > 1 else "")
+    fit = smf.glm(formula, data=df, family=Binomial()).fit()
+    term = "congruent:identity"
+    lo, hi = fit.conf_int().loc[term]
+    return {"model": f"{formula} (statsmodels GLM, binomial family, logit link)", "term": term,
+            "estimate": float(fit.params[term]), "ci": [float(lo), float(hi)], "se": float(fit.bse[term]),
+            "p": float(fit.pvalues[term]), "n": int(len(df)),
+            "odds_ratio_ratio": float(math.exp(fit.params[term]))}
+
+
+def _scored(answers: Sequence[Answer]) -> list[Answer]:
+    return [a for a in answers if not a.error]
+
+
+def numeracy_table(answers: Sequence[Answer]) -> list[dict[str, Any]]:
+    """One row per (model, arm, persona): accuracy by congruence, RR, OR, Fisher, control and DiD."""
+    keys = list(dict.fromkeys((a.model, a.arm, a.persona) for a in answers))
+    table = []
+    for model, arm, persona in keys:
+        mine = [a for a in answers if (a.model, a.arm, a.persona) == (model, arm, persona)]
+        ok = _scored(mine)
+        ident = [a for a in ok if a.frame == "identity"]
+        neut = [a for a in ok if a.frame == "neutral"]
+        parsed_i = [a for a in ident if a.correct is not None]
+        parsed_n = [a for a in neut if a.correct is not None]
+        row: dict[str, Any] = {
+            "model": model, "arm": arm, "persona": persona or "none",
+            "axis": next((a.axis for a in ident if a.congruent is not None), None),
+            "participants": len({(a.template, a.participant) for a in mine}),
+            "answers": len(mine), "errors": sum(a.error for a in mine),
+            "parse_failures": sum(a.correct is None for a in ok),
+            "accuracy_identity": _acc(sum(bool(a.correct) for a in parsed_i), len(parsed_i)),
+            "accuracy_neutral": _acc(sum(bool(a.correct) for a in parsed_n), len(parsed_n)),
+        }
+        if row["axis"] is not None:
+            row.update(congruence_stats(ident))
+            row.update(congruence_stats(neut, "control_"))
+            row["did"] = did_logit(ok)
+            ci = row.get("rr_ci") or [None, None]
+            row["rr_ci_low"], row["rr_ci_high"] = ci
+        table.append(row)
+    for model in dict.fromkeys(r["model"] for r in table):
+        for key, get in (("p_fisher", lambda r: r.get("p_fisher")),
+                         ("p_did", lambda r: (r.get("did") or {}).get("p"))):
+            rows = [r for r in table if r["model"] == model and get(r) is not None]
+            for r, adj in zip(rows, holm([get(r) for r in rows]) if rows else []):
+                r[f"{key}_holm"] = float(adj)
+    return table
+
+
+def _pooled(answers: Sequence[Answer], model: str, arm: str) -> tuple[int, int, int, int]:
+    rows = [a for a in _scored(answers) if a.model == model and a.arm == arm and a.frame == "identity"
+            and a.correct is not None and a.congruent is not None]
+    t = _table(rows)
+    return int(t[0, 0]), int(t[0].sum()), int(t[1, 0]), int(t[1].sum())
+
+
+def gap_change(base: tuple[int, int, int, int], arm: tuple[int, int, int, int]) -> dict[str, Any] | None:
+    """(gap_arm - gap_base) with a Wald CI, where gap = k1/n1 - k2/n2 (four independent proportions:
+    var = sum p(1-p)/n). Worked example in tests/unit/test_bias_analysis.py."""
+    if min(base[1], base[3], arm[1], arm[3]) == 0:
+        return None
+    ps = [(base[0] / base[1], base[1]), (base[2] / base[3], base[3]), (arm[0] / arm[1], arm[1]),
+          (arm[2] / arm[3], arm[3])]
+    g_base = ps[0][0] - ps[1][0]
+    g_arm = ps[2][0] - ps[3][0]
+    se = math.sqrt(sum(p * (1 - p) / n for p, n in ps))
+    d = g_arm - g_base
+    return {"gap_none": g_base, "gap_arm": g_arm, "change": d, "ci": [d - Z95 * se, d + Z95 * se], "se": se}
+
+
+def proportion_change(k_arm: int, n_arm: int, k_base: int, n_base: int) -> dict[str, Any] | None:
+    """k_arm/n_arm - k_base/n_base with statsmodels' Wald CI (confint_proportions_2indep, method 'wald')."""
+    from statsmodels.stats.proportion import confint_proportions_2indep  # noqa: PLC0415
+
+    if n_arm == 0 or n_base == 0:
+        return None
+    lo, hi = confint_proportions_2indep(k_arm, n_arm, k_base, n_base, method="wald", compare="diff")
+    return {"base": k_base / n_base, "arm": k_arm / n_arm, "change": k_arm / n_arm - k_base / n_base,
+            "ci": [float(lo), float(hi)]}
+
+
+def debias_rows(answers: Sequence[Answer]) -> list[dict[str, Any]]:
+    """Each debiasing arm against 'none': the change of the pooled congruence gap and of baseline accuracy."""
+    out = []
+    for model in dict.fromkeys(a.model for a in answers):
+        arms = list(dict.fromkeys(a.arm for a in answers if a.model == model))
+        if NONE_ARM not in arms:
+            continue
+        base = _pooled(answers, model, NONE_ARM)
+
+        def neutral(arm: str) -> tuple[int, int]:
+            rows = [a for a in _scored(answers) if a.model == model and a.arm == arm and a.frame == "neutral"
+                    and a.correct is not None]
+            return sum(bool(a.correct) for a in rows), len(rows)
+
+        kb, nb = neutral(NONE_ARM)
+        for arm in arms:
+            if arm == NONE_ARM:
+                continue
+            gap = gap_change(base, _pooled(answers, model, arm))
+            ka, na = neutral(arm)
+            out.append({"model": model, "arm": arm, "gap": gap, "baseline": proportion_change(ka, na, kb, nb)})
+    return out
+
+
+# ---------------------------------------------------------------- verdict
+def _excludes(ci: Sequence[float | None] | None, value: float) -> bool:
+    return ci is not None and ci[0] is not None and ci[1] is not None and (ci[0] > value or ci[1] < value)
+
+
+def congruence_effect(row: dict[str, Any]) -> bool:
+    """An identity-congruence effect: RR's 95% CI excludes 1 and the Holm-adjusted Fisher p < 0.05."""
+    p = row.get("p_fisher_holm")
+    return row.get("rr") is not None and _excludes(row.get("rr_ci"), 1.0) and p is not None and p < 0.05
+
+
+def beyond_control(row: dict[str, Any]) -> bool:
+    """The congruence effect is larger on the identity frame than on the neutral control (DiD)."""
+    did = row.get("did") or {}
+    p = row.get("p_did_holm")
+    return bool(did) and _excludes(did.get("ci"), 0.0) and p is not None and p < 0.05
+
+
+def shrinks_gap(d: dict[str, Any]) -> bool:
+    """The arm moves the pooled congruence gap toward 0 (the CI of the change excludes 0 on that side)."""
+    g = d.get("gap")
+    if not g:
+        return False
+    lo, hi = g["ci"]
+    return (g["gap_none"] > 0 and hi < 0) or (g["gap_none"] < 0 and lo > 0)
+
+
+def lowers_baseline(d: dict[str, Any]) -> bool:
+    b = d.get("baseline")
+    return bool(b) and b["ci"][1] < 0
+
+
+def _fmt_ci(ci: Sequence[float | None] | None) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return "[n/a]"
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def numeracy_verdict(table: Sequence[dict[str, Any]], debias: Sequence[dict[str, Any]],
+                     counts: dict[str, int]) -> str:
+    """The verdict, from the table's rows, the debias rows and the counts only."""
+    parts = []
+    if counts.get("errors"):
+        parts.append(f"{counts['errors']} of {counts.get('requests', 0)} requests failed (counted, not scored).")
+    for model in dict.fromkeys(r["model"] for r in table):
+        rows = [r for r in table if r["model"] == model]
+        said: list[str] = []
+        failures = sum(r["parse_failures"] for r in rows)
+        total = sum(r["answers"] - r["errors"] for r in rows)
+        if total and failures / total > 0.05:
+            said.append(f"{failures} of {total} answers ({failures / total:.0%}) could not be parsed (left out, not "
+                        "scored wrong).")
+        tested = [r for r in rows if r.get("rr") is not None]
+        if not tested:
+            said.append("No persona could be compared on congruent and incongruent items (no identity persona, or no "
+                        "scored answer on one side).")
+        for arm in dict.fromkeys(r["arm"] for r in tested):
+            arm_rows = [r for r in tested if r["arm"] == arm]
+            hits = [r for r in arm_rows if congruence_effect(r)]
+            label = "no debiasing" if arm == NONE_ARM else f"arm {arm}"
+            if hits:
+                said.append(f"With {label}, {len(hits)} of {len(arm_rows)} identity personas read the table "
+                            "differently when the truth fit their identity: " + "; ".join(
+                                f"{r['persona']} RR {r['rr']:.2f} {_fmt_ci(r['rr_ci'])}"
+                                + (" (beyond the neutral control)" if beyond_control(r) else
+                                   " (not beyond the neutral control)") for r in hits)
+                            + " (RR 95% CI excludes 1, Holm-adjusted Fisher p < 0.05).")
+            else:
+                best = max(arm_rows, key=lambda r: abs(math.log(r["rr"])) if r["rr"] else 0.0)
+                said.append(f"With {label}, none of the {len(arm_rows)} identity personas shows an identity-congruence "
+                            f"effect (largest: {best['persona']} RR {best['rr']:.2f} {_fmt_ci(best['rr_ci'])}; "
+                            "Holm-adjusted Fisher, alpha 0.05, with the RR CI excluding 1).")
+        for d in (x for x in debias if x["model"] == model):
+            if not d.get("gap"):
+                said.append(f"Arm {d['arm']}: no congruence gap to compare.")
+                continue
+            g = d["gap"]
+            verb = "shrinks" if shrinks_gap(d) else "does not shrink"
+            text = (f"Arm {d['arm']} {verb} the congruence gap ({g['gap_none']:+.2f} -> {g['gap_arm']:+.2f}, change "
+                    f"{g['change']:+.2f} {_fmt_ci(g['ci'])})")
+            if d.get("baseline"):
+                b = d["baseline"]
+                low = lowers_baseline(d)
+                text += (f" and {'lowers' if low else 'does not lower'} baseline accuracy on the neutral control "
+                         f"({b['base']:.2f} -> {b['arm']:.2f}, {_fmt_ci(b['ci'])})")
+            said.append(text + ".")
+        parts.append(f"{model}: " + " ".join(said))
+    if not table:
+        parts.append("No answer was recorded.")
+    return " ".join(parts)
