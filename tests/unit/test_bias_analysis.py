@@ -85,6 +85,7 @@ def test_holm_runs_over_personas_and_arms() -> None:
     assert adjusted[0] == pytest.approx(min(1.0, 3 * raw[0]))
 
 
+@pytest.mark.slow  # a simulation of hundreds of studies: runs in make test, not in test-fast
 def test_the_false_positive_rate_under_no_effect_is_at_most_five_percent() -> None:
     """>= 200 null simulations: congruent and incongruent answers correct with the same probability."""
     rng = np.random.default_rng(20260602)
@@ -100,6 +101,7 @@ def test_the_false_positive_rate_under_no_effect_is_at_most_five_percent() -> No
     assert covered / sims >= 0.93
 
 
+@pytest.mark.slow  # a simulation of hundreds of studies: runs in make test, not in test-fast
 def test_a_planted_rr_is_covered_by_its_ci_at_the_nominal_rate() -> None:
     rng = np.random.default_rng(11)
     hits = 0

@@ -36,6 +36,7 @@ def test_planted_drop_is_found_at_its_turn() -> None:
     assert result.curve[15] < result.opening
 
 
+@pytest.mark.slow  # a simulation of hundreds of studies: runs in make test, not in test-fast
 def test_flat_curves_raise_at_most_alpha_false_alarms() -> None:
     rng = np.random.default_rng(7)
     alarms = sum(drift(_curves(rng, 10, 20, 0.85), window=3).onset is not None for _ in range(200))

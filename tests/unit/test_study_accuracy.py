@@ -205,6 +205,7 @@ def test_models_by_conditions_table_with_two_models() -> None:
     assert "fake/b: Accuracy changed for 1 of 5 compared conditions: toddler" in verdict
 
 
+@pytest.mark.slow  # a simulation of hundreds of studies: runs in make test, not in test-fast
 def test_no_persona_effect_false_positive_rate_over_200_simulated_nulls() -> None:
     # 200 null datasets: each item has its own difficulty, answers do not depend on the condition.
     # Claim tested: the FAMILY-WISE rate (any of the 5 conditions flagged by the Holm-adjusted

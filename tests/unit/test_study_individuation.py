@@ -178,6 +178,7 @@ def _results(study: IndividuationStudy, requests: list[Request], keys: list[str]
     return [Result(q, k, score=Score(logprob=float(v), n_tokens=1)) for q, k, v in zip(requests, keys, logprobs)]
 
 
+@pytest.mark.slow  # a simulation of hundreds of studies: runs in make test, not in test-fast
 def test_null_false_positive_rate_of_the_per_experiment_ci() -> None:
     # A profile-blind random scorer (each score an independent draw, whatever the prompt). Over 400
     # simulations x 3 experiments the per-experiment 95% CI of d must exclude 0 in at most 5% of

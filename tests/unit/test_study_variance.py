@@ -99,6 +99,7 @@ def test_personas_with_different_answer_distributions_are_detected(tmp_path: Pat
     assert read_json(tmp_path / "run" / "summary.json")["verdict"] == outcome.summary.verdict
 
 
+@pytest.mark.slow  # a simulation of hundreds of studies: runs in make test, not in test-fast
 def test_identical_persona_distributions_false_positive_rate_over_200_simulated_nulls() -> None:
     # 200 null datasets x 8 items: every persona samples from the same (item-specific) answer
     # distribution. Per-item rate of p < 0.05 must be <= 0.05 + a Monte Carlo tolerance of 2.5
