@@ -31,13 +31,11 @@ def _persona(ref: str):  # type: ignore[no-untyped-def]
 
 def _listener(p, template: str, k: int, alpha: float, beta: float, seed: int):  # type: ignore[no-untyped-def]
     """k random built-in personas (seeded, never the persona itself) rendered as the listener's distractors."""
-    import random  # noqa: PLC0415
-
     from ..backends.base import ListenerDecoding  # noqa: PLC0415
+    from ..listener.distractors import sample_others  # noqa: PLC0415
     from ..persona import builtin_personas, render_persona  # noqa: PLC0415
 
-    pool = [q for q in builtin_personas().values() if q.id != p.id]
-    picked = random.Random(seed).sample(pool, min(k, len(pool)))
+    picked = sample_others(p.id, list(builtin_personas().values()), k, seed)
     return ListenerDecoding(distractors=tuple(render_persona(q, template) for q in picked), alpha=alpha, beta=beta)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -18,6 +18,13 @@ from ..embed import cosine_distances
 
 DistractorMode = Literal["random", "nearest", "farthest"]
 MODES: tuple[str, ...] = ("random", "nearest", "farthest")
+
+
+def sample_others(own_id: str, candidates: Sequence[Any], k: int, seed: int) -> list[Any]:
+    """k of `candidates` (anything with an `id`, e.g. personas) other than `own_id`, drawn uniformly
+    with `random.Random(seed)`; all of them when there are fewer than k others."""
+    others = [c for c in candidates if c.id != own_id]
+    return random.Random(seed).sample(others, min(k, len(others)))
 
 
 def choose_distractors(true: int, pool_size: int, k: int, *, mode: DistractorMode = "random", seed: int = 0,

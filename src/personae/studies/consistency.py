@@ -33,6 +33,7 @@ from ..consistency.simulate import (AGENT, Slot, State, agent_history, line_inde
 from ..dialogue import Dialogue, Layout, Line, read_dialogues
 from ..errors import ConfigError
 from ..judge import Judge, JudgeOptions
+from ..listener.distractors import sample_others
 from ..persona import builtin_personas
 from ..roles import RoleDecl
 from ..runner import Result
@@ -261,10 +262,9 @@ class ConsistencyStudy(Study[ConsistencyOptions]):
     def _listener_decoding(self, slot: Slot) -> ListenerDecoding:
         """The slot's distractors: personas other than its own, seeded per dialogue, rendered like its own."""
         opt = self.options.decoding.listener  # type: ignore[union-attr]
-        others = [q for q in {**{p.id: p for p in self.personas}, **builtin_personas()}.values()
-                  if q.id != slot.persona.id]
-        rng = random.Random(derive_seed(self.spec.seed, f"distractors:{slot.model}|{slot.persona.id}|{slot.replicate}"))
-        picked = rng.sample(others, min(opt.distractors, len(others)))
+        candidates = list({**{p.id: p for p in self.personas}, **builtin_personas()}.values())
+        picked = sample_others(slot.persona.id, candidates, opt.distractors,
+                               derive_seed(self.spec.seed, f"distractors:{slot.model}|{slot.persona.id}|{slot.replicate}"))
         return ListenerDecoding(distractors=tuple(self._system(q)[1] for q in picked), alpha=opt.alpha, beta=opt.beta,
                                 prior_update=opt.prior_update)
 
