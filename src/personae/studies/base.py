@@ -125,24 +125,23 @@ class Study(ABC, Generic[OptionsT]):
     def require_multiseq(resolved: ResolvedSpec, why: str, field: str) -> None:
         """Raise a ConfigError if a studied model's backend cannot decode several sequences in lockstep
         (listener decoding); a backend that cannot be created yet is left for the run to report."""
-        from ..backends import create_backend  # noqa: PLC0415
-        from ..errors import BackendUnavailableError, ConfigError  # noqa: PLC0415
-        from ..spec import backend_options_for  # noqa: PLC0415
+        from ..errors import ConfigError  # noqa: PLC0415
 
-        for model in resolved.spec.model:
-            try:
-                backend = create_backend(model, backend_options_for(resolved.spec, model))
-            except BackendUnavailableError:
-                continue
-            if not backend.supports_multiseq:
-                raise ConfigError(f"{why} needs a backend that decodes several sequences in lockstep, and {model} "
-                                  "cannot.", field=field,
-                                  fix="use local/... (the embedded model or a GGUF file), or drop it.")
+        for model in Study.models_without(resolved, "supports_multiseq", unknown_can=True):
+            raise ConfigError(f"{why} needs a backend that decodes several sequences in lockstep, and {model} "
+                              "cannot.", field=field,
+                              fix="use local/... (the embedded model or a GGUF file), or drop it.")
 
     @staticmethod
     def models_without_scoring(resolved: ResolvedSpec, *, unknown_can: bool) -> tuple[str, ...]:
-        """The studied models whose backend cannot score text, asked of each backend (created without
-        contacting any server); `unknown_can` says how to count one that cannot be created yet."""
+        """The studied models whose backend cannot score text (see `models_without`)."""
+        return Study.models_without(resolved, "supports_scoring", unknown_can=unknown_can)
+
+    @staticmethod
+    def models_without(resolved: ResolvedSpec, capability: str, *, unknown_can: bool) -> tuple[str, ...]:
+        """The studied models whose backend lacks a capability flag (e.g. 'supports_scoring'), asked of
+        each backend (created without contacting any server); `unknown_can` says how to count one
+        that cannot be created yet."""
         from ..backends import create_backend  # noqa: PLC0415
         from ..errors import BackendUnavailableError  # noqa: PLC0415
         from ..spec import backend_options_for  # noqa: PLC0415
@@ -155,7 +154,7 @@ class Study(ABC, Generic[OptionsT]):
                 if not unknown_can:
                     out.append(model)
                 continue
-            if not backend.supports_scoring:
+            if not getattr(backend, capability):
                 out.append(model)
         return tuple(out)
 
