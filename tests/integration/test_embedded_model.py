@@ -98,8 +98,10 @@ def test_grammar_constrains_to_a_letter(local_backend: LocalBackend) -> None:
 
 @pytest.fixture(scope="module")
 def reference_llm(gguf_path: Path) -> Llama:
-    """Our own llama.cpp context with logits for every position, independent of the backend's."""
-    return Llama(model_path=str(gguf_path), n_ctx=512, n_threads=2, logits_all=True, verbose=False)
+    """Our own llama.cpp context with logits for every position, independent of the backend's (its KV
+    cache in f32 like the backend's default, LocalOptions.kv_type)."""
+    return Llama(model_path=str(gguf_path), n_ctx=512, n_threads=2, logits_all=True, type_k=0, type_v=0,
+                 verbose=False)
 
 
 def hand_logprob(llm: Llama, prompt: str, continuation: str) -> tuple[float, int]:
@@ -155,12 +157,18 @@ def test_plausible_continuation_scores_higher(local_backend: LocalBackend) -> No
     assert plausible > implausible + 2.0
 
 
-def test_scoring_chat_messages_loads_only_the_scoring_context() -> None:
-    """chat_prompt used to read the chat template from the generation context, loading a second copy of
-    the model (and compiling the template again) for every scored request."""
+def test_scoring_and_generating_load_the_model_once() -> None:
+    """The scoring context runs on the generation context's model: the weights are loaded once per
+    backend (they used to be loaded twice, with a logits buffer for every position of the context)."""
     backend = LocalBackend(MODEL)
     messages = (PIRATE, Message(role="user", content="What is your favourite drink?"))
     first = score(backend, Request(kind="score", model=MODEL, messages=messages, continuation="Rum!"))
     again = score(backend, Request(kind="score", model=MODEL, messages=messages, continuation="Rum!"))
     assert first == pytest.approx(again, abs=1e-6)
-    assert backend._scorer is not None and backend._gen is None
+    llm = backend._gen
+    assert llm is not None and backend._scorer is not None and backend._scorer._llama is llm
+    asyncio.run(backend.generate(Request(model=MODEL, messages=messages, sampling=Sampling(max_tokens=4))))
+    assert backend._gen is llm  # generation used the same Llama, not a second copy of the weights
+    assert score(backend, Request(kind="score", model=MODEL, messages=messages, continuation="Rum!")) == \
+        pytest.approx(first, abs=1e-6)  # generating in between leaves the scores as they were
+

@@ -97,7 +97,9 @@ def test_a_local_model_is_identified_by_its_file_and_adapter(tmp_path: Path) -> 
     two.rename(one)  # another file under the same path
     fb = create_backend(f"local/{one}").fingerprint()
     with_lora = create_backend(f"local/{one}", {"lora": str(adapter)}).fingerprint()
-    assert len({fa, fb, with_lora}) == 3 and with_lora.startswith(fb + "+lora:")
+    assert len({fa, fb, with_lora}) == 3 and with_lora.startswith(fb.removesuffix("+kv:f32") + "+lora:")
+    f16 = create_backend(f"local/{one}", {"kv_type": "f16"}).fingerprint()
+    assert fb.endswith("+kv:f32") and f16 == fb.removesuffix("+kv:f32")  # f16: the keys of before the option
 
 
 def test_runs_on_two_differently_scripted_fakes_do_not_share_results(tmp_path: Path) -> None:

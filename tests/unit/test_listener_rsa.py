@@ -141,3 +141,31 @@ def test_nearest_and_farthest_by_cosine() -> None:
         choose_distractors(0, 5, 2, mode="nearest")
     with pytest.raises(ValueError, match="all zeros"):
         choose_distractors(0, 2, 1, mode="farthest", vectors=[[0, 0], [1, 0]])
+
+
+def test_own_logsumexp_equals_scipy_including_empty_columns() -> None:
+    """rsa.logsumexp (own code for speed, see its docstring) against scipy.special.logsumexp."""
+    from scipy.special import logsumexp as scipy_lse
+
+    from personae.listener.rsa import logsumexp
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(scale=8.0, size=(3, 500))
+    x[:, 7] = -np.inf  # a token no world can say
+    x[1, 9] = -np.inf
+    for axis in (0, 1, None):
+        np.testing.assert_allclose(logsumexp(x, axis=axis), scipy_lse(x, axis=axis), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(logsumexp(x, axis=0, keepdims=True), scipy_lse(x, axis=0, keepdims=True), atol=1e-12)
+    assert logsumexp(x.astype(np.float32), axis=0).dtype == np.float32  # the decoder's rows stay float32
+    np.testing.assert_allclose(logsumexp(x.astype(np.float32), axis=0), scipy_lse(x, axis=0), atol=1e-4)
+
+
+def test_token_step_in_float32_matches_float64() -> None:
+    rng = np.random.default_rng(4)
+    logits = rng.normal(scale=4.0, size=(3, 1000))
+    log_s0 = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    a = token_step(log_s0, alpha=2.0, beta=0.5)
+    b = token_step(log_s0.astype(np.float32), alpha=2.0, beta=0.5)
+    np.testing.assert_allclose(b.log_s1, a.log_s1, atol=1e-4)
+    np.testing.assert_allclose(b.log_l0, a.log_l0, atol=1e-4)
+    assert int(np.argmax(b.log_s1)) == int(np.argmax(a.log_s1))

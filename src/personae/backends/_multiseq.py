@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..errors import BackendError
 
 _CTX_STEP = 256
+_C = TypeVar("_C", bound="_LlamaContext")
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -41,61 +42,50 @@ def common_prefix(prompts: Sequence[Sequence[int]]) -> int:
     return n
 
 
-class LlamaMultiSeq:
-    """N prompts decoded in lockstep in one context; implements `_s1.SequenceDecoder`."""
+class _LlamaContext:
+    """A llama.cpp context of n_seq per-sequence KV streams on an already loaded `Llama`'s model."""
 
-    def __init__(self, llama: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-                 model_id: str = "local") -> None:
+    def __init__(self, llama: Any, *, n_seq: int, n_ctx: int, model_id: str) -> None:
         import llama_cpp  # noqa: PLC0415
 
         self._ctx: Any = None
         self._batch: Any = None
-        if not prompts or any(len(p) == 0 for p in prompts):
-            raise BackendError("multi-sequence decoding needs at least one prompt, none of them empty.",
-                               backend=model_id, fix="give every sequence a non-empty prompt.")
         self._lib = llama_cpp
         self._llama = llama  # keeps the model alive as long as this context
         self.model_id = model_id
-        self.n_seq = len(prompts)
-        self.prompts = [list(p) for p in prompts]
+        self.n_seq = n_seq
         self.forward_passes = 0
         self.tokens_evaluated = 0
-        per_seq = max(len(p) for p in prompts) + max_new_tokens + 1
-        trained = int(llama._model.n_ctx_train()) or per_seq
-        if per_seq > trained:
-            raise BackendError(f"a world's prompt plus max_tokens is {per_seq} tokens, over the {trained} the model "
-                               "was trained on.", backend=model_id, fix="shorten the chat or lower max_tokens.")
         params = llama_cpp.llama_context_params.from_buffer_copy(llama.context_params)
-        params.n_seq_max = self.n_seq
+        params.n_seq_max = n_seq
         params.kv_unified = False
-        params.n_ctx = self.n_seq * (-(-per_seq // _CTX_STEP) * _CTX_STEP)  # split evenly between the sequences
-        self._n_batch = max(int(params.n_batch), self.n_seq)
+        params.n_ctx = n_ctx
+        self._n_batch = max(int(params.n_batch), n_seq)
         params.n_batch = params.n_ubatch = self._n_batch
         self._ctx = llama_cpp.llama_init_from_model(llama._model.model, params)
         if self._ctx is None:
-            raise BackendError(f"llama.cpp could not create a context for {self.n_seq} sequences of {per_seq} tokens.",
-                               backend=model_id, fix="lower max_tokens or the number of distractors.")
+            raise BackendError(f"llama.cpp could not create a context of {n_ctx} tokens for {n_seq} sequence(s).",
+                               backend=model_id, fix="lower max_tokens, the number of distractors or backend.n_ctx.")
         adapter = getattr(llama, "_lora_adapter", None)
         if adapter is not None:
             adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
             scales = (ctypes.c_float * 1)(llama.lora_scale)
             if llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, scales):
                 self.close()
-                raise BackendError("could not apply the LoRA adapter to the multi-sequence context.",
+                raise BackendError("could not apply the LoRA adapter to a llama.cpp context.",
                                    backend=model_id, fix="check backend.lora.")
         self._mem = llama_cpp.llama_get_memory(self._ctx)
         self._vocab = llama_cpp.llama_model_get_vocab(llama._model.model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
-        self._pos = [0] * self.n_seq
 
     # ------------------------------------------------------------ low level
     def _decode(self, entries: list[tuple[int, int, int, bool]]) -> dict[int, np.ndarray]:
         """Evaluate (token, position, seq, wants_logits) entries in batches of n_batch; the
         log-probabilities of each entry that wants them, by its index in `entries`."""
         if self._ctx is None:
-            raise BackendError("this multi-sequence decoder is closed.", backend=self.model_id,
-                               fix="open a new one with backend.multiseq(...).")
+            raise BackendError("this llama.cpp context is closed.", backend=self.model_id,
+                               fix="open a new one (backend.multiseq(...)).")
         out: dict[int, np.ndarray] = {}
         b = self._batch
         for lo in range(0, len(entries), self._n_batch):
@@ -116,8 +106,47 @@ class LlamaMultiSeq:
             for j, (_, _, _, logits) in enumerate(chunk):
                 if logits:
                     row = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, j), shape=(self.n_vocab,))
-                    out[lo + j] = _log_softmax(row.astype(np.float64))
+                    out[lo + j] = _log_softmax(row)  # float32, as llama.cpp computes them
         return out
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            self._lib.llama_free(self._ctx)
+            self._ctx = None
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 (interpreter shutdown: llama_cpp may be gone already)
+            pass
+
+
+class LlamaMultiSeq(_LlamaContext):
+    """N prompts decoded in lockstep in one context; implements `_s1.SequenceDecoder`."""
+
+    def __init__(self, llama: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+                 model_id: str = "local") -> None:
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise BackendError("multi-sequence decoding needs at least one prompt, none of them empty.",
+                               backend=model_id, fix="give every sequence a non-empty prompt.")
+        per_seq = max(len(p) for p in prompts) + max_new_tokens + 1
+        trained = int(llama._model.n_ctx_train()) or per_seq
+        if per_seq > trained:
+            raise BackendError(f"a world's prompt plus max_tokens is {per_seq} tokens, over the {trained} the model "
+                               "was trained on.", backend=model_id, fix="shorten the chat or lower max_tokens.")
+        n = len(prompts)  # the context is split evenly between the sequences
+        super().__init__(llama, n_seq=n, n_ctx=n * (-(-per_seq // _CTX_STEP) * _CTX_STEP), model_id=model_id)
+        self.prompts = [list(p) for p in prompts]
+        self._pos = [0] * n
 
     # ------------------------------------------------------------ SequenceDecoder
     def start(self) -> np.ndarray:
@@ -150,22 +179,38 @@ class LlamaMultiSeq:
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._llama.detokenize(list(tokens)).decode("utf-8", errors="ignore")
 
-    def close(self) -> None:
-        if self._batch is not None:
-            self._lib.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx is not None:
-            self._lib.llama_free(self._ctx)
-            self._ctx = None
 
-    def __enter__(self) -> LlamaMultiSeq:
-        return self
+class LlamaScorer(_LlamaContext):
+    """The scoring path: the log-probability of each continuation token, one sequence kept between
+    calls so that a text sharing a prefix with the previous one re-uses its KV cache (the option
+    letters of one question, or the responses of one transcript in order, cost one prompt
+    evaluation). Only the rows that predict continuation tokens are computed (no logits for every
+    position of the context, unlike llama-cpp-python's `logits_all`). It runs on the generation
+    `Llama`'s model, so the weights are loaded once per backend."""
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __init__(self, llama: Any, *, n_ctx: int, model_id: str = "local") -> None:
+        super().__init__(llama, n_seq=1, n_ctx=n_ctx, model_id=model_id)
+        self.n_ctx = n_ctx
+        self._done: list[int] = []  # tokens whose KV is in the cache, in order
 
-    def __del__(self) -> None:
+    def token_logprobs(self, tokens: Sequence[int], first: int) -> np.ndarray:
+        """log p(tokens[i] | tokens[:i]) for i in first..len(tokens) - 1 (first >= 1)."""
+        toks = [int(t) for t in tokens]
+        if not 1 <= first < len(toks):
+            raise BackendError(f"nothing to score: continuation starts at {first} of {len(toks)} tokens.",
+                               backend=self.model_id, fix="give a non-empty prompt and continuation.")
+        if len(toks) > self.n_ctx:
+            raise BackendError(f"prompt + continuation is {len(toks)} tokens, over n_ctx={self.n_ctx}.",
+                               backend=self.model_id, fix="raise backend.n_ctx or shorten the text.")
+        # re-use the cached prefix, but evaluate again from the row that predicts the first continuation token
+        start = min(common_prefix([self._done, toks]), first - 1)
+        self._lib.llama_memory_seq_rm(self._mem, 0, start, -1)
+        self._done = self._done[:start]
+        entries = [(toks[i], i, 0, i >= first - 1) for i in range(start, len(toks) - 1)]
         try:
-            self.close()
-        except Exception:  # noqa: BLE001 (interpreter shutdown: llama_cpp may be gone already)
-            pass
+            rows = self._decode(entries)
+        except BackendError:
+            self._lib.llama_memory_seq_rm(self._mem, 0, start, -1)
+            raise
+        self._done = toks[:-1]
+        return np.array([rows[i - start][toks[i + 1]] for i in range(first - 1, len(toks) - 1)], dtype=np.float64)

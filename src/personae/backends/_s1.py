@@ -116,7 +116,8 @@ def decode_s1(decoder: SequenceDecoder, settings: ListenerDecoding, *, max_token
     uniform = np.full(n, -np.log(n))
     log_prior = uniform
     tokens: list[int] = []
-    text, finish = "", "length"
+    text, finish, cut_at_stop = "", "length", False
+    stops = [x for x in stop if x]
     logp = decoder.start()
     for _ in range(max_tokens):
         log_s1, log_l0 = s1_step(logp, log_prior, settings.alpha, settings.beta)
@@ -125,14 +126,17 @@ def decode_s1(decoder: SequenceDecoder, settings: ListenerDecoding, *, max_token
             finish = "stop"
             break
         tokens.append(tok)
-        text = decoder.detokenize(tokens)
-        cut = min((i for i in (text.find(x) for x in stop if x) if i >= 0), default=-1)
-        if cut >= 0:
-            text, finish = text[:cut], "stop"
-            break
+        if stops:
+            text = decoder.detokenize(tokens)
+            cut = min((i for i in (text.find(x) for x in stops) if i >= 0), default=-1)
+            if cut >= 0:
+                text, finish, cut_at_stop = text[:cut], "stop", True
+                break
         if len(tokens) == max_tokens:
             break
         log_prior = log_l0[:, tok] if settings.prior_update == "l0" else uniform
         logp = decoder.step([tok] * n)
+    if not cut_at_stop:
+        text = decoder.detokenize(tokens)
     return ListenerReply(text=text, tokens=tuple(tokens), finish_reason=finish, forward_passes=decoder.forward_passes,
                          tokens_evaluated=decoder.tokens_evaluated, seconds=time.perf_counter() - start)

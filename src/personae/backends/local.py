@@ -20,14 +20,13 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._loading import suggest
 from ..errors import BackendError, BackendUnavailableError, ConfigError, MissingDependencyError, UnknownModelError
-from ._multiseq import LlamaMultiSeq, _log_softmax
+from ._multiseq import LlamaMultiSeq, LlamaScorer
 from ._s1 import check_listener_request, decode_s1, listener_worlds
 from .base import Backend, Generation, Message, Request, Score
 
@@ -124,6 +123,10 @@ def _where(request: Request) -> str:
     return ", ".join(parts) or "the first request"
 
 
+_GGML_TYPE = {"f32": 0, "f16": 1}
+"""ggml type ids (ggml.h: GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1)."""
+
+
 class LocalOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -137,6 +140,12 @@ class LocalOptions(BaseModel):
     """Prompt-processing batch size."""
     lora: str | None = None
     """Path of a LoRA adapter (GGUF) applied to the model; part of every cache key."""
+    kv_type: Literal["f32", "f16"] = "f32"
+    """Precision of the KV cache. f32 (default) makes a token's log-probabilities the same however
+    the tokens were batched: with f16, llama.cpp's one-token attention path rounds differently from
+    its batched one (up to 0.65 nats apart on the embedded model), so a score would depend on which
+    prefix the cache happened to hold and a decoded token's log-probability would differ from the
+    scoring path's. f16 halves the KV memory; part of every cache key."""
 
 
 class LocalBackend(Backend):
@@ -161,19 +170,20 @@ class LocalBackend(Backend):
                                     fix="give the path of an existing GGUF adapter file.")
         _close_llama_devnull_at_exit()
         self._gen: Any = None
-        self._scorer: Any = None
+        self._scorer: LlamaScorer | None = None
         self._chat_formatter: Any = None
         self._thread_lock = threading.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
         self._auto_ctx = AUTO_CTX_MIN
 
     def fingerprint(self) -> str:
-        """The model file's identity, plus the adapter's when one is applied."""
+        """The model file's identity, plus the adapter's when one is applied and the KV precision."""
         adapter = f"+lora:{file_identity(self.lora_path)}" if self.lora_path else ""
-        return f"local:{file_identity(self.path)}{adapter}"
+        kv = "" if self.options.kv_type == "f16" else f"+kv:{self.options.kv_type}"  # f16: the keys of before
+        return f"local:{file_identity(self.path)}{adapter}{kv}"
 
     # ------------------------------------------------------------ model handles
-    def _load(self, logits_all: bool) -> Any:
+    def _load(self) -> Any:
         try:
             from llama_cpp import Llama  # noqa: PLC0415
         except ImportError:
@@ -181,8 +191,9 @@ class LocalBackend(Backend):
         o = self.options
         try:
             extra = {"lora_path": str(self.lora_path)} if self.lora_path else {}
+            kv = _GGML_TYPE[o.kv_type]
             return Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=o.n_threads, n_batch=o.n_batch,
-                         logits_all=logits_all, verbose=False, **extra)
+                         type_k=kv, type_v=kv, verbose=False, **extra)
         except Exception as exc:  # llama.cpp raises ValueError/RuntimeError on a bad file
             raise BackendUnavailableError(f"could not load '{self.path}': {exc}", backend=self.model_id,
                                           fix="check that the file is a valid GGUF model.") from None
@@ -199,7 +210,7 @@ class LocalBackend(Backend):
 
     def prepare_sync(self, requests: list[Request]) -> None:
         if requests and all(r.kind == "score" for r in requests):
-            self.scorer_llm  # noqa: B018 (a scoring run loads only the scoring context)
+            self.scorer  # noqa: B018 (the model, and the scoring context beside the generation one)
         need, worst = 0, None
         for r in requests:
             budget = r.sampling.max_tokens if r.kind == "generate" else 0
@@ -229,6 +240,8 @@ class LocalBackend(Backend):
                 fix="shorten it (a shorter transcript, fewer turns, a smaller max_tokens) or use a model with a "
                 "longer context.")
         self._auto_ctx = fit
+        if self._scorer is not None:
+            self._scorer.close()
         self._gen = self._scorer = None  # created again, with the larger context, on first use
 
     def _prompt_text(self, request: Request) -> str:
@@ -239,14 +252,12 @@ class LocalBackend(Backend):
         return text + (request.continuation or "")
 
     def _count_tokens(self, request: Request, text: str) -> int:
-        llm = self.scorer_llm if request.kind == "score" and self._gen is None else self.llm
-        return len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     def trained_ctx(self) -> int:
         """The context the model was trained on (GGUF metadata)."""
-        llm = self._scorer if self._scorer is not None else self.llm
         try:
-            return int(llm._model.n_ctx_train()) or self.n_ctx
+            return int(self.llm._model.n_ctx_train()) or self.n_ctx
         except (AttributeError, TypeError, ValueError):
             return self.n_ctx
 
@@ -254,14 +265,14 @@ class LocalBackend(Backend):
     def llm(self) -> Any:
         """The generation context (loaded on first use)."""
         if self._gen is None:
-            self._gen = self._load(logits_all=False)
+            self._gen = self._load()
         return self._gen
 
     @property
-    def scorer_llm(self) -> Any:
-        """The scoring context, with logits for every position."""
+    def scorer(self) -> LlamaScorer:
+        """The scoring context, on the generation context's model (created on first use)."""
         if self._scorer is None:
-            self._scorer = self._load(logits_all=True)
+            self._scorer = LlamaScorer(self.llm, n_ctx=self.n_ctx, model_id=self.model_id)
         return self._scorer
 
     def _async_lock(self) -> asyncio.Lock:
@@ -316,17 +327,11 @@ class LocalBackend(Backend):
         return await self._call(self.generate_sync, request)
 
     # ------------------------------------------------------------ multi-sequence decoding
-    def _loaded(self) -> Any:
-        """A loaded context's `Llama` (whichever is loaded; the generation one otherwise): its model is
-        shared with every multi-sequence context, so the weights are loaded once per backend."""
-        if self._gen is not None:
-            return self._gen
-        return self._scorer if self._scorer is not None else self.llm
 
     def chat_tokens(self, messages: Sequence[Message]) -> list[int]:
         """A chat rendered through the model's template and tokenised as the scoring path does."""
         text = self.chat_prompt([m.model_dump() for m in messages])
-        return self._loaded().tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def multiseq(self, prompts: Sequence[Sequence[Message]], max_new_tokens: int = 128) -> LlamaMultiSeq:
         """A lockstep decoder over these chats, sharing their common prefix; call with the backend's lock
@@ -335,7 +340,7 @@ class LocalBackend(Backend):
 
     def multiseq_tokens(self, prompts: Sequence[Sequence[int]], max_new_tokens: int = 128) -> LlamaMultiSeq:
         """As `multiseq`, from token ids."""
-        return LlamaMultiSeq(self._loaded(), prompts, max_new_tokens=max_new_tokens, model_id=self.model_id)
+        return LlamaMultiSeq(self.llm, prompts, max_new_tokens=max_new_tokens, model_id=self.model_id)
 
     def listener_generate_sync(self, request: Request) -> Generation:
         """Token-level S1 decoding (Request.decoding): greedy, one batched step for all worlds per token."""
@@ -355,9 +360,8 @@ class LocalBackend(Backend):
         if self._chat_formatter is None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
 
-            # the template is the file's: read it from whichever context is loaded (scoring alone
-            # must not load the generation context too), and compile it once, not once per request
-            llm = self._scorer if self._scorer is not None else self.llm
+            # the template is the file's; compile it once, not once per request
+            llm = self.llm
             template = llm.metadata.get("tokenizer.chat_template")
             if not template:
                 raise BackendError("this GGUF has no chat template; score a raw prompt instead.",
@@ -369,7 +373,7 @@ class LocalBackend(Backend):
 
     def score_sync(self, request: Request) -> Score:
         start = time.perf_counter()
-        llm = self.scorer_llm
+        llm = self.llm
         if request.messages:
             prompt = self.chat_prompt([m.model_dump() for m in request.messages])
         else:
@@ -380,39 +384,13 @@ class LocalBackend(Backend):
         if not cont_tokens:
             raise BackendError("nothing to score: the continuation is empty.", backend=self.model_id,
                                fix="give a non-empty continuation.")
-        tokens = prompt_tokens + cont_tokens
-        if len(tokens) > llm.n_ctx():
-            raise BackendError(f"prompt + continuation is {len(tokens)} tokens, over n_ctx={llm.n_ctx()}.",
-                               backend=self.model_id, fix="raise backend.n_ctx or shorten the text.")
-        self._eval_reusing_prefix(llm, tokens)
-        n_prompt = len(prompt_tokens)
-        # scores[i] are the logits that predict token i+1
-        logits = np.asarray(llm.scores[n_prompt - 1 : len(tokens) - 1], dtype=np.float64)
-        logp = _log_softmax(logits)
-        per = logp[np.arange(len(cont_tokens)), np.asarray(cont_tokens)]
+        per = self.scorer.token_logprobs(prompt_tokens + cont_tokens, len(prompt_tokens))
         toks = None
         if request.per_token:
             toks = tuple(llm.detokenize([t]).decode("utf-8", errors="replace") for t in cont_tokens)
         return Score(logprob=float(per.sum()), n_tokens=len(cont_tokens),
                      token_logprobs=tuple(float(x) for x in per) if request.per_token else None,
                      tokens=toks, latency_s=time.perf_counter() - start)
-
-    @staticmethod
-    def _eval_reusing_prefix(llm: Any, tokens: list[int]) -> None:
-        """Evaluate `tokens`, re-using the KV cache and logits of the longest prefix already evaluated.
-
-        Logits at position i depend only on tokens 0..i, so rows of `llm.scores` for a shared prefix
-        stay valid. Scoring the option letters of one question, or the responses of one transcript in
-        order, then costs one prompt evaluation instead of one per request.
-        """
-        done = llm.input_ids[: llm.n_tokens]
-        common = 0
-        for a, b in zip(done, tokens):
-            if a != b:
-                break
-            common += 1
-        llm.n_tokens = min(common, len(tokens) - 1)  # re-evaluate at least the last token
-        llm.eval(tokens[llm.n_tokens :])
 
     async def score(self, request: Request) -> Score:
         return await self._call(self.score_sync, request)

@@ -23,7 +23,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import logsumexp
 
 PriorUpdate = Literal["l0", "uniform"]
 
@@ -31,6 +30,26 @@ GENERATION_ALPHA, GENERATION_BETA = 2.0, 0.5
 """METHODS.md defaults for token-level decoding."""
 RANKING_ALPHA, RANKING_BETA = 8.0, 1.0
 """METHODS.md defaults for ranking mode."""
+
+
+def logsumexp(x: np.ndarray, axis: int | None = None, keepdims: bool = False) -> np.ndarray:
+    """log(sum(exp(x))) along an axis, in x's own float type.
+
+    Own code rather than scipy.special.logsumexp: that one is 4x slower on the decoder's
+    [n_worlds, vocab] array along the worlds (6.6 ms against 1.6 ms in float64, 0.2 ms in float32,
+    measured here), and it runs at every generated token. Equal to scipy's to 1e-12 (tested).
+    """
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)  # a slice of all -inf gives -inf, not nan
+    with np.errstate(divide="ignore"):  # log(0) = -inf for a slice of all -inf, as scipy's
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _floats(x: ArrayLike) -> np.ndarray:
+    """x as a float array, keeping float32 (the decoder's) rather than copying it to float64."""
+    a = np.asarray(x)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
 
 
 def _check(alpha: float, beta: float, prior_update: str) -> None:
@@ -52,7 +71,7 @@ def uniform_prior(n_worlds: int) -> np.ndarray:
 def _log_prior(log_prior: ArrayLike | None, n_worlds: int) -> np.ndarray:
     if log_prior is None:
         return uniform_prior(n_worlds)
-    p = np.asarray(log_prior, dtype=float)
+    p = _floats(log_prior)
     if p.shape != (n_worlds,):
         raise ValueError(f"log_prior must have shape ({n_worlds},), got {p.shape}")
     return p - logsumexp(p)
@@ -64,11 +83,11 @@ def listener(log_s0: ArrayLike, log_prior: ArrayLike | None = None, *, beta: flo
     `log_s0`: [n_worlds] (one token) or [n_worlds, vocab]. The result has the same shape and
     each column is a log posterior over the worlds (it sums to 1 in probability).
     """
-    s0 = np.asarray(log_s0, dtype=float)
+    s0 = _floats(log_s0)
     if s0.ndim not in (1, 2) or s0.shape[0] < 1:
         raise ValueError(f"log_s0 must be [n_worlds] or [n_worlds, vocab], got shape {s0.shape}")
     prior = _log_prior(log_prior, s0.shape[0])
-    joint = beta * s0 + (prior if s0.ndim == 1 else prior[:, None])
+    joint = beta * s0 + (prior if s0.ndim == 1 else prior[:, None]).astype(s0.dtype)
     return joint - logsumexp(joint, axis=0, keepdims=True)
 
 
@@ -87,7 +106,7 @@ def token_step(log_s0: ArrayLike, log_prior: ArrayLike | None = None, *, true: i
     """S1's next-token distribution for the true world `true` from every world's next-token log S0
     ([n_worlds, vocab]) and the current log prior over the worlds ([n_worlds], default uniform)."""
     _check(alpha, beta, "l0")
-    s0 = np.asarray(log_s0, dtype=float)
+    s0 = _floats(log_s0)
     if s0.ndim != 2:
         raise ValueError(f"log_s0 must be [n_worlds, vocab], got shape {s0.shape}")
     if not 0 <= true < s0.shape[0]:
