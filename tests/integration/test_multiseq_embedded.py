@@ -99,3 +99,24 @@ def test_alpha_zero_listener_decoding_is_greedy_s0(local_backend: LocalBackend) 
     listener = backend.generate_sync(base.model_copy(update={"decoding": ListenerDecoding(distractors=PERSONAS[1:],
                                                                                         alpha=8.0, beta=1.0)}))
     assert listener.text and listener.text != greedy.text  # a strong listener changes the greedy reply
+
+
+def test_the_next_turn_reuses_each_worlds_kv_and_decodes_the_same(local_backend: LocalBackend) -> None:
+    """Listener requests keep their decoder: a chat's next turn evaluates only its new tokens per world,
+    and decodes exactly what a fresh decoder (a new backend) decodes."""
+    dis = ListenerDecoding(distractors=PERSONAS[1:], alpha=2.0, beta=0.5)
+    first = Request(model=local_backend.model_id, messages=tuple(chat(PERSONAS[0])), sampling=Sampling(max_tokens=8),
+                    decoding=dis)
+    a = local_backend.generate_sync(first)
+    turn2 = first.model_copy(update={"messages": (*first.messages, Message(role="assistant", content=a.text),
+                                                  Message(role="user", content="And on Mondays?"))})
+    warm = local_backend.generate_sync(turn2)
+    fresh = LocalBackend(local_backend.model_id, local_backend.options).generate_sync(turn2)
+    assert warm.text == fresh.text and warm.completion_tokens == fresh.completion_tokens
+    assert fresh.tokens_evaluated is not None and warm.tokens_evaluated is not None
+    # fresh: the three whole prompts (less the shared opening); warm: only what the turn added
+    assert warm.tokens_evaluated < fresh.tokens_evaluated - 3 * 20
+    # a request with other worlds (another persona first) still decodes as from scratch
+    other = first.model_copy(update={"messages": tuple(chat(PERSONAS[2]))})
+    assert local_backend.generate_sync(other).text == \
+        LocalBackend(local_backend.model_id, local_backend.options).generate_sync(other).text

@@ -131,10 +131,26 @@ class _LlamaContext:
 
 
 class LlamaMultiSeq(_LlamaContext):
-    """N prompts decoded in lockstep in one context; implements `_s1.SequenceDecoder`."""
+    """N prompts decoded in lockstep in one context; implements `_s1.SequenceDecoder`.
+
+    A decoder can be used again (`restart`) for the next request with as many sequences: each
+    sequence keeps the KV of what it evaluated, so a world whose new prompt extends its last one (the
+    next turn of a chat) evaluates only the new tokens.
+    """
 
     def __init__(self, llama: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-                 model_id: str = "local") -> None:
+                 model_id: str = "local", min_capacity: int = 0) -> None:
+        per_seq = self._per_seq(llama, prompts, max_new_tokens, model_id)
+        n = len(prompts)  # the context is split evenly between the sequences
+        trained = int(llama._model.n_ctx_train()) or per_seq
+        capacity = min(max(-(-per_seq // _CTX_STEP) * _CTX_STEP, min_capacity), max(trained, per_seq))
+        super().__init__(llama, n_seq=n, n_ctx=n * capacity, model_id=model_id)
+        self.capacity = capacity
+        self._held: list[list[int]] = [[] for _ in range(n)]  # the tokens whose KV each sequence holds
+        self.prompts = [list(p) for p in prompts]
+
+    @staticmethod
+    def _per_seq(llama: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, model_id: str) -> int:
         if not prompts or any(len(p) == 0 for p in prompts):
             raise BackendError("multi-sequence decoding needs at least one prompt, none of them empty.",
                                backend=model_id, fix="give every sequence a non-empty prompt.")
@@ -143,34 +159,53 @@ class LlamaMultiSeq(_LlamaContext):
         if per_seq > trained:
             raise BackendError(f"a world's prompt plus max_tokens is {per_seq} tokens, over the {trained} the model "
                                "was trained on.", backend=model_id, fix="shorten the chat or lower max_tokens.")
-        n = len(prompts)  # the context is split evenly between the sequences
-        super().__init__(llama, n_seq=n, n_ctx=n * (-(-per_seq // _CTX_STEP) * _CTX_STEP), model_id=model_id)
+        return per_seq
+
+    def fits(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> bool:
+        """Whether `restart` can take these prompts (as many sequences, each within the capacity)."""
+        return (self._ctx is not None and len(prompts) == self.n_seq
+                and self._per_seq(self._llama, prompts, max_new_tokens, self.model_id) <= self.capacity)
+
+    def restart(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> None:
+        """Take the next request's prompts; `start` then evaluates only what each sequence lacks."""
+        if not self.fits(prompts, max_new_tokens):
+            raise BackendError(f"these {len(prompts)} prompts do not fit this decoder ({self.n_seq} sequences of "
+                               f"{self.capacity} tokens).", backend=self.model_id, fix="open a new decoder.")
         self.prompts = [list(p) for p in prompts]
-        self._pos = [0] * n
 
     # ------------------------------------------------------------ SequenceDecoder
     def start(self) -> np.ndarray:
-        # the shared prefix, but leave every sequence at least its last token to evaluate for logits
-        shared = min(common_prefix(self.prompts), min(len(p) for p in self.prompts) - 1)
-        if shared > 0:
+        # every sequence evaluates at least its last prompt token, for the logits
+        limit = [len(p) - 1 for p in self.prompts]
+        own = [min(common_prefix([h, p]), cap) for h, p, cap in zip(self._held, self.prompts, limit)]
+        shared = min(common_prefix(self.prompts), min(limit))
+        if shared > 0 and min(own) < shared:
+            # cold: the shared prefix once in sequence 0, copied to the others (a copy between
+            # llama.cpp's per-sequence streams copies the whole stream, so it must hold just that)
+            self._lib.llama_memory_clear(self._mem, True)
             self._decode([(t, i, 0, False) for i, t in enumerate(self.prompts[0][:shared])])
             for s in range(1, self.n_seq):
                 self._lib.llama_memory_seq_cp(self._mem, 0, s, -1, -1)
+            own = [shared] * self.n_seq
         entries: list[tuple[int, int, int, bool]] = []
         last: list[int] = []
         for s, p in enumerate(self.prompts):
-            entries += [(p[i], i, s, i == len(p) - 1) for i in range(shared, len(p))]
+            self._lib.llama_memory_seq_rm(self._mem, s, own[s], -1)
+            entries += [(p[i], i, s, i == len(p) - 1) for i in range(own[s], len(p))]
             last.append(len(entries) - 1)
-            self._pos[s] = len(p)
+        self._held = [[] for _ in self.prompts]  # unknown until the evaluation succeeded
         rows = self._decode(entries)
+        self._held = [list(p) for p in self.prompts]
         return np.stack([rows[i] for i in last])
 
     def step(self, tokens: Sequence[int]) -> np.ndarray:
         if len(tokens) != self.n_seq:
             raise BackendError(f"step got {len(tokens)} tokens for {self.n_seq} sequences.", backend=self.model_id,
                                fix="give one token per sequence.")
-        rows = self._decode([(int(t), self._pos[s], s, True) for s, t in enumerate(tokens)])
-        self._pos = [p + 1 for p in self._pos]
+        entries = [(int(t), len(self._held[s]), s, True) for s, t in enumerate(tokens)]
+        held, self._held = self._held, [[] for _ in self._held]  # unknown until the evaluation succeeded
+        rows = self._decode(entries)
+        self._held = [h + [int(t)] for h, t in zip(held, tokens)]
         return np.stack([rows[s] for s in range(self.n_seq)])
 
     def is_end(self, token: int) -> bool:

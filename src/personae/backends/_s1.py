@@ -118,6 +118,7 @@ def decode_s1(decoder: SequenceDecoder, settings: ListenerDecoding, *, max_token
     tokens: list[int] = []
     text, finish, cut_at_stop = "", "length", False
     stops = [x for x in stop if x]
+    passes0, evaluated0 = decoder.forward_passes, decoder.tokens_evaluated  # a decoder may be used again
     logp = decoder.start()
     for _ in range(max_tokens):
         log_s1, log_l0 = s1_step(logp, log_prior, settings.alpha, settings.beta)
@@ -138,5 +139,6 @@ def decode_s1(decoder: SequenceDecoder, settings: ListenerDecoding, *, max_token
         logp = decoder.step([tok] * n)
     if not cut_at_stop:
         text = decoder.detokenize(tokens)
-    return ListenerReply(text=text, tokens=tuple(tokens), finish_reason=finish, forward_passes=decoder.forward_passes,
-                         tokens_evaluated=decoder.tokens_evaluated, seconds=time.perf_counter() - start)
+    return ListenerReply(text=text, tokens=tuple(tokens), finish_reason=finish,
+                         forward_passes=decoder.forward_passes - passes0,
+                         tokens_evaluated=decoder.tokens_evaluated - evaluated0, seconds=time.perf_counter() - start)

@@ -171,6 +171,7 @@ class LocalBackend(Backend):
         _close_llama_devnull_at_exit()
         self._gen: Any = None
         self._scorer: LlamaScorer | None = None
+        self._multi: LlamaMultiSeq | None = None
         self._chat_formatter: Any = None
         self._thread_lock = threading.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
@@ -240,9 +241,10 @@ class LocalBackend(Backend):
                 fix="shorten it (a shorter transcript, fewer turns, a smaller max_tokens) or use a model with a "
                 "longer context.")
         self._auto_ctx = fit
-        if self._scorer is not None:
-            self._scorer.close()
-        self._gen = self._scorer = None  # created again, with the larger context, on first use
+        for held in (self._scorer, self._multi):
+            if held is not None:
+                held.close()
+        self._gen = self._scorer = self._multi = None  # created again, with the larger context, on first use
 
     def _prompt_text(self, request: Request) -> str:
         if request.messages:
@@ -342,14 +344,29 @@ class LocalBackend(Backend):
         """As `multiseq`, from token ids."""
         return LlamaMultiSeq(self.llm, prompts, max_new_tokens=max_new_tokens, model_id=self.model_id)
 
+    def _listener_decoder(self, worlds: list[list[int]], max_new_tokens: int) -> LlamaMultiSeq:
+        """The decoder kept between listener requests (each world re-uses the KV of its last prompt, so
+        the next turn of a chat evaluates only its new tokens); a new one when the worlds outgrow it."""
+        held = self._multi
+        if held is not None and held.fits(worlds, max_new_tokens):
+            held.restart(worlds, max_new_tokens)
+            return held
+        grown = 2 * held.capacity if held is not None and held.n_seq == len(worlds) else 0  # a growing chat
+        if held is not None:
+            held.close()
+        self._multi = None
+        self._multi = LlamaMultiSeq(self.llm, worlds, max_new_tokens=max_new_tokens, model_id=self.model_id,
+                                    min_capacity=grown)
+        return self._multi
+
     def listener_generate_sync(self, request: Request) -> Generation:
         """Token-level S1 decoding (Request.decoding): greedy, one batched step for all worlds per token."""
         settings = check_listener_request(request, self.model_id)
         start = time.perf_counter()
         worlds = [self.chat_tokens(w) for w in listener_worlds(request)]
         s = request.sampling
-        with self.multiseq_tokens(worlds, s.max_tokens) as decoder:
-            reply = decode_s1(decoder, settings, max_tokens=s.max_tokens, stop=s.stop)
+        reply = decode_s1(self._listener_decoder(worlds, s.max_tokens), settings, max_tokens=s.max_tokens,
+                          stop=s.stop)
         return Generation(text=reply.text, finish_reason=reply.finish_reason, prompt_tokens=len(worlds[0]),
                           completion_tokens=len(reply.tokens), latency_s=time.perf_counter() - start,
                           forward_passes=reply.forward_passes, tokens_evaluated=reply.tokens_evaluated)
