@@ -254,7 +254,10 @@ def run_rows(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         meta = r["meta"]
         counts = meta.get("counts") or {}
         totals = meta.get("totals") or {}
+        roles = meta.get("roles") or {}
+        bound = [f"{name}: {v['model']}" for name, v in roles.items() if isinstance(v, dict) and v.get("bound")]
         rows.append({"run": r["run_id"], "study": r["study"], "models": ", ".join(meta.get("models", [])),
+                     "roles": ", ".join(bound),
                      "status": r["status"], "results": totals.get("results", counts.get("requests")),
                      "errors": totals.get("errors", counts.get("errors")),
                      "backend calls": counts.get("backend_calls"),
