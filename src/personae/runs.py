@@ -221,7 +221,8 @@ def _results(st: Store, run_id: str) -> list[Result]:
 
 
 def export_run(run: LoadedRun, out_dir: str | Path, fmt: str = "csv") -> list[Path]:
-    """Write requests.<fmt>, summary.<fmt> and stats.<fmt> to `out_dir`; returns the files."""
+    """Write requests.<fmt>, summary.<fmt> and stats.<fmt> to `out_dir`; returns the files. A run with
+    no summary (it stopped before its analysis) gets requests.<fmt> alone, not empty tables."""
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"no export format '{fmt}'.", field="--format", fix=f"use one of {', '.join(EXPORT_FORMATS)}.")
     if fmt == "parquet":
@@ -231,7 +232,7 @@ def export_run(run: LoadedRun, out_dir: str | Path, fmt: str = "csv") -> list[Pa
             raise MissingDependencyError("pyarrow", "parquet", "Parquet export") from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    frames = {"requests": run.requests, **run.tables}
+    frames = {"requests": run.requests, **({} if run.summary is None else run.tables)}
     written = []
     for name, frame in frames.items():
         path = out / f"{name}.{fmt}"
