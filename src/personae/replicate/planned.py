@@ -171,17 +171,19 @@ def _bootstrap(groups: Sequence[np.ndarray], fn, seed: int, n_boot: int) -> tupl
     return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
 
 
+def rm_sums_of_squares(matrix: np.ndarray) -> tuple[float, float]:
+    """(SS_condition, SS_error) of a participants x conditions matrix, one-way repeated measures:
+    SS_error = SS_total - SS_condition - SS_participants."""
+    grand = matrix.mean()
+    ss_cond = float(matrix.shape[0] * ((matrix.mean(axis=0) - grand) ** 2).sum())
+    ss_subj = float(matrix.shape[1] * ((matrix.mean(axis=1) - grand) ** 2).sum())
+    return ss_cond, max(float(((matrix - grand) ** 2).sum()) - ss_cond - ss_subj, 0.0)
+
+
 def partial_eta_squared(matrix: np.ndarray) -> float:
-    """SS_condition / (SS_condition + SS_error) of a participants x conditions matrix (one-way
-    repeated measures: SS_error = SS_total - SS_condition - SS_participants); NaN without error
-    variance."""
-    centred = matrix - matrix.mean()
-    ss_cond = float(matrix.shape[0] * ((matrix.mean(axis=0) - matrix.mean()) ** 2).sum())
-    ss_subj = float(matrix.shape[1] * ((matrix.mean(axis=1) - matrix.mean()) ** 2).sum())
-    ss_error = float((centred**2).sum()) - ss_cond - ss_subj
-    if ss_cond + ss_error <= 1e-12:
-        return NAN
-    return ss_cond / (ss_cond + ss_error)
+    """SS_condition / (SS_condition + SS_error); NaN when both are 0."""
+    ss_cond, ss_error = rm_sums_of_squares(matrix)
+    return NAN if ss_cond + ss_error <= 1e-12 else ss_cond / (ss_cond + ss_error)
 
 
 def anova_rm(exp: Experiment, obs: Sequence[Observation], seed: int = 0, n_boot: int = 2000) -> TestResult:
@@ -194,7 +196,8 @@ def anova_rm(exp: Experiment, obs: Sequence[Observation], seed: int = 0, n_boot:
     n = len(matrix)
     note = (f"{dropped} participant{'s' if dropped != 1 else ''} without an answer to every condition left out"
             if dropped else None)
-    if n < 2 or math.isnan(partial_eta_squared(matrix)):  # too few, or no error variance: no test
+    if n < 2 or rm_sums_of_squares(matrix)[1] <= 1e-12:  # too few, or no error variance: F is undefined
+        note = note or "no error variance (every participant differs between conditions alike): F is undefined"
         return TestResult("anova", "partial_eta2", NAN, NAN, NAN, NAN, NAN, n, test_used="anova_rm", note=note,
                           dropped=dropped)
     frame = pd.DataFrame([{"participant": i, "condition": c, "answer": matrix[i, j]}
