@@ -89,11 +89,14 @@ def distribution_warning(out: dict[str, Any], modal: str) -> str | None:
     if out["n"] < MIN_ANSWERS_TO_WARN:
         return None
     share = out["modal_share"]
+    ends = [(end, out[key], _number(out[bound])) for end, key, bound in
+            (("minimum", "share_min", "low"), ("maximum", "share_max", "high")) if out.get(key) is not None]
     if share >= COLLAPSE_MODAL_SHARE:
-        return f"collapse onto one answer ({share:.0%} gave the same answer, {modal})"
-    for end, key, bound in (("minimum", "share_min", "low"), ("maximum", "share_max", "high")):
-        if out.get(key) is not None and out[key] >= PILE_END_SHARE:
-            return f"pile-up at the {end} of the scale ({out[key]:.0%} answered {_number(out[bound])})"
+        at = next((f", the {end} of the scale" for end, _, value in ends if value == modal), "")
+        return f"collapse onto one answer ({share:.0%} gave the same answer, {modal}{at})"
+    for end, end_share, value in ends:
+        if end_share >= PILE_END_SHARE:
+            return f"pile-up at the {end} of the scale ({end_share:.0%} answered {value})"
     if share >= PILE_MODAL_SHARE:
         return f"pile-up onto one answer ({share:.0%} gave {modal})"
     if out["share_middle"] is not None and out["share_middle"] >= MIDDLE_SHARE and (
