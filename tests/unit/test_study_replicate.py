@@ -114,6 +114,7 @@ def test_planted_effects_and_their_direction_are_recovered(tmp_path: Path) -> No
     assert all(r.json_schema is not None and r.json_schema["required"] == ["answer"] for r in backend.history)
     assert "2 of 3 original effects replicated" in run.summary.verdict
     assert "0 of 1 null results came out significant" in run.summary.verdict
+    assert ch["test_used"] == "chi_square" and "logit separated" not in run.summary.verdict  # planned, not a fallback
 
 
 def test_each_participant_is_a_persona_from_the_marginals(tmp_path: Path) -> None:

@@ -229,9 +229,8 @@ def _p(p: float | None) -> str:
 
 
 def _one(r: dict[str, Any]) -> str:
-    used = r.get("test_used") or r.get("test")
-    ran = f"by {used} instead of {r['test']}: " if used != r.get("test") and used != "anova_rm" else ""
-    ref_metric = r.get("reference_metric") or r["metric"]
+    ran = f"by {r['test_used']} instead of {r['test']}: " if is_fallback(r) else ""
+    ref_metric = r["reference_metric"]
     ref = f"reference {ref_metric} {_num(r['reference_effect'])}" if ref_metric != r["metric"] else (
         f"reference {_num(r['reference_effect'])}")
     est = f"{ran}{r['metric']} {_num(r['effect'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}], p {_p(r['p'])}; {ref}"
@@ -247,6 +246,11 @@ def _share(part: dict[str, Any], what: str) -> str:
 
 FALLBACK_TESTS = ("fisher_exact", "chi_square")
 """The tests the logistic test falls back to under separation (`TestResult.test_used`)."""
+
+
+def is_fallback(row: dict[str, Any]) -> bool:
+    """The row's planned logistic test separated and another test scored it (a planned chi_square is not one)."""
+    return row["test"] == "logistic" and row["test_used"] in FALLBACK_TESTS
 
 
 def _warned(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -286,12 +290,12 @@ def verdict(rows: Sequence[dict[str, Any]], suites: dict[str, dict[str, Any]]) -
             if len(mine) <= 6:
                 said.append("; ".join(_one(r) for r in mine) + ".")
         said.extend(_warned(mine))
-        fallback = [r["experiment"] for r in mine if r.get("test_used") in FALLBACK_TESTS]
+        fallback = [r["experiment"] for r in mine if is_fallback(r)]
         if fallback:
             said.append(f"The logit separated in {len(fallback)} experiment{'s' if len(fallback) != 1 else ''} "
                         f"({', '.join(fallback)}): tested on the condition x outcome table instead, with the risk "
                         "difference as the effect (not compared with the reference's log odds).")
-        dropped = sum(r.get("dropped") or 0 for r in mine)
+        dropped = sum(r["dropped"] for r in mine)
         if dropped:
             said.append(f"{dropped} participants missing an answer to a condition were left out of "
                         "within-subjects tests (counted in dropped).")
