@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import ConfigError
 from ..runner import Result
 from ..stats.sequential import CITATION, METHOD, ConfidenceSequence, StopDecision, StopRule, betting_cs_at, \
     stop_decision
@@ -57,11 +58,12 @@ class SequentialOptions(BaseModel):
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     """Miscoverage of the CSs, shared out over the comparisons (Bonferroni)."""
 
-    @model_validator(mode="after")
-    def _width_for_width(self) -> SequentialOptions:
-        if self.stop == "ci_width" and self.ci_width is None:
-            raise ValueError("stop: ci_width needs a target, e.g. 'ci_width: 0.1'")
-        return self
+
+def check_sequential(options: SequentialOptions | None) -> None:
+    """Raise a ConfigError for a sequential design that cannot stop as asked (before any model call)."""
+    if options is not None and options.stop == "ci_width" and options.ci_width is None:
+        raise ConfigError("stop: ci_width stops once every CS is narrower than a target, and none is set.",
+                          field="options.sequential.stop", fix="add e.g. 'ci_width: 0.1', or use stop: decision.")
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ class Sequencer:
         """Items released so far: up to the furthest item of the order any result names."""
         seen = [self._position[i] for i in {r.request.tags.item for r in done} if i in self._position]
         return max(seen) + 1 if seen else 0
+
+    def released_ids(self, done: Sequence[Result]) -> tuple[str, ...]:
+        """The ids of the items released so far, in release order."""
+        return self.order[: self.released(done)]
 
     def looks(self, values: UnitValues, released: int) -> list[Look]:
         """Every look up to `released` items, each comparison's CS from one pass over its values."""
@@ -165,4 +171,4 @@ def stop_sentence(seq: Mapping[str, Any]) -> str:
             f"design's {seq['calls_fixed_design']} calls made ({seq['calls_saved']:.0%} saved).")
 
 
-__all__ = ["Look", "SequentialOptions", "Sequencer", "UnitValues", "stop_sentence"]
+__all__ = ["Look", "SequentialOptions", "Sequencer", "UnitValues", "check_sequential", "stop_sentence"]

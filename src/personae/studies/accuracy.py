@@ -42,7 +42,7 @@ from ._cells import Condition, cells
 from ._answers import accuracy_parse_wrong, bias_note, letter_distribution, point_ci_notes, sample_answer
 from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
 from ._predictions import Predictions, load_predictions
-from ._sequential import SequentialOptions, Sequencer, UnitValues, stop_sentence
+from ._sequential import SequentialOptions, Sequencer, UnitValues, check_sequential, stop_sentence
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
@@ -125,6 +125,7 @@ class AccuracyStudy(Study[AccuracyOptions]):
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
         study = cls(resolved)
+        check_sequential(study.options.sequential)
         if study.options.sequential is not None:
             if study.options.predictions is not None:
                 raise ConfigError("options.sequential decides which items to ask, and options.predictions asks no "
@@ -354,8 +355,7 @@ class AccuracyStudy(Study[AccuracyOptions]):
         """The items asked: every item in the fixed design, the released ones in a sequential one."""
         if self.sequencer is None:
             return self.items
-        order = self.sequencer.order[: self.sequencer.released(results)]
-        return tuple(self.items_by_id[i] for i in order)
+        return tuple(self.items_by_id[i] for i in self.sequencer.released_ids(results))
 
     # ---------------------------------------------------------------- analyze
     def answers(self, results: Sequence[Result]) -> list[dict[str, Any]]:
@@ -544,9 +544,8 @@ def add_sequential(study: AccuracyStudy, results: Sequence[Result], summary: Sum
     """The sequential design's looks, calls and always-valid CSs into the summary; the verdict re-read."""
     seq = study.sequencer
     assert seq is not None
-    released = seq.released(results)
-    ids = list(seq.order[:released])
-    block = seq.report(study.unit_values(results, ids), released, len(results),
+    ids = seq.released_ids(results)
+    block = seq.report(study.unit_values(results, ids), len(ids), len(results),
                        len(study.requests_for([study.items_by_id[i] for i in seq.order])))
     summary.stats["sequential"] = block
     labels = {(m, c): label for label, m, c in study.comparisons}

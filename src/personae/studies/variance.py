@@ -44,7 +44,7 @@ from ..stats import paired_difference_ci, bootstrap_ci, holm, jensen_shannon, wi
 from ..stats.dispersion import dispersion_test, variance_shares
 from ._cells import Condition, cells
 from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
-from ._sequential import SequentialOptions, Sequencer, UnitValues, stop_sentence
+from ._sequential import SequentialOptions, Sequencer, UnitValues, check_sequential, stop_sentence
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
@@ -111,6 +111,7 @@ class VarianceStudy(Study[VarianceOptions]):
             raise ConfigError("at temperature 0 every run gives the same answer: there is no noise to compare with.",
                               field="sampling.temperature", fix="set e.g. 'sampling: {temperature: 1.0}'.")
         study = cls(resolved)
+        check_sequential(study.options.sequential)
         if len(study.panel) < 2:
             raise ConfigError("the variance study needs at least two personas.", field="personas",
                               fix="list two or more personas, or none for the default panel of eight.")
@@ -192,14 +193,14 @@ class VarianceStudy(Study[VarianceOptions]):
         """The items asked: every item in the fixed design, the released ones in a sequential one."""
         if self.sequencer is None:
             return self.items
-        return tuple(self.items_by_id[i] for i in self.sequencer.order[: self.sequencer.released(results)])
+        return tuple(self.items_by_id[i] for i in self.sequencer.released_ids(results))
 
     def analyze(self, results: Sequence[Result]) -> Summary:
         summary = analyze_variance(self, results, self.released_items(results))
         seq = self.sequencer
         if seq is not None:
-            released = seq.released(results)
-            block = seq.report(self.unit_values(results, seq.order[:released]), released, len(results),
+            ids = seq.released_ids(results)
+            block = seq.report(self.unit_values(results, ids), len(ids), len(results),
                                len(self.requests_for([self.items_by_id[i] for i in seq.order])))
             summary.stats["sequential"] = block
             summary.notes.append(stop_sentence(block) + " The always-valid CS is of the share of items with a "
