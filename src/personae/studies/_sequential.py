@@ -101,6 +101,15 @@ class Sequencer:
         self.alpha_each = options.alpha / max(1, len(self.comparisons))
         self._position = {item: n for n, item in enumerate(self.order)}
 
+    def describe(self) -> str:
+        """The line `personae validate` prints about the design."""
+        o = self.options
+        rule = "every CS excludes no effect" + (f" or is at most {o.ci_width} wide" if o.ci_width else "") \
+            if o.stop == "decision" else f"every CS is at most {o.ci_width} wide"
+        return (f"sequential: {len(self.order)} items in a seeded random order, {o.look_every} per look; stops once "
+                f"{rule} (always-valid betting CS, alpha {o.alpha:g} over {len(self.comparisons)} comparisons, "
+                "Bonferroni)")
+
     def null(self, comparison: str) -> float:
         return self._null(comparison) if callable(self._null) else float(self._null)
 

@@ -278,9 +278,12 @@ class AccuracyStudy(Study[AccuracyOptions]):
 
     def describe(self) -> list[str]:
         """Which expert plays in-domain for each domain, and the domains that have none (or what the
-        predictions hold)."""
+        predictions hold); the sequential design, if any."""
         if self.predictions is not None:
             return [self.predictions.describe(), *self.predictions.notes]
+        return self._describe_experts() + ([self.sequencer.describe()] if self.sequencer is not None else [])
+
+    def _describe_experts(self) -> list[str]:
         if "in-domain" not in self.condition_names:
             return []
         counts: dict[str, int] = defaultdict(int)
@@ -551,7 +554,7 @@ def add_sequential(study: AccuracyStudy, results: Sequence[Result], summary: Sum
     labels = {(m, c): label for label, m, c in study.comparisons}
     for row in summary.table:
         cs = block["final"].get(labels.get((row["model"], row["condition"]), ""))
-        if cs is not None:
+        if cs is not None and row.get("diff") is not None:  # a comparison with no estimate gets no CS either
             row.update(cs_low=cs["cs_low"], cs_high=cs["cs_high"], cs_items=cs["n"])
     summary.notes.append(stop_sentence(block) + " cs_low/cs_high: the always-valid CS of the difference from the "
                          f"baseline ({block['method']}; {1 - block['alpha']:.0%} for all comparisons at once); "

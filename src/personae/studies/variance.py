@@ -195,6 +195,10 @@ class VarianceStudy(Study[VarianceOptions]):
             return self.items
         return tuple(self.items_by_id[i] for i in self.sequencer.released_ids(results))
 
+    def describe(self) -> list[str]:
+        """The sequential design, if any."""
+        return [self.sequencer.describe()] if self.sequencer is not None else []
+
     def analyze(self, results: Sequence[Result]) -> Summary:
         summary = analyze_variance(self, results, self.released_items(results))
         seq = self.sequencer
