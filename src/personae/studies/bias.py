@@ -88,9 +88,11 @@ class BiasOptions(BaseModel):
 class BiasStudy(Study[BiasOptions]):
     name = "bias"
     Options = BiasOptions
-    display_columns = ("task", "arm", "persona", "participants", "acc_congruent", "acc_incongruent", "rr", "rr_ci_low", "rr_ci_high",
-                       "p_fisher_holm", "control_rr", "accuracy_neutral", "vda", "vda_ci_low",
-                       "vda_ci_high", "errors", "parse_failures")
+    display_columns = ("task", "arm", "persona", "participants", "acc_congruent", "acc_incongruent", "rr", "rr_ci_low",
+                       "rr_ci_high", "p_fisher_holm", "rr_noise_floor", "control_rr", "accuracy_neutral", "vda",
+                       "vda_ci_low", "vda_ci_high", "vda_diff",
+                       "vda_diff_ci_low", "vda_diff_ci_high", "vda_p_holm", "vda_noise_floor", "within_noise_floor",
+                       "errors", "parse_failures")
 
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
@@ -313,8 +315,8 @@ class BiasStudy(Study[BiasOptions]):
         ext = self.external
         answers = list(ext.answers) if ext is not None else self.answers(results)
         ratings = [] if ext is not None else self.ratings(results)
-        table = [{"task": "numeracy", **r} for r in numeracy_table(answers)]
-        vrows, vtests = veracity_table(ratings, ext.vda if ext is not None else None)
+        table = [{"task": "numeracy", **r} for r in numeracy_table(answers, seed=self.spec.seed)]
+        vrows, vtests = veracity_table(ratings, ext.vda if ext is not None else None, seed=self.spec.seed)
         debias = debias_rows(answers)
         counts = count_results(results)
         counts["answers"] = len(answers)
@@ -339,7 +341,10 @@ class BiasStudy(Study[BiasOptions]):
             "accuracy_by_template": {k: {"accuracy": c / n, "n": n} for k, (c, n) in by_template.items()},
             "statistics": "RR: statsmodels Table2x2 log-method CI (personae.stats.risk_ratio); OR: Fisher exact, "
                           "conditional MLE and exact CI (scipy); DiD: correct ~ congruent * identity, statsmodels GLM "
-                          "binomial logit; Holm over personas and arms per model; debias: Wald CIs.",
+                          "binomial logit; Holm over personas and arms per model; debias: Wald CIs; accuracy CIs: "
+                          "Wilson; noise floors: split-half (personae.stats.split_half_floor, 200 seeded splits of "
+                          "each persona's participants; RR: exp(SD of the log-RR difference between halves), VDA: SD "
+                          "of the difference between halves).",
         }
         notes = ["Answers are treated as independent in the 2x2 tables (as arXiv 2506.20020 does); a simulated "
                  "participant answers every item."]
@@ -357,7 +362,10 @@ class BiasStudy(Study[BiasOptions]):
                                        veracity_verdict(vrows, vtests)) if v)
         for r in vrows:
             ci = r["vda_ci"] or [None, None]
-            table.append({"task": "veracity", **r, "vda_ci_low": ci[0], "vda_ci_high": ci[1]})
+            extra = {}
+            if "vda_diff" in r:
+                extra = {"vda_diff_ci_low": r["vda_diff_ci"][0], "vda_diff_ci_high": r["vda_diff_ci"][1]}
+            table.append({"task": "veracity", **r, "vda_ci_low": ci[0], "vda_ci_high": ci[1], **extra})
         return Summary(study="bias", verdict=verdict, table=table, stats=stats, counts=counts, notes=notes)
 
     def describe(self) -> list[str]:
