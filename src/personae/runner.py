@@ -171,6 +171,8 @@ class Runner:
                     self._report(i, r)
         if pending:
             jobs = self._jobs(requests, backends, pending)
+            # an executor that adapts its concurrency says how wide it is now (the progress bar shows it)
+            width_label: Callable[[], str] = getattr(self.executor, "width_label", lambda: "")
             for job_backend, reqs in self._by_backend(jobs):
                 await job_backend.prepare(reqs)
 
@@ -183,7 +185,7 @@ class Runner:
                                                         first.error_id)
                         results[i] = r
                         self._report(i, r)
-                    self.progress.advance(task, len(pending[key]))
+                    self.progress.advance(task, len(pending[key]), width=width_label())
 
             await self.executor.execute(jobs, sink)
         self.progress.done(task)

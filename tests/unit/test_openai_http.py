@@ -73,6 +73,7 @@ def test_a_closed_port_is_backend_unavailable(client: str) -> None:
     with pytest.raises(BackendUnavailableError, match="cannot reach the server at http://127.0.0.1:9/v1") as info:
         generate(OpenAIBackend("openai/m", opts))
     assert "start the server or correct backend.base_url" in info.value.one_line()
+    assert info.value.transient  # retried (a restarting server); the executor stops a run that never connects
 
 
 def test_a_slow_server_times_out_as_transient() -> None:

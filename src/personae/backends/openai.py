@@ -4,7 +4,8 @@
 (`PERSONAE_OPENAI_BASE_URL` / `OPENAI_BASE_URL`, and the variable named by `api_key_env`).
 Retries are the runner's job: every failure is mapped to a transient or permanent BackendError
 (429/408/5xx and lost connections transient, with Retry-After; 401/403 a key error; other 4xx a
-request error; a server that cannot be reached BackendUnavailableError, which stops the run).
+request error; a server that cannot be reached ServerUnreachableError: unavailable, retried, and a
+run whose first requests all meet it stops with the fix).
 The HTTP client is aiohttp (`client: aiohttp`, default) or the openai SDK (`client: sdk`); see
 `_http.py` for why. With `adaptive: true` (default) the executor adapts the requests in flight to
 the server (AIMD, `personae.executors.adaptive`).
@@ -28,7 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ..errors import BackendError, BackendUnavailableError, ConfigError, TransientBackendError, mask_secrets
+from ..errors import (BackendError, BackendUnavailableError, ConfigError, ServerUnreachableError, TransientBackendError,
+                      mask_secrets)
 from ._http import AiohttpTransport, BadBody, Disconnected, SdkTransport, StatusError, Timeout, Unreachable
 from .base import Backend, Generation, Request, Score
 
@@ -226,7 +228,7 @@ class OpenAIBackend(Backend):
             return TransientBackendError(f"request to {url} timed out after {self.options.timeout_s:g} s.",
                                          backend=self.model_id, fix="raise backend.timeout_s if the server is slow.")
         if isinstance(exc, Unreachable):
-            return BackendUnavailableError(
+            return ServerUnreachableError(
                 f"cannot reach the server at {url} ({exc}).", backend=self.model_id,
                 fix=f"start the server or correct backend.base_url (now {url}).")
         if isinstance(exc, Disconnected):

@@ -69,6 +69,9 @@ class RunStats:
     completion_tokens: int = 0
     embedded_texts: int = 0
     not_sent: int = 0
+    concurrency: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per backend with adaptive concurrency: its width at the end, its lowest, its maximum and
+    how many times it was halved (429/503)."""
     error_messages: dict[str, dict[str, object]] = field(default_factory=dict)
     """Failures grouped by kind (the message with its numbers masked): {kind: {count, example}}, so
     529 'prompt of 4,6NN tokens' errors are one entry, not 529."""
