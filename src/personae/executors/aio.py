@@ -57,7 +57,9 @@ class AsyncioExecutor:
                     queue.clear()  # nothing more is sent to this backend; finished jobs are kept
                     return
                 outcome = await self._one(job)
-                sink(job, outcome)
+                committed = sink(job, outcome)
+                if committed is not None:
+                    await committed
                 try:
                     self._check_abort(job, outcome)
                 except RunAborted as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -138,11 +138,14 @@ class Budget:
                 "tokens_used": self.tokens}
 
 
-Sink = Callable[[Job, Outcome], None]
+Sink = Callable[[Job, Outcome], "Awaitable[None] | None"]
+"""Takes an outcome; may return an awaitable (the runner's commit of it), which the executor awaits
+before the worker that delivered the outcome sends its next job."""
 
 
 class Executor(Protocol):
-    """Runs jobs and reports each outcome to `sink` as it arrives (in any order)."""
+    """Runs jobs and reports each outcome to `sink` as it arrives (in any order), awaiting what
+    `sink` returns, if anything, before that worker's next job."""
 
     async def execute(self, jobs: Sequence[Job], sink: Sink) -> None:
         """Run every job the budget allows; return when all of them have reported."""
