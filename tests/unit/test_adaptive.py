@@ -93,3 +93,28 @@ def test_the_gate_holds_requests_beyond_the_width() -> None:
 
     asyncio.run(main())
     assert max(int(line.split("(")[1][0]) for line in log) == 2 and len(log) == 6 and gate.in_flight == 0
+
+
+def test_the_progress_bar_shows_the_width_and_run_stats_record_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from rich.console import Console
+
+    from personae.backends.fake import FakeBackend, FakeOptions
+    from personae.progress import Progress
+    from personae.runner import RetryPolicy, Runner
+    from personae.store import Store
+
+    from .helpers import request
+
+    backend = FakeBackend("fake/test", FakeOptions(transient_failures=1))  # every request: one 503 first
+    backend.adaptive_concurrency = True
+    out = io.StringIO()
+    with Store(tmp_path / "s.sqlite") as store, Progress(console=Console(file=out, width=160)) as progress:
+        runner = Runner({"fake/test": backend}, store, concurrency=8, progress=progress,
+                        retry=RetryPolicy(max_attempts=3, base_delay_s=0.0, jitter=0.0))
+        results = asyncio.run(runner.run([request(f"q{i}") for i in range(40)]))
+    assert all(r.ok for r in results)
+    width = runner.stats.concurrency["fake/test"]
+    assert width["max"] == 8 and width["decreases"] >= 1 and width["lowest"] < 8
+    assert f"width {width['final']}/8" in out.getvalue()
