@@ -203,6 +203,17 @@ def test_per_provider_backend_blocks_are_redacted_too() -> None:
     assert got == {"openai": {"base_url": "http://***@127.0.0.1:1/v1", "api_key": "***"}, "local": {"n_ctx": 4}}
 
 
+def test_extra_header_values_are_redacted_and_masked_in_errors() -> None:
+    from personae.api import redact
+
+    headers = {"Authorization-Gateway": "gw-secret-98765", "X-Team": "lab-42"}
+    assert redact({"openai": {"headers": headers}}) == {"openai": {"headers": {"Authorization-Gateway": "***",
+                                                                               "X-Team": "***"}}}
+    backend = OpenAIBackend("openai/m", OpenAIOptions(base_url="http://127.0.0.1:9/v1", headers=headers))
+    mapped = backend._map_error(RuntimeError("proxy said: bad gateway credential gw-secret-98765"))
+    assert "gw-secret-98765" not in mapped.one_line() and "***" in mapped.one_line()
+
+
 def test_personae_models_never_prints_a_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
