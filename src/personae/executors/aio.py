@@ -76,8 +76,6 @@ class AsyncioExecutor:
         tasks = [asyncio.ensure_future(w) for w in workers]
         try:
             await asyncio.gather(*tasks)
-            if self.gates:
-                self.stats.concurrency = self.widths()
         except BaseException:
             # gather does not stop the other workers: cancel them, or they keep calling the
             # backend (and reporting results) after the run was aborted
@@ -85,6 +83,9 @@ class AsyncioExecutor:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        finally:
+            if self.gates:
+                self.stats.concurrency = self.widths()
         if abort:
             raise abort[0]
 
