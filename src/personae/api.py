@@ -163,6 +163,9 @@ class Run:
                     self.pool, self.store, concurrency=self.spec.concurrency.requests,
                     retry=self.spec.concurrency.retry, run_id=self.run_id, progress=progress, seed=self.spec.seed,
                     on_result=self._write_row, on_item=self._item, budget=self.budget, executor=self.executor)
+                bind = getattr(self.executor, "bind", None)
+                if bind is not None:  # an executor built outside the run (Ray) shares its counters and budget
+                    bind(runner)
                 await self._waves(runner)
             if runner.stopped:
                 self.status = "stopped"
