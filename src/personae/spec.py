@@ -41,6 +41,10 @@ class ConcurrencySpec(BaseModel):
     """Retries and per-request timeout."""
 
 
+MAX_WORKERS = 256
+"""Most Ray workers one run starts."""
+
+
 class ExecutorSpec(BaseModel):
     """Where the requests run: asyncio in this process (default), or shards over a Ray cluster
     (docs/scale.md). `personae run --executor` and `--address` override `kind` and `address`."""
@@ -52,21 +56,12 @@ class ExecutorSpec(BaseModel):
     address: str | None = None
     """Ray cluster to join: HOST:PORT of a head node (`ray start --head`), 'ray://HOST:10001', or
     'auto'; none starts a local cluster on 127.0.0.1 for this run."""
-    workers: int | tuple[dict[str, Any], ...] | None = Field(default=None)
+    workers: int | tuple[dict[str, Any], ...] | None = None
     """Ray workers (actors), each with its own backend: a number of alike workers, or one entry per
     worker of backend options laid over `backend:` for the models under study (e.g. one
     `{base_url: ...}` per vLLM server). Default: one per CPU of the cluster."""
     worker_cpus: float = Field(default=1.0, gt=0, le=64)
     """CPUs Ray reserves for each worker."""
-
-    @field_validator("workers")
-    @classmethod
-    def _some_workers(cls, value: Any) -> Any:
-        if isinstance(value, int) and not 1 <= value <= 256:
-            raise ValueError(f"needs 1 to 256 workers (got {value})")
-        if isinstance(value, tuple) and not value:
-            raise ValueError("the list of workers is empty: give one entry per worker, or a number")
-        return value
 
 
 class StudySpec(BaseModel):
@@ -297,7 +292,14 @@ def _check_backend_options(spec: StudySpec, file: str | None, lines: LineMap) ->
 def _check_worker_options(spec: StudySpec, file: str | None, lines: LineMap) -> None:
     """Each Ray worker's backend options (laid over `backend:`) are valid for every model under study."""
     workers = spec.executor.workers
-    if not isinstance(workers, tuple):
+    if workers is None:
+        return
+    if isinstance(workers, int) and not 1 <= workers <= MAX_WORKERS or workers == ():
+        raise ConfigError(f"needs 1 to {MAX_WORKERS} workers (got {'an empty list' if workers == () else workers}).",
+                          file=file, line=line_for(lines, ("executor", "workers")), field="executor.workers",
+                          fix="give a number of alike workers (e.g. 2), or one entry of backend options per worker "
+                          "(e.g. [{base_url: http://10.0.0.1:8000/v1}, {base_url: http://10.0.0.2:8000/v1}]).")
+    if isinstance(workers, int):
         return
     for i, entry in enumerate(workers):
         for model in spec.model:

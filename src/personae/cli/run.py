@@ -87,7 +87,8 @@ def executor_for(resolved, kind: str | None, address: str | None, budget):  # ty
         for flag, value in (("--address", address), ("executor.address", spec_exec.address),
                             ("executor.workers", spec_exec.workers)):
             if value is not None:
-                raise ConfigError(f"{flag} is for the Ray executor, but this run uses asyncio.", field=flag,
+                raise ConfigError("this is an option of the Ray executor, but the run uses asyncio.", field=flag,
+                                  file=str(resolved.path) if resolved.path and flag.startswith("executor") else None,
                                   fix="add --executor ray (or executor.kind: ray in the spec), or remove it.")
         return contextlib.nullcontext(None)
     from ..executors.ray import RayExecutor  # noqa: PLC0415
