@@ -176,3 +176,14 @@ def test_an_unreachable_address_is_one_line_before_any_call(tmp_path: Path) -> N
     assert len(lines) == 1 and "cannot reach the Ray cluster at 127.0.0.1:" in lines[0] and "Fix:" in lines[0]
     assert not log.exists() and not (tmp_path / "out").exists()
     assert time.monotonic() - t0 < 30
+
+
+def test_a_backend_given_in_python_is_refused_before_any_call(cluster: None, tmp_path: Path) -> None:
+    from personae.backends.fake import FakeBackend  # noqa: PLC0415
+    from personae.errors import ConfigError  # noqa: PLC0415
+
+    resolved = load_spec(_spec(tmp_path, delay_s=0.0, questions=1, replicates=1))
+    given = FakeBackend("fake/test", responder=lambda request: "from Python")
+    with RayExecutor.from_spec(resolved) as ex, pytest.raises(ConfigError, match="cannot use the backend object given"):
+        run_study(resolved, tmp_path / "out", backends={"fake/test": given}, executor=ex)
+    assert given.history == [] and ex.sunk == 0

@@ -221,6 +221,8 @@ class RayExecutor:
         self.sunk = 0
         self._started_ray = False
         self._connected = False
+        self._given: set[int] = set()
+        """Backends given as objects in Python (`backends=`): a worker cannot rebuild them."""
 
     # ------------------------------------------------------------- set-up
     @classmethod
@@ -240,6 +242,7 @@ class RayExecutor:
         """Share the run's counters and budget (called by the Run that uses this executor)."""
         self.stats = runner.stats
         self.budget = runner.budget
+        self._given = {id(b) for b in runner.pool.overrides.values()}
 
     def start(self) -> RayExecutor:
         """Join (or start) the cluster and create the workers; errors are one line, before any model call."""
@@ -267,7 +270,9 @@ class RayExecutor:
             except Exception as exc:  # a refused or wrong address, a version mismatch: one line
                 raise ConfigError(f"could not start or join the Ray cluster at {self.address or 'a local one'}: "
                                   f"{' '.join(str(exc).split())[:300]}", field="--address",
-                                  fix="check the address and that the cluster runs the same ray version.") from None
+                                  fix="check the address and that the cluster runs this ray version; a cluster "
+                                  "started by 'ray start' uses token authentication: set RAY_AUTH_MODE=token here "
+                                  "(the token is read from ~/.ray/auth_token or RAY_AUTH_TOKEN).") from None
             self._started_ray = True
         self._connected = True
         n = self.n_workers
@@ -326,6 +331,12 @@ class RayExecutor:
         for job in jobs:
             bid = by_backend.get(id(job.backend))
             if bid is None:
+                if id(job.backend) in self._given:
+                    raise ConfigError(
+                        f"the Ray executor rebuilds each backend in its workers from model id and options, so it "
+                        f"cannot use the backend object given in Python for '{job.backend.model_id}'.",
+                        field="executor.kind", fix="run it with the asyncio executor, or give the model by id and "
+                        "backend options (register a fake responder by name in a module the workers import).")
                 model, options = job.backend.model_id, _options_of(job.backend)
                 if model in self.studied and options == self.studied[model]:
                     options = _override(options, entry)
