@@ -187,3 +187,30 @@ def test_a_backend_given_in_python_is_refused_before_any_call(cluster: None, tmp
     with RayExecutor.from_spec(resolved) as ex, pytest.raises(ConfigError, match="cannot use the backend object given"):
         run_study(resolved, tmp_path / "out", backends={"fake/test": given}, executor=ex)
     assert given.history == [] and ex.sunk == 0
+
+
+def test_budgets_stop_like_the_asyncio_executor(cluster: None, tmp_path: Path) -> None:
+    spec = _spec(tmp_path, delay_s=0.01, questions=4, replicates=2)
+    plain = tmp_path / "plain.yaml"
+    data = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    del data["executor"]
+    plain.write_text(yaml.safe_dump(data), encoding="utf-8")
+    stored = {}
+    for kind, path in (("asyncio", plain), ("ray", spec)):
+        store = tmp_path / f"{kind}.sqlite"
+        result = cli.invoke(app, ["run", str(path), "--out", str(tmp_path / kind), "--store", str(store), "-q",
+                                  "--executor", kind, "--max-requests", "7"], catch_exceptions=False)
+        assert result.exit_code == 3, result.output  # stopped by the budget
+        stored[kind] = _store_rows(store)
+    assert len(stored["ray"]) == 7 and stored["ray"] == stored["asyncio"]  # the same 7 requests, in plan order
+    # a token budget stops the Ray run too (overshooting by at most what was in flight), and it resumes
+    store = tmp_path / "tokens.sqlite"
+    result = cli.invoke(app, ["run", str(spec), "--out", str(tmp_path / "tokens"), "--store", str(store), "-q",
+                              "--executor", "ray", "--max-tokens", "60"], catch_exceptions=False)
+    assert result.exit_code == 3, result.output
+    first = len(_store_rows(store))
+    assert 0 < first < 4 * 3 * 2
+    result = cli.invoke(app, ["run", str(spec), "--out", str(tmp_path / "tokens"), "--store", str(store), "-q",
+                              "--executor", "ray"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(_store_rows(store)) == 4 * 3 * 2 and f"{first} cache hits" in result.output

@@ -259,7 +259,9 @@ class RayExecutor:
             if local:
                 src = str(Path(__file__).resolve().parents[2])  # workers import this same personae
                 path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
-                opts.update(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
+                # workers wait on servers: a local cluster has room for every worker asked for
+                cpus = max(os.cpu_count() or 1, int(-(-(self.n_workers or 1) * self.worker_cpus // 1)))
+                opts.update(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                             object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                             runtime_env={"env_vars": {"PYTHONPATH": path}})
             else:
