@@ -287,6 +287,9 @@ class Run:
             run.update(status=self.status, finished_at=_now(), counts=stats.as_dict(),
                        tokens={"prompt": stats.prompt_tokens, "completion": stats.completion_tokens})
             run["backends"] = [b.describe() for b in self.pool.backends()]
+            describe = getattr(self.executor, "describe", None)  # the Ray executor: workers, re-runs
+            run["executor"] = describe() if describe is not None else {"kind": "asyncio" if self.executor is None
+                                                                       else type(self.executor).__name__}
             if self.error:
                 run["error"] = self.error
             if self.status == "stopped":

@@ -152,6 +152,9 @@ def test_a_killed_worker_loses_nothing_and_commits_nothing_twice(cluster: None, 
     assert len(puts) == n and max(puts.values()) == 1  # each request committed exactly once
     assert store.count("results") == n and store.count("errors") == 0
     assert len(store.run_items(_run_id(tmp_path / "out"))) == n
+    recorded = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))["executor"]
+    assert recorded["kind"] == "ray" and recorded["workers"] == 2 and recorded["workers_alive"] == 1
+    assert recorded["rerun_jobs"] == ex.rerun_jobs > 0
     store.close()
     rows = _rows(tmp_path / "out")
     assert len(rows) == n and len({k for k, _, _ in rows}) == n

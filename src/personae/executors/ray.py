@@ -295,6 +295,15 @@ class RayExecutor:
                               "(executor.worker_cpus, executor.workers), and personae installed on every node.") from None
         return self
 
+    def describe(self) -> dict[str, Any]:
+        """What run.json records: where the run ran, its workers (options redacted), and what failed over."""
+        from ..api import redact  # noqa: PLC0415
+
+        return {"kind": "ray", "address": self.address or "local", "workers": self.n_workers,
+                "worker_backends": [redact(e) for e in self.entries] if self.entries is not None else None,
+                "workers_alive": sum(self.alive), "rerun_jobs": self.rerun_jobs,
+                "duplicates_dropped": self.duplicates_dropped}
+
     def worker_pids(self) -> list[int]:
         ray = _ray()
         return list(ray.get([a.pid.remote() for a in self.actors], timeout=60))
