@@ -217,3 +217,27 @@ def test_budgets_stop_like_the_asyncio_executor(cluster: None, tmp_path: Path) -
                               "--executor", "ray"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert len(_store_rows(store)) == 4 * 3 * 2 and f"{first} cache hits" in result.output
+
+
+def test_each_worker_gets_its_own_options_over_several_waves(cluster: None, tmp_path: Path) -> None:
+    """One entry per worker (a call log each, standing in for one base_url each), on a study of 4 waves
+    (a dialogue's turns): each worker calls with its own options, the keys are the spec's backend's."""
+    logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+    data = {"study": "dialogue", "model": "fake/test", "personas": ["builtin:pirate-captain", "builtin:grumpy-farmer"],
+            "seed": 3, "replicates": 3, "options": {"user_turns": ["Hello!", "Your morning?", "Afraid of?", "Name?"]}}
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump(data), encoding="utf-8")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({**data, "executor": {"kind": "ray", "workers": [{"call_log": str(p)} for p in logs]}}),
+                    encoding="utf-8")
+    rows = {}
+    for name, path in (("asyncio", plain), ("ray", spec)):
+        result = cli.invoke(app, ["run", str(path), "--out", str(tmp_path / name), "--store",
+                                  str(tmp_path / f"{name}.sqlite"), "-q"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        rows[name] = _rows(tmp_path / name)
+    assert rows["ray"] == rows["asyncio"] and len(rows["ray"]) == 2 * 3 * 4
+    keys = [set(line.split("\t")[1] for line in p.read_text().splitlines()) for p in logs]
+    pids = [set(line.split("\t")[0] for line in p.read_text().splitlines()) for p in logs]
+    assert keys[0] and keys[1] and not keys[0] & keys[1] and keys[0] | keys[1] == {k for k, _, _ in rows["ray"]}
+    assert len(pids[0]) == len(pids[1]) == 1 and pids[0] != pids[1]  # one worker process per entry
