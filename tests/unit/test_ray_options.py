@@ -64,6 +64,17 @@ def test_a_malformed_address_is_one_line(tmp_path: Path) -> None:
     assert "'headnode' is not a Ray address" in line and "HOST:PORT" in line
 
 
+def test_a_ray_client_address_without_grpc_names_the_extra(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is not None:
+        pytest.skip("grpcio is installed here")
+    spec, log = _spec(tmp_path)
+    line = _one_error(tmp_path, spec, log, "--executor", "ray", "--address", "ray://127.0.0.1:10001")
+    assert "Ray Client address" in line and "ray[client]" in line
+
+
 def test_errors_cross_the_wire_with_their_fields() -> None:
     from personae.executors.ray import _decode_error, _encode_error
 

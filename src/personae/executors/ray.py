@@ -171,6 +171,13 @@ def check_address(address: str) -> None:
     """A HOST:PORT (or ray://HOST:PORT) that answers a TCP connect within 3 s, or a one-line ConfigError."""
     if address in ("auto", "local"):
         return
+    if address.startswith("ray://"):
+        import importlib.util  # noqa: PLC0415
+
+        if importlib.util.find_spec("grpc") is None:
+            raise ConfigError(f"'{address}' is a Ray Client address, which needs the package grpcio.",
+                              field="--address", fix="pip install 'ray[client]', or run personae on a node of the "
+                              "cluster with --address HEAD:6379.")
     hostport = address.removeprefix("ray://")
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit() or not host:
