@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -267,7 +268,7 @@ class RayExecutor:
                 src = str(Path(__file__).resolve().parents[2])  # workers import this same personae
                 path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
                 # workers wait on servers: a local cluster has room for every worker asked for
-                cpus = max(os.cpu_count() or 1, int(-(-(self.n_workers or 1) * self.worker_cpus // 1)))
+                cpus = max(os.cpu_count() or 1, math.ceil((self.n_workers or 1) * self.worker_cpus))
                 opts.update(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                             object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                             runtime_env={"env_vars": {"PYTHONPATH": path}})
@@ -276,7 +277,7 @@ class RayExecutor:
             opts.update(self.init_options)
             try:
                 ray.init(**opts)
-            except Exception as exc:  # a refused or wrong address, a version mismatch: one line
+            except Exception as exc:  # noqa: BLE001 (a refused or wrong address, a version mismatch: one line)
                 raise ConfigError(f"could not start or join the Ray cluster at {self.address or 'a local one'}: "
                                   f"{' '.join(str(exc).split())[:300]}", field="--address",
                                   fix="check the address and that the cluster runs this ray version; a cluster "
@@ -294,7 +295,7 @@ class RayExecutor:
         self.alive = [True] * n
         try:
             ray.get([a.pid.remote() for a in self.actors], timeout=120)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (a timeout, a worker that cannot import personae: one line)
             self.close()
             raise ConfigError(f"the Ray workers did not start: {' '.join(str(exc).split())[:300]}",
                               field="executor.workers",
