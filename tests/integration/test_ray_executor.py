@@ -241,3 +241,25 @@ def test_each_worker_gets_its_own_options_over_several_waves(cluster: None, tmp_
     pids = [set(line.split("\t")[0] for line in p.read_text().splitlines()) for p in logs]
     assert keys[0] and keys[1] and not keys[0] & keys[1] and keys[0] | keys[1] == {k for k, _, _ in rows["ray"]}
     assert len(pids[0]) == len(pids[1]) == 1 and pids[0] != pids[1]  # one worker process per entry
+
+
+def test_workers_retry_like_the_asyncio_executor_and_an_abort_reaches_the_driver(cluster: None,
+                                                                                  tmp_path: Path) -> None:
+    spec = _spec(tmp_path, delay_s=0.0, questions=3, replicates=2)
+    data = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    data["backend"]["transient_failures"] = 1  # the first call of each request: a 503
+    data["concurrency"]["retry"] = {"base_delay_s": 0.01}
+    spec.write_text(yaml.safe_dump(data), encoding="utf-8")
+    n = 3 * 3 * 2
+    resolved = load_spec(spec)
+    with RayExecutor.from_spec(resolved) as ex:
+        outcome = run_study(resolved, tmp_path / "retried", store=Store(tmp_path / "retried.sqlite"), executor=ex)
+        assert outcome.status == "complete" and outcome.stats.errors == 0
+        assert outcome.stats.retries == n and outcome.stats.backend_calls == 2 * n
+    data["backend"] = {"fail_when": "Question"}  # every request refused: the run stops early with the cause
+    spec.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = cli.invoke(app, ["run", str(spec), "--out", str(tmp_path / "refused"), "--store",
+                              str(tmp_path / "refused.sqlite"), "-q", "--executor", "ray"])
+    assert result.exit_code == 2, result.output
+    assert "stopped: the first 8 requests to fake/test all failed" in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
