@@ -206,7 +206,10 @@ def test_budgets_stop_like_the_asyncio_executor(cluster: None, tmp_path: Path) -
         assert result.exit_code == 3, result.output  # stopped by the budget
         stored[kind] = _store_rows(store)
     assert len(stored["ray"]) == 7 and stored["ray"] == stored["asyncio"]  # the same 7 requests, in plan order
-    # a token budget stops the Ray run too (overshooting by at most what was in flight), and it resumes
+    # a token budget stops the Ray run too (overshooting by what was in flight), and it resumes. 0.5 s per
+    # call: 24 requests are 3 rounds of 8 in flight, and the stop must reach the workers before the third
+    data["backend"]["delay_s"] = 0.5
+    spec.write_text(yaml.safe_dump(data | {"executor": {"workers": 2}}), encoding="utf-8")
     store = tmp_path / "tokens.sqlite"
     result = cli.invoke(app, ["run", str(spec), "--out", str(tmp_path / "tokens"), "--store", str(store), "-q",
                               "--executor", "ray", "--max-tokens", "60"], catch_exceptions=False)
