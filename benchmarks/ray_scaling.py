@@ -54,7 +54,7 @@ async def _block(runner, requests) -> tuple[float, float, int]:  # type: ignore[
 def run() -> BenchResult:
     import ray
 
-    from personae.backends import create_backend
+    from personae.backends.pool import BackendPool
     from personae.executors.ray import LOCAL_OBJECT_STORE_BYTES, RayExecutor
     from personae.runner import Runner
     from personae.store import Store
@@ -62,7 +62,6 @@ def run() -> BenchResult:
     src = str(Path(__file__).resolve().parents[1] / "src")
     ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
              _node_ip_address="127.0.0.1", log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": src}})
-    backend = create_backend(MODEL, {"delay_s": LATENCY_S})
     sides = {"1 worker": 1, "2 workers": 2}
     executors: dict[str, RayExecutor] = {}
     stores: list[Store] = []
@@ -77,7 +76,9 @@ def run() -> BenchResult:
                 ex = executors[side] = RayExecutor(workers=n, concurrency=IN_FLIGHT, worker_cpus=0.5).start()
                 say(f"  {side}: started in {time.perf_counter() - t0:.1f} s (pids {ex.worker_pids()})")
                 stores.append(Store(Path(tmp) / f"{n}.sqlite"))
-                runners[side] = runner = Runner({MODEL: backend}, stores[-1], concurrency=IN_FLIGHT, executor=ex)
+                # backends by model id + options, as a spec gives them: each worker builds its own
+                pool = BackendPool(options_for=lambda model: {"delay_s": LATENCY_S})
+                runners[side] = runner = Runner(pool, stores[-1], concurrency=IN_FLIGHT, executor=ex)
                 ex.bind(runner)
                 asyncio.run(runner.run(_requests(99, f"warm{n}-")[:8]))  # backends built in each worker
             for b in range(N_BLOCKS):
