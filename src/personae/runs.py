@@ -221,7 +221,8 @@ def _results(st: Store, run_id: str) -> list[Result]:
 
 
 def export_run(run: LoadedRun, out_dir: str | Path, fmt: str = "csv") -> list[Path]:
-    """Write requests.<fmt>, summary.<fmt> and stats.<fmt> to `out_dir`; returns the files."""
+    """Write requests.<fmt>, summary.<fmt> and stats.<fmt> to `out_dir`; returns the files. A run with
+    no summary (it stopped before its analysis) gets requests.<fmt> alone, not empty tables."""
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"no export format '{fmt}'.", field="--format", fix=f"use one of {', '.join(EXPORT_FORMATS)}.")
     if fmt == "parquet":
@@ -231,7 +232,7 @@ def export_run(run: LoadedRun, out_dir: str | Path, fmt: str = "csv") -> list[Pa
             raise MissingDependencyError("pyarrow", "parquet", "Parquet export") from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    frames = {"requests": run.requests, **run.tables}
+    frames = {"requests": run.requests, **({} if run.summary is None else run.tables)}
     written = []
     for name, frame in frames.items():
         path = out / f"{name}.{fmt}"
@@ -254,7 +255,10 @@ def run_rows(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         meta = r["meta"]
         counts = meta.get("counts") or {}
         totals = meta.get("totals") or {}
+        roles = meta.get("roles") or {}
+        bound = [f"{name}: {v['model']}" for name, v in roles.items() if isinstance(v, dict) and v.get("bound")]
         rows.append({"run": r["run_id"], "study": r["study"], "models": ", ".join(meta.get("models", [])),
+                     "roles": ", ".join(bound),
                      "status": r["status"], "results": totals.get("results", counts.get("requests")),
                      "errors": totals.get("errors", counts.get("errors")),
                      "backend calls": counts.get("backend_calls"),

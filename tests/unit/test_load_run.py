@@ -144,3 +144,17 @@ def test_version() -> None:
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"personae {__version__}"
+
+
+def test_export_of_a_stopped_run_writes_its_requests_and_says_there_is_no_summary(tmp_path: Path) -> None:
+    from personae.executors import Budget
+
+    data, make = CASES["grid"]
+    outcome = run_study(resolve_spec(data), tmp_path / "run", backends={"fake/test": make()},
+                        budget=Budget(max_requests=2))
+    assert outcome.status == "stopped"
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "x" / "requests.csv")) == len(outcome.results) == 2
+    assert not (tmp_path / "x" / "summary.csv").exists() and not (tmp_path / "x" / "stats.csv").exists()
+    assert "no summary or stats tables" in result.output and "stopped" in result.output

@@ -20,12 +20,16 @@ from personae.replicate.planned import Observation
 
 
 def row(i: int, *, status: str, null: bool, original_p: float, p: float | None = None, ratio: float | None = None,
-        covers: bool | None = None, warning: str | None = None, errors: int = 0) -> dict[str, Any]:
+        covers: bool | None = None, warning: str | None = None, errors: int = 0, fallback: bool = False,
+        dropped: int = 0) -> dict[str, Any]:
     est = status != NO_ESTIMATE
-    return {"model": "m", "experiment": f"e{i}", "status": status, "success": status == REPLICATED,
+    test = {"test": "logistic", "test_used": "fisher_exact", "metric": "risk_difference", "reference_metric": "log_odds"
+            } if fallback else {"test": "welch_t", "test_used": "welch_t", "metric": "d", "reference_metric": "d"}
+    return {"model": "m", "experiment": f"e{i}", "status": status, "success": status == REPLICATED, **test,
+            "dropped": dropped,
             "p": (p if p is not None else (0.01 if status in (REPLICATED, OPPOSITE) else 0.5)) if est else None,
             "effect": 0.3 if est else None, "ci_low": 0.1 if est else None, "ci_high": 0.5 if est else None,
-            "metric": "d", "reference_effect": 0.0 if null else 0.6, "reference_is_null": null,
+            "reference_effect": 0.0 if null else 0.6, "reference_is_null": null,
             "original_p": original_p, "covers_reference": covers if est else None, "ratio": ratio if est else None,
             "distribution_warning": warning, "errors": errors}
 
@@ -92,6 +96,36 @@ def test_distribution_check_flags_collapse_onto_one_answer_and_toward_the_middle
     assert "onto one answer" in choice["warning"] and choice["sd"] is None
 
 
+@pytest.mark.parametrize(("answers", "needle"), [
+    ([1.0] * 13 + [2.0, 3.0, 4.0, 5.0, 6.0, 7.0] * 1 + [7.0], "pile-up at the minimum of the scale (65% answered 1)"),
+    ([7.0] * 14 + [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "pile-up at the maximum of the scale (70% answered 7)"),
+    ([5.0] * 17 + [1.0, 4.0, 7.0], "pile-up onto one answer (85% gave 5)"),
+    ([7.0] * 19 + [6.0], "collapse onto one answer (95% gave the same answer, 7, the maximum of the scale)"),
+])
+def test_distribution_check_flags_a_pile_up_at_one_end_or_on_one_answer(answers: list[float], needle: str) -> None:
+    d = distribution(_exp("likert", scale=[1, 7]), [Observation(i, "a", v) for i, v in enumerate(answers)])
+    assert d["warning"] == needle
+
+
+def test_distribution_pile_up_thresholds_and_a_spread_distribution() -> None:
+    from personae.replicate.analysis import PILE_END_SHARE, PILE_MODAL_SHARE
+
+    e = _exp("likert", scale=[1, 7])
+    just_below = [7.0] * 11 + [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 2.0, 3.0, 5.0]  # 55% at the maximum: no warning
+    assert 11 / 20 < PILE_END_SHARE and distribution(e, [Observation(i, "a", v) for i, v in enumerate(just_below)])[
+        "warning"] is None
+    spread = distribution(e, [Observation(i, "a", float(1 + i % 7)) for i in range(70)])
+    assert spread["warning"] is None and spread["share_min"] == spread["share_max"] == pytest.approx(1 / 7)
+    numeric = distribution(_exp("numeric", min=0, max=100), [Observation(i, "a", 0.0 if i < 7 else 50.0 + i)
+                                                             for i in range(10)])
+    assert numeric["warning"] == "pile-up at the minimum of the scale (70% answered 0)"
+    choice = _exp("choice", options=["x", "y"])
+    eighty = distribution(choice, [Observation(i, "a", "x" if i < 8 else "y") for i in range(10)])
+    assert 0.8 >= PILE_MODAL_SHARE and eighty["warning"] == "pile-up onto one answer (80% gave 'x')"
+    even = distribution(choice, [Observation(i, "a", "xy"[i % 2]) for i in range(10)])
+    assert even["warning"] is None and even["share_min"] is None
+
+
 STATUSES = st.sampled_from([REPLICATED, OPPOSITE, NOT_SIGNIFICANT, NO_ESTIMATE])
 
 
@@ -100,7 +134,9 @@ def suites(draw: Any) -> list[dict[str, Any]]:
     n = draw(st.integers(1, 9))
     return [row(i, status=draw(STATUSES), null=draw(st.booleans()), original_p=draw(st.sampled_from([1e-6, 0.003, 0.02, 0.04, 0.3])),
                 ratio=draw(st.one_of(st.none(), st.floats(-3, 3))), covers=draw(st.one_of(st.none(), st.booleans())),
-                warning=draw(st.sampled_from([None, "collapse onto one answer"])), errors=draw(st.integers(0, 3)))
+                warning=draw(st.sampled_from([None, "collapse onto one answer",
+                                              "pile-up at the maximum of the scale (70% answered 7)"])),
+                errors=draw(st.integers(0, 3)), fallback=draw(st.booleans()), dropped=draw(st.sampled_from([0, 0, 2])))
             for i in range(n)]
 
 
@@ -126,8 +162,17 @@ def test_verdict_never_contradicts_the_rows(rows: list[dict[str, Any]]) -> None:
         for r in rows:
             said = re.search(rf"\b{r['experiment']} (replicated|opposite|not significant|no estimate)\b", text)
             assert said is not None and said.group(1) == r["status"]
-    collapsed = [r for r in rows if r["distribution_warning"]]
+    collapsed = [r for r in rows if r["distribution_warning"] and "collapse" in r["distribution_warning"]]
     assert (f"Answers collapsed in {len(collapsed)} experiment" in text) == bool(collapsed)
+    piled = [r for r in rows if r["distribution_warning"] and "pile-up" in r["distribution_warning"]]
+    assert (f"Answers piled up at one end or on one answer in {len(piled)} experiment" in text) == bool(piled)
+    fallback = [r for r in rows if r["test_used"] == "fisher_exact"]
+    assert (f"The logit separated in {len(fallback)} experiment" in text) == bool(fallback)
+    for r in fallback:  # a fallback row is never reported as the regression it could not fit
+        if len(rows) <= 6 and r["status"] != NO_ESTIMATE:
+            assert f"{r['experiment']} {r['status']} (by fisher_exact instead of logistic: risk_difference" in text
+    dropped = sum(r["dropped"] for r in rows)
+    assert (f"{dropped} participants missing an answer" in text) == bool(dropped)
     lost = sum(r["errors"] for r in rows)
     assert (f"{lost} failed requests are counted" in text) == bool(lost)
 

@@ -171,3 +171,15 @@ def test_the_report_names_each_role_and_its_model(tmp_path: Path) -> None:
     assert "judge = fake/judge" in html and "embedder = embed/hash" in html
     run_study(resolve_spec(with_judge()), tmp_path / "self")
     assert "judge = the model under study (weak)" in (tmp_path / "self" / "report.html").read_text()
+
+
+def test_personae_runs_lists_the_role_models_beside_the_studied_ones(tmp_path: Path) -> None:
+    from personae.runs import run_rows
+    from personae.store import Store
+
+    data = with_judge(roles={"judge": {"model": "fake/judge", "backend": {"responder": "always-for"}}})
+    store = tmp_path / "s.sqlite"
+    with Store(store) as st:
+        run_study(resolve_spec(data), tmp_path / "one", store=st)
+        rows = run_rows(st.runs())
+    assert rows[0]["models"] == "fake/x" and "judge: fake/judge" in rows[0]["roles"].split(", ")

@@ -114,6 +114,7 @@ def test_planted_effects_and_their_direction_are_recovered(tmp_path: Path) -> No
     assert all(r.json_schema is not None and r.json_schema["required"] == ["answer"] for r in backend.history)
     assert "2 of 3 original effects replicated" in run.summary.verdict
     assert "0 of 1 null results came out significant" in run.summary.verdict
+    assert ch["test_used"] == "chi_square" and "logit separated" not in run.summary.verdict  # planned, not a fallback
 
 
 def test_each_participant_is_a_persona_from_the_marginals(tmp_path: Path) -> None:
@@ -228,3 +229,57 @@ def test_the_whole_builtin_suite_runs_and_scores_the_nulls(tmp_path: Path) -> No
     study = get_study("replicate")(resolve_spec(spec))
     (caption, fig), = study.figures([], s)
     assert "Synthetic vs reference" in caption and len(fig.axes[0].lines) + len(fig.axes[0].collections) > 0
+
+
+def _run_one(tmp_path: Path, e: dict[str, Any], responder_fn: Any, **options: Any) -> tuple[Any, FakeBackend]:
+    path = tmp_path / f"{e['id']}.yaml"
+    path.write_text(yaml.safe_dump(e), encoding="utf-8")
+    spec = {"study": "replicate", "model": "fake/x", "seed": 4, "concurrency": {"requests": 8, "retry": dict(FAST_RETRY)},
+            "options": {"experiments": [str(path)], "n_bootstrap": 300, **options}}
+    backend = FakeBackend("fake/x", responder=responder_fn)
+    return run_study(resolve_spec(spec), backends={"fake/x": backend}), backend
+
+
+def test_within_anova_recovers_a_planted_effect_and_counts_dropped_participants(tmp_path: Path) -> None:
+    e = _exp("planted-rm", ("STIM-HI", "STIM-MID"), 0.3, 0.001, design="within", names=("hi", "mid", "lo"),
+             test={"kind": "anova", "order": ["hi", "mid", "lo"]}, metric="partial_eta2")
+    e["conditions"].append({"name": "lo", "text": "STIM-LO"})
+
+    def planted(request: Request) -> str:  # 5 / 4 / 3 plus participant and per-answer noise
+        text = request.last_user()
+        base = 5 if "STIM-HI" in text else 4 if "STIM-MID" in text else 3
+        if "STIM-LO" in text and _noise(request, 10) == 0:
+            return "no idea"  # an unparsable answer: that participant lacks 'lo' and is dropped
+        k = hashlib.sha256(f"{request.tags.persona}{request.tags.condition}".encode()).digest()[0] % 3
+        return json.dumps({"answer": base + _noise(request, 2) + k - 1})
+
+    run, backend = _run_one(tmp_path, e, planted, n=30)
+    (row,) = run.summary.table
+    lost = row["parse_failures"]
+    assert len(backend.history) == 90 and lost > 0 and row["dropped"] == lost and row["answered"] == 30
+    assert row["test"] == "anova" and row["test_used"] == "anova_rm" and row["metric"] == "partial_eta2"
+    assert row["status"] == "replicated" and row["p"] < 1e-4 and row["effect"] > 0.3 and row["ci_low"] > 0
+    assert f"{lost} participant" in (row["test_note"] or "") and "dropped" in " ".join(run.summary.notes)
+    assert f"{lost} participants missing an answer to a condition were left out" in run.summary.verdict
+
+
+def test_a_separated_logit_is_scored_by_its_fallback_test_and_said_so(tmp_path: Path) -> None:
+    e = _exp("planted-separation", ("STIM-GAIN", "STIM-LOSS"), 1.2, 1e-4, names=("gain", "loss"),
+             measure={"kind": "choice", "question": "Which?", "options": ["sure", "gamble"]},
+             test={"kind": "logistic", "a": "gain", "b": "loss", "target": "sure"}, metric="log_odds")
+
+    def separated(request: Request) -> str:  # gain always 'sure', loss always 'gamble': perfect separation
+        return json.dumps({"answer": "sure" if "STIM-GAIN" in request.last_user() else "gamble"})
+
+    run, _ = _run_one(tmp_path, e, separated, n=40)
+    (row,) = run.summary.table
+    assert row["test"] == "logistic" and row["test_used"] == "chi_square" and row["metric"] == "risk_difference"
+    assert row["reference_metric"] == "log_odds" and row["effect"] == 1.0 and row["p"] < 1e-6
+    assert row["status"] == "replicated" and row["ratio"] is None and row["covers_reference"] is None
+    assert "separation" in row["test_note"] and any("separation" in n for n in run.summary.notes)
+    v = run.summary.verdict
+    assert "planted-separation replicated (by chi_square instead of logistic: risk_difference 1.00" in v
+    assert "reference log_odds 1.20" in v and "The logit separated in 1 experiment" in v
+    study = get_study("replicate")(resolve_spec({"study": "replicate", "model": "fake/x",
+                                                 "options": {"experiments": [str(tmp_path / "planted-separation.yaml")]}}))
+    assert study.figures([], run.summary) == []  # an effect in another metric is not plotted against the reference

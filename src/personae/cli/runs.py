@@ -57,3 +57,6 @@ def export(
     out.print(f"run {loaded.run_id} ({loaded.study}, {loaded.status}): {len(loaded.results)} requests", markup=False)
     for f in files:
         out.print(f"wrote {f}", markup=False)
+    if loaded.summary is None:
+        out.print(f"no summary or stats tables: run {loaded.run_id} is {loaded.status} and stopped before its analysis "
+                  "(run its spec again to finish it).", markup=False)

@@ -51,32 +51,84 @@ def status_of(exp: Experiment, result: TestResult, means: dict[str, float | None
     return REPLICATED
 
 
-def distribution(exp: Experiment, obs: Sequence[Observation]) -> dict[str, Any]:
-    """SD and the shares of extreme, middle and modal answers against the scale, with warnings."""
+COLLAPSE_MODAL_SHARE = 0.9
+"""A warning of collapse onto one answer at this share of the modal answer (any measure)."""
+PILE_MODAL_SHARE = 0.8
+"""A warning of a pile-up onto one answer at this share of the modal answer (any measure)."""
+PILE_END_SHARE = 0.6
+"""A warning of a pile-up at one end at this share of answers at the scale's minimum or maximum."""
+MIDDLE_SHARE = 0.6
+"""A warning of collapse toward the middle at this share at the middle point(s) ..."""
+MIDDLE_MAX_EXTREME = 0.05
+"""... with fewer than this share at the ends."""
+MIN_ANSWERS_TO_WARN = 5
+"""No distribution warning on fewer answers than this."""
+
+
+def _scale_shares(exp: Experiment, xs: np.ndarray) -> dict[str, Any]:
+    """SD ratio and the shares at the minimum, maximum, ends and middle of a bounded scale."""
     m = exp.measure
+    bounds = m.scale if m.kind == "likert" else (m.min, m.max)
+    if bounds is None or bounds[0] is None or bounds[1] is None:
+        return {}
+    low, high = float(bounds[0]), float(bounds[1])
+    sd = float(xs.std(ddof=1)) if len(xs) > 1 else None
+    width = 0.5 if m.kind == "likert" else (high - low) / 10  # the middle point(s), or the middle tenth
+    return {"low": low, "high": high, "sd_ratio": None if sd is None else sd / ((high - low) / 2),
+            "share_min": float(np.mean(xs <= low)), "share_max": float(np.mean(xs >= high)),
+            "share_extreme": float(np.mean((xs <= low) | (xs >= high))),
+            "share_middle": float(np.mean(np.abs(xs - (low + high) / 2) <= width))}
+
+
+def _number(x: float) -> str:
+    return f"{x:g}"
+
+
+def distribution_warning(out: dict[str, Any], modal: str) -> str | None:
+    """The first warning that applies, most severe first (thresholds: the constants above)."""
+    if out["n"] < MIN_ANSWERS_TO_WARN:
+        return None
+    share = out["modal_share"]
+    ends = [(end, out[key], _number(out[bound])) for end, key, bound in
+            (("minimum", "share_min", "low"), ("maximum", "share_max", "high")) if out.get(key) is not None]
+    if share >= COLLAPSE_MODAL_SHARE:
+        at = next((f", the {end} of the scale" for end, _, value in ends if value == modal), "")
+        return f"collapse onto one answer ({share:.0%} gave the same answer, {modal}{at})"
+    for end, end_share, value in ends:
+        if end_share >= PILE_END_SHARE:
+            return f"pile-up at the {end} of the scale ({end_share:.0%} answered {value})"
+    if share >= PILE_MODAL_SHARE:
+        return f"pile-up onto one answer ({share:.0%} gave {modal})"
+    if out["share_middle"] is not None and out["share_middle"] >= MIDDLE_SHARE and (
+            out["share_extreme"] or 0) < MIDDLE_MAX_EXTREME:
+        return (f"collapse toward the middle ({out['share_middle']:.0%} at the middle, "
+                f"{out['share_extreme']:.0%} at the ends)")
+    return None
+
+
+def distribution(exp: Experiment, obs: Sequence[Observation]) -> dict[str, Any]:
+    """SD and the shares of extreme, minimum, maximum, middle and modal answers against the scale,
+    with a warning on collapse (onto one answer, toward the middle) or a pile-up (at one end, onto
+    one answer)."""
     answers = [o.answer for o in obs]
     out: dict[str, Any] = {"n": len(answers), "sd": None, "sd_ratio": None, "share_extreme": None,
-                           "share_middle": None, "modal_share": None, "warning": None}
+                           "share_min": None, "share_max": None, "share_middle": None, "modal_share": None,
+                           "warning": None}
     if not answers:
         return out
     values, counts = np.unique(np.array([str(a) for a in answers]), return_counts=True)
     out["modal_share"] = float(counts.max() / counts.sum())
-    if m.kind != "choice":
+    modal = str(values[int(counts.argmax())])
+    if exp.measure.kind != "choice":
         xs = np.array([float(a) for a in answers])
         out["sd"] = float(xs.std(ddof=1)) if len(xs) > 1 else None
-        bounds = m.scale if m.kind == "likert" else (m.min, m.max)
-        if bounds[0] is not None and bounds[1] is not None:
-            low, high = float(bounds[0]), float(bounds[1])
-            mid = (low + high) / 2
-            out["sd_ratio"] = None if out["sd"] is None else out["sd"] / ((high - low) / 2)
-            out["share_extreme"] = float(np.mean((xs <= low) | (xs >= high)))
-            width = 0.5 if m.kind == "likert" else (high - low) / 10  # the middle point(s), or the middle tenth
-            out["share_middle"] = float(np.mean(np.abs(xs - mid) <= width))
-    if out["modal_share"] >= 0.9 and len(answers) >= 5:
-        out["warning"] = f"collapse onto one answer ({out['modal_share']:.0%} gave the same answer)"
-    elif out["share_middle"] is not None and out["share_middle"] >= 0.6 and (out["share_extreme"] or 0) < 0.05:
-        out["warning"] = (f"collapse toward the middle ({out['share_middle']:.0%} at the middle, "
-                          f"{out['share_extreme']:.0%} at the ends)")
+        out.update(_scale_shares(exp, xs))
+        modal = _number(float(modal))
+    else:
+        modal = f"'{modal}'"
+    out["warning"] = distribution_warning(out, modal)
+    for key in ("low", "high"):
+        out.pop(key, None)
     return out
 
 
@@ -86,15 +138,19 @@ def experiment_row(exp: Experiment, result: TestResult, obs: Sequence[Observatio
     means = group_means(exp, obs)
     ref = exp.reference
     status = status_of(exp, result, means)
+    same_metric = result.metric == exp.metric  # a fallback test's effect is not comparable with the reference's
     ratio = None  # against a null reference a ratio only measures how near zero the reference is
-    if not _nan(result.effect) and ref.effect != 0 and not exp.original_is_null:
+    if same_metric and not _nan(result.effect) and ref.effect != 0 and not exp.original_is_null:
         ratio = result.effect / ref.effect
-    covers = None if _nan(result.ci_low) or _nan(result.ci_high) else bool(result.ci_low <= ref.effect <= result.ci_high)
+    covers = None
+    if same_metric and not (_nan(result.ci_low) or _nan(result.ci_high)):
+        covers = bool(result.ci_low <= ref.effect <= result.ci_high)
     dist = distribution(exp, obs)
     return {
-        "model": model, "experiment": exp.id, "test": exp.test.kind, "metric": exp.metric,
+        "model": model, "experiment": exp.id, "test": exp.test.kind, "test_used": result.test_used or exp.test.kind,
+        "test_note": result.note, "metric": result.metric, "reference_metric": exp.metric,
         "participants": planned, "answered": len({o.participant for o in obs}), "errors": errors,
-        "parse_failures": parse_failures,
+        "parse_failures": parse_failures, "dropped": result.dropped,
         "effect": None if _nan(result.effect) else result.effect,
         "ci_low": None if _nan(result.ci_low) else result.ci_low,
         "ci_high": None if _nan(result.ci_high) else result.ci_high,
@@ -106,6 +162,7 @@ def experiment_row(exp: Experiment, result: TestResult, obs: Sequence[Observatio
         "reference_is_null": exp.original_is_null,
         "status": status, "success": status == REPLICATED, "ratio": ratio, "covers_reference": covers,
         "means": means, "sd": dist["sd"], "sd_ratio": dist["sd_ratio"], "share_extreme": dist["share_extreme"],
+        "share_min": dist["share_min"], "share_max": dist["share_max"],
         "modal_share": dist["modal_share"], "distribution_warning": dist["warning"],
     }
 
@@ -172,8 +229,11 @@ def _p(p: float | None) -> str:
 
 
 def _one(r: dict[str, Any]) -> str:
-    est = (f"{r['metric']} {_num(r['effect'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}], p {_p(r['p'])}; "
-           f"reference {_num(r['reference_effect'])}")
+    ran = f"by {r['test_used']} instead of {r['test']}: " if is_fallback(r) else ""
+    ref_metric = r["reference_metric"]
+    ref = f"reference {ref_metric} {_num(r['reference_effect'])}" if ref_metric != r["metric"] else (
+        f"reference {_num(r['reference_effect'])}")
+    est = f"{ran}{r['metric']} {_num(r['effect'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}], p {_p(r['p'])}; {ref}"
     return f"{r['experiment']} {r['status']} ({est})" if r["status"] != NO_ESTIMATE else f"{r['experiment']} no estimate"
 
 
@@ -182,6 +242,30 @@ def _share(part: dict[str, Any], what: str) -> str:
         return ""
     return (f"{part['k']} of {part['n']} {what} ({part['rate']:.0%}, 95% CI {part['ci_low']:.0%} to "
             f"{part['ci_high']:.0%})")
+
+
+FALLBACK_TESTS = ("fisher_exact", "chi_square")
+"""The tests the logistic test falls back to under separation (`TestResult.test_used`)."""
+
+
+def is_fallback(row: dict[str, Any]) -> bool:
+    """The row's planned logistic test separated and another test scored it (a planned chi_square is not one)."""
+    return row["test"] == "logistic" and row["test_used"] in FALLBACK_TESTS
+
+
+def _warned(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The verdict's sentences on distribution warnings: collapse, then pile-up."""
+    said = []
+    collapsed = [r["experiment"] for r in rows if r["distribution_warning"] and "collapse" in r["distribution_warning"]]
+    piled = [r["experiment"] for r in rows if r["distribution_warning"] and "pile-up" in r["distribution_warning"]]
+    if collapsed:
+        said.append(f"Answers collapsed in {len(collapsed)} experiment{'s' if len(collapsed) != 1 else ''} "
+                    f"({', '.join(collapsed)}): their tests compare near-constant answers.")
+    if piled:
+        said.append(f"Answers piled up at one end or on one answer in {len(piled)} experiment"
+                    f"{'s' if len(piled) != 1 else ''} ({', '.join(piled)}; see distribution_warning): "
+                    "their tests compare bunched answers.")
+    return said
 
 
 def verdict(rows: Sequence[dict[str, Any]], suites: dict[str, dict[str, Any]]) -> str:
@@ -205,10 +289,16 @@ def verdict(rows: Sequence[dict[str, Any]], suites: dict[str, dict[str, Any]]) -
                 said.append(f"Median synthetic / reference effect: {s['inflation']['median_ratio']:.2f}.")
             if len(mine) <= 6:
                 said.append("; ".join(_one(r) for r in mine) + ".")
-        collapsed = [r["experiment"] for r in mine if r["distribution_warning"]]
-        if collapsed:
-            said.append(f"Answers collapsed in {len(collapsed)} experiment{'s' if len(collapsed) != 1 else ''} "
-                        f"({', '.join(collapsed)}): their tests compare near-constant answers.")
+        said.extend(_warned(mine))
+        fallback = [r["experiment"] for r in mine if is_fallback(r)]
+        if fallback:
+            said.append(f"The logit separated in {len(fallback)} experiment{'s' if len(fallback) != 1 else ''} "
+                        f"({', '.join(fallback)}): tested on the condition x outcome table instead, with the risk "
+                        "difference as the effect (not compared with the reference's log odds).")
+        dropped = sum(r["dropped"] for r in mine)
+        if dropped:
+            said.append(f"{dropped} participants missing an answer to a condition were left out of "
+                        "within-subjects tests (counted in dropped).")
         lost = sum(r["errors"] for r in mine)
         if lost:
             said.append(f"{lost} failed requests are counted in errors, not scored.")

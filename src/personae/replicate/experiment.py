@@ -33,10 +33,13 @@ from ..errors import ConfigError
 BUILTIN_DIR = Path(__file__).resolve().parents[1] / "data" / "replicate"
 
 TestKind = Literal["welch_t", "paired_t", "anova", "chi_square", "logistic", "linear", "correlation"]
-Metric = Literal["d", "dz", "eta2", "phi", "cramers_v", "log_odds", "slope", "r"]
+Metric = Literal["d", "dz", "eta2", "partial_eta2", "phi", "cramers_v", "log_odds", "slope", "r"]
 METRIC_OF: dict[str, str] = {"welch_t": "d", "paired_t": "dz", "anova": "eta2", "logistic": "log_odds",
                              "linear": "slope", "correlation": "r"}
-"""The effect metric each planned test reports (chi_square: phi for a 2 x 2 table, else Cramer's V)."""
+"""The effect metric each planned test reports (chi_square: phi for a 2 x 2 table, else Cramer's V;
+anova within subjects: partial eta squared)."""
+UNSIGNED_METRICS = ("eta2", "partial_eta2", "cramers_v")
+"""Metrics without a direction: success is any p < .05 (with an anova `order`, the order)."""
 
 
 class _Frozen(BaseModel):
@@ -204,12 +207,14 @@ class Experiment(_Frozen):
         """The metric the planned test reports for this experiment."""
         if self.test.kind == "chi_square":
             return "phi" if self.test.target is not None else "cramers_v"
+        if self.test.kind == "anova" and self.design == "within":
+            return "partial_eta2"
         return METRIC_OF[self.test.kind]
 
     @property
     def signed(self) -> bool:
-        """Whether the effect has a direction (eta2 and Cramer's V do not)."""
-        return self.metric not in ("eta2", "cramers_v")
+        """Whether the effect has a direction (eta2, partial eta2 and Cramer's V do not)."""
+        return self.metric not in UNSIGNED_METRICS
 
     @property
     def original_is_null(self) -> bool:
@@ -241,9 +246,9 @@ def _problem(exp: Experiment) -> tuple[str, str, str] | None:
         return "test", "a chi_square with a target compares two conditions", "name them as a and b, or drop target."
     if t.kind == "paired_t" and exp.design != "within":
         return "test.kind", "paired_t needs a within-subjects design", "write 'design: within', or use welch_t."
-    if exp.design == "within" and t.kind not in ("paired_t", "correlation"):
-        return ("test.kind", f"a within-subjects design is tested with paired_t or correlation, not {t.kind}",
-                "use paired_t, or 'design: between'.")
+    if exp.design == "within" and t.kind not in ("paired_t", "correlation", "anova"):
+        return ("test.kind", f"a within-subjects design is tested with paired_t, anova or correlation, not {t.kind}",
+                "use paired_t (two conditions), anova (three or more), or 'design: between'.")
     if t.kind in ("chi_square", "logistic") and exp.measure.kind != "choice":
         return "measure.kind", f"{t.kind} needs a choice measure", "use 'kind: choice' with options."
     if t.kind in ("welch_t", "paired_t", "anova", "linear", "correlation") and exp.measure.kind == "choice":

@@ -6,11 +6,20 @@ experiment declares (`Experiment.metric`), signed in the test's orientation:
 - welch_t: scipy.stats.ttest_ind(equal_var=False); Cohen's d (a - b over the pooled SD), CI from
   the large-sample SE sqrt((na+nb)/(na nb) + d^2 / (2(na+nb))) (Hedges & Olkin 1985).
 - paired_t: scipy.stats.ttest_rel; d_z = mean(a - b) / SD(a - b), CI from SE sqrt(1/n + dz^2/(2n)).
-- anova: scipy.stats.f_oneway; eta^2 = SS_between / SS_total, stratified bootstrap CI.
+- anova (between): scipy.stats.f_oneway; eta^2 = SS_between / SS_total, stratified bootstrap CI.
+- anova (within): statsmodels AnovaRM (participant as subject, condition as within factor) over
+  the participants who answered every condition (the rest are dropped and counted); partial
+  eta^2 = SS_condition / (SS_condition + SS_error), bootstrap CI resampling participants.
 - chi_square: scipy.stats.chi2_contingency(correction=False); with a target, the 2 x 2 table
   (a, b) x (target, other) and phi signed by (share of target in a) - (share in b); else
   Cramer's V of condition x answer; bootstrap CI.
 - logistic: statsmodels Logit of (answer == target) on x; the slope (log odds), Wald CI and p.
+  Under perfect (or quasi-) separation with x: condition the slope is infinite, so the test falls
+  back to the (a, b) x (target, other) table: scipy.stats.fisher_exact when an expected count is
+  below 5, else chi2_contingency(correction=False); the effect is the risk difference
+  share(target | a) - share(target | b) with the Newcombe CI (statsmodels
+  confint_proportions_2indep), which exists under separation. `test_used` and `note` say so.
+  With a continuous x (value, age) separation stays no estimate, with the reason in `note`.
 - linear: statsmodels OLS of the answer on x; the slope, its CI and p.
 - correlation: scipy.stats.pearsonr of the answer with x; r, Fisher-z CI.
 """
@@ -66,6 +75,14 @@ class TestResult:
     """Participants analysed."""
     df: float | None = None
     """Degrees of freedom, where the test has them."""
+    test_used: str | None = None
+    """The test actually run when it differs from the planned one (logistic -> 'fisher_exact' or
+    'chi_square' under separation, anova -> 'anova_rm' within subjects); None: the planned test."""
+    note: str | None = None
+    """Why another test ran, or why there is no estimate (one line)."""
+    dropped: int = 0
+    """Participants left out of a within-subjects test because an answer to a condition is missing
+    (a failed request or an unparsable answer)."""
 
     def as_dict(self) -> dict[str, object]:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -99,20 +116,28 @@ def welch_t(exp: Experiment, obs: Sequence[Observation]) -> TestResult:
                       float(res.df))
 
 
-def paired_t(exp: Experiment, obs: Sequence[Observation]) -> TestResult:
+def complete_cases(obs: Sequence[Observation], conditions: Sequence[str]) -> tuple[np.ndarray, int]:
+    """The participants x conditions matrix of the participants who answered every one of
+    `conditions` (in that column order), and how many participants were dropped for a gap."""
     got = {(o.participant, o.condition): float(o.answer) for o in obs}
-    people = sorted({p for p, c in got if (p, exp.test.a) in got and (p, exp.test.b) in got})
-    a = np.array([got[(p, str(exp.test.a))] for p in people])
-    b = np.array([got[(p, str(exp.test.b))] for p in people])
-    n = len(people)
+    everyone = {p for p, _ in got}
+    people = sorted(p for p in everyone if all((p, c) in got for c in conditions))
+    matrix = np.array([[got[(p, c)] for c in conditions] for p in people], float).reshape(len(people), len(conditions))
+    return matrix, len(everyone) - len(people)
+
+
+def paired_t(exp: Experiment, obs: Sequence[Observation]) -> TestResult:
+    matrix, dropped = complete_cases(obs, (str(exp.test.a), str(exp.test.b)))
+    a, b = matrix[:, 0], matrix[:, 1]
+    n = len(matrix)
     if n < 2 or np.ptp(a - b) == 0:  # no variance of the differences: no test
-        return TestResult("paired_t", "dz", NAN, NAN, NAN, NAN, NAN, n)
+        return TestResult("paired_t", "dz", NAN, NAN, NAN, NAN, NAN, n, dropped=dropped)
     res = sps.ttest_rel(a, b)
     sd = float(np.std(a - b, ddof=1))
     dz = float(np.mean(a - b)) / sd
     se = math.sqrt(1 / n + dz * dz / (2 * n))
     return TestResult("paired_t", "dz", dz, dz - Z95 * se, dz + Z95 * se, float(res.statistic), float(res.pvalue),
-                      n, float(n - 1))
+                      n, float(n - 1), dropped=dropped)
 
 
 def eta_squared(groups: Sequence[np.ndarray]) -> float:
@@ -133,7 +158,8 @@ def cramers_v(table: np.ndarray) -> float:
 
 
 def _bootstrap(groups: Sequence[np.ndarray], fn, seed: int, n_boot: int) -> tuple[float, float]:
-    """Percentile 95% CI of fn(groups) resampling within each group (conditions keep their sizes)."""
+    """Percentile 95% CI of fn(groups) resampling within each group (conditions keep their sizes;
+    a 2-D group is resampled by rows, e.g. whole participants of a within-subjects matrix)."""
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):
@@ -145,7 +171,46 @@ def _bootstrap(groups: Sequence[np.ndarray], fn, seed: int, n_boot: int) -> tupl
     return float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))
 
 
+def rm_sums_of_squares(matrix: np.ndarray) -> tuple[float, float]:
+    """(SS_condition, SS_error) of a participants x conditions matrix, one-way repeated measures:
+    SS_error = SS_total - SS_condition - SS_participants."""
+    grand = matrix.mean()
+    ss_cond = float(matrix.shape[0] * ((matrix.mean(axis=0) - grand) ** 2).sum())
+    ss_subj = float(matrix.shape[1] * ((matrix.mean(axis=1) - grand) ** 2).sum())
+    return ss_cond, max(float(((matrix - grand) ** 2).sum()) - ss_cond - ss_subj, 0.0)
+
+
+def partial_eta_squared(matrix: np.ndarray) -> float:
+    """SS_condition / (SS_condition + SS_error); NaN when both are 0."""
+    ss_cond, ss_error = rm_sums_of_squares(matrix)
+    return NAN if ss_cond + ss_error <= 1e-12 else ss_cond / (ss_cond + ss_error)
+
+
+def anova_rm(exp: Experiment, obs: Sequence[Observation], seed: int = 0, n_boot: int = 2000) -> TestResult:
+    """One-way repeated-measures ANOVA (statsmodels AnovaRM) over the complete participants."""
+    import pandas as pd
+    from statsmodels.stats.anova import AnovaRM
+
+    conds = list(exp.condition_names)
+    matrix, dropped = complete_cases(obs, conds)
+    n = len(matrix)
+    note = (f"{dropped} participant{'s' if dropped != 1 else ''} without an answer to every condition left out"
+            if dropped else None)
+    if n < 2 or rm_sums_of_squares(matrix)[1] <= 1e-12:  # too few, or no error variance: F is undefined
+        note = note or "no error variance (every participant differs between conditions alike): F is undefined"
+        return TestResult("anova", "partial_eta2", NAN, NAN, NAN, NAN, NAN, n, test_used="anova_rm", note=note,
+                          dropped=dropped)
+    frame = pd.DataFrame([{"participant": i, "condition": c, "answer": matrix[i, j]}
+                          for i in range(n) for j, c in enumerate(conds)])
+    row = AnovaRM(frame, "answer", "participant", within=["condition"]).fit().anova_table.iloc[0]
+    lo, hi = _bootstrap([matrix], lambda ms: partial_eta_squared(ms[0]), seed, n_boot)
+    return TestResult("anova", "partial_eta2", partial_eta_squared(matrix), lo, hi, float(row["F Value"]),
+                      float(row["Pr > F"]), n, float(row["Num DF"]), test_used="anova_rm", note=note, dropped=dropped)
+
+
 def anova(exp: Experiment, obs: Sequence[Observation], seed: int = 0, n_boot: int = 2000) -> TestResult:
+    if exp.design == "within":
+        return anova_rm(exp, obs, seed, n_boot)
     groups = [g for g in (_by(obs, c) for c in exp.condition_names) if len(g)]
     n = int(sum(len(g) for g in groups))
     if len(groups) < 2 or any(len(g) < 2 for g in groups) or eta_squared(groups) != eta_squared(groups):
@@ -240,6 +305,32 @@ def fit_logit(y: np.ndarray, x: np.ndarray) -> tuple[object | None, str | None]:
     return fit, None
 
 
+FISHER_MIN_EXPECTED = 5.0
+"""Below this expected count in any cell of the 2 x 2 table the fallback uses Fisher's exact test."""
+
+
+def separation_fallback(y: np.ndarray, x: np.ndarray, why: str) -> TestResult:
+    """The test of the (a, b) x (target, other) table for a logit of y on a 0/1 condition x that
+    separates: Fisher's exact test with small expected counts, else chi-square; the risk
+    difference share(y | x = 1) - share(y | x = 0) with its Newcombe 95% CI."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    ya, yb = y[x == 1], y[x == 0]
+    table = np.array([[ya.sum(), len(ya) - ya.sum()], [yb.sum(), len(yb) - yb.sum()]])
+    expected = sps.contingency.expected_freq(table)
+    if expected.min() < FISHER_MIN_EXPECTED:
+        used, stat, p = "fisher_exact", NAN, float(sps.fisher_exact(table).pvalue)
+    else:
+        chi2, p, _, _ = sps.chi2_contingency(table, correction=False)
+        used, stat = "chi_square", float(chi2)
+    rd = float(ya.mean() - yb.mean())
+    lo, hi = confint_proportions_2indep(int(ya.sum()), len(ya), int(yb.sum()), len(yb), method="newcomb",
+                                        compare="diff")
+    note = f"{why}; {used} of the condition x outcome table was run instead, with the risk difference as the effect"
+    return TestResult("logistic", "risk_difference", rd, float(lo), float(hi), stat, float(p), len(y),
+                      None if used == "fisher_exact" else 1.0, test_used=used, note=note)
+
+
 def _regression(exp: Experiment, obs: Sequence[Observation], kind: str) -> TestResult:
     import statsmodels.api as sm  # noqa: PLC0415
 
@@ -253,9 +344,12 @@ def _regression(exp: Experiment, obs: Sequence[Observation], kind: str) -> TestR
     if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return TestResult(kind, metric, NAN, NAN, NAN, NAN, NAN, n)
     if kind == "logistic":
-        fit, _why = fit_logit(y, x)
-        if fit is None:  # perfect separation and the like: no estimate, said so by NaN
-            return TestResult(kind, metric, NAN, NAN, NAN, NAN, NAN, n)
+        fit, why = fit_logit(y, x)
+        if fit is None and exp.test.x == "condition":
+            return separation_fallback(y, x, why or "the logit did not fit")
+        if fit is None:  # a continuous x: no test of the table to fall back on
+            return TestResult(kind, metric, NAN, NAN, NAN, NAN, NAN, n,
+                              note=f"{why}; with x: {exp.test.x} (continuous) there is no fallback test")
     else:
         fit = sm.OLS(y, sm.add_constant(x)).fit()
     lo, hi = fit.conf_int()[1]  # type: ignore[attr-defined]

@@ -42,6 +42,7 @@ from ._cells import Condition, cells
 from ._answers import accuracy_parse_wrong, bias_note, letter_distribution, point_ci_notes, sample_answer
 from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
 from ._predictions import Predictions, load_predictions
+from ._sequential import SequentialOptions, Sequencer, UnitValues, check_sequential, stop_sentence
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
@@ -84,6 +85,10 @@ class AccuracyOptions(BaseModel):
     """Predictions made elsewhere, analysed instead of asking a model: JSONL paths or glob patterns,
     relative to the spec (layout: personae.studies._predictions). Conditions are the rows' own unless
     `conditions` is set; items no row names are left out."""
+    sequential: SequentialOptions | None = None
+    """Ask the items in batches of look_every and stop once every condition's always-valid CS of the
+    difference from the baseline excludes 0 (stop: decision) or is narrower than ci_width (stop:
+    ci_width); see personae.studies._sequential. None: the fixed design, every item at once."""
 
 
 NO_EXPERT = frozenset({"other", "others", "unknown", "misc", "miscellaneous", "general"})
@@ -111,7 +116,8 @@ def expert_for(domain: str) -> Persona | None:
 
 class AccuracyStudy(Study[AccuracyOptions]):
     name = "accuracy"
-    display_columns = ("condition", "items", "accuracy", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "p_wilcoxon_holm",
+    display_columns = ("condition", "items", "accuracy", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high",
+                       "cs_low", "cs_high", "p_wilcoxon_holm",
                        "run_to_run_sd", "parse_failure_rate", "errors",
                        "dropped_condition", "dropped_baseline")
     Options = AccuracyOptions
@@ -119,6 +125,15 @@ class AccuracyStudy(Study[AccuracyOptions]):
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
         study = cls(resolved)
+        check_sequential(study.options.sequential)
+        if study.options.sequential is not None:
+            if study.options.predictions is not None:
+                raise ConfigError("options.sequential decides which items to ask, and options.predictions asks no "
+                                  "model.", field="options.sequential", fix="remove one of the two.")
+            if BASELINE not in study.options.conditions or len(study.condition_names) < 2:
+                raise ConfigError("options.sequential stops when the conditions' differences from the baseline are "
+                                  "decided, and there is no such comparison.", field="options.sequential",
+                                  fix="list baseline and at least one other condition, or remove sequential.")
         if study.predictions is not None:  # read and checked here, before anything runs
             if study.options.mode == "logprob":
                 raise ConfigError("mode 'logprob' reads answers from a model's scores, and options.predictions "
@@ -263,9 +278,12 @@ class AccuracyStudy(Study[AccuracyOptions]):
 
     def describe(self) -> list[str]:
         """Which expert plays in-domain for each domain, and the domains that have none (or what the
-        predictions hold)."""
+        predictions hold); the sequential design, if any."""
         if self.predictions is not None:
             return [self.predictions.describe(), *self.predictions.notes]
+        return self._describe_experts() + ([self.sequencer.describe()] if self.sequencer is not None else [])
+
+    def _describe_experts(self) -> list[str]:
         if "in-domain" not in self.condition_names:
             return []
         counts: dict[str, int] = defaultdict(int)
@@ -284,10 +302,17 @@ class AccuracyStudy(Study[AccuracyOptions]):
         return [Message(role="user", content=f"{self.options.instruction}\n\n{item.render()}\nAnswer:")]
 
     def plan(self, done: Sequence[Result]) -> list[Request]:
-        if done or self.predictions is not None:
+        if self.predictions is not None:
             return []
+        if self.sequencer is None:
+            return [] if done else self.requests_for(self.items)
+        batch = self.sequencer.next_items(done, lambda ids: self.unit_values(done, ids))
+        return self.requests_for([self.items_by_id[i] for i in batch])
+
+    def requests_for(self, items: Sequence[MCItem]) -> list[Request]:
+        """Every request of these items: each model, condition and replicate (or option letter)."""
         logprob = self.mode == "logprob"
-        plan = cells(self.spec.model, [Condition(c) for c in self.condition_names], self.items,
+        plan = cells(self.spec.model, [Condition(c) for c in self.condition_names], items,
                      1 if logprob else self.spec.replicates, seed=self.spec.seed, persona_for=self.persona_for)
         reqs: list[Request] = []
         for cell in plan:
@@ -303,6 +328,37 @@ class AccuracyStudy(Study[AccuracyOptions]):
             extra: dict[str, Any] = {"grammar": letter_grammar(item.letters)} if self.options.constrained else {}
             reqs.append(self.cell_request(cell, self.question_messages(item), **extra))
         return reqs
+
+    # ---------------------------------------------------------------- sequential design
+    @cached_property
+    def comparisons(self) -> list[tuple[str, str, str]]:
+        """(label, model, condition) of every condition compared with the baseline."""
+        return [(f"{m}: {c}", m, c) for m in self.spec.model for c in self.condition_names if c != BASELINE]
+
+    @cached_property
+    def sequencer(self) -> Sequencer | None:
+        """The batches and stopping rule of options.sequential (None: the fixed design)."""
+        o = self.options.sequential
+        if o is None:
+            return None
+        return Sequencer(o, [i.id for i in self.items], self.spec.seed, bounds=(-1.0, 1.0), nulls=0.0,
+                         comparisons=[label for label, _, _ in self.comparisons])
+
+    def unit_values(self, results: Sequence[Result], item_ids: Sequence[str]) -> UnitValues:
+        """Per comparison, a(q, condition) - a(q, baseline) of each item both arms answered."""
+        answers = self.answers(results)
+        out: dict[str, dict[str, float]] = {}
+        for label, model, cond in self.comparisons:
+            base = per_item_accuracy(answers, model, BASELINE, item_ids)
+            acc = per_item_accuracy(answers, model, cond, item_ids)
+            out[label] = {i: float(a - b) for i, a, b in zip(item_ids, acc, base) if not (np.isnan(a) or np.isnan(b))}
+        return out
+
+    def released_items(self, results: Sequence[Result]) -> tuple[MCItem, ...]:
+        """The items asked: every item in the fixed design, the released ones in a sequential one."""
+        if self.sequencer is None:
+            return self.items
+        return tuple(self.items_by_id[i] for i in self.sequencer.released_ids(results))
 
     # ---------------------------------------------------------------- analyze
     def answers(self, results: Sequence[Result]) -> list[dict[str, Any]]:
@@ -331,7 +387,9 @@ class AccuracyStudy(Study[AccuracyOptions]):
                               r.request.replicate, r.text, ok=r.ok) for r in results]
 
     def analyze(self, results: Sequence[Result]) -> Summary:
-        summary = analyze_accuracy(self, results)
+        summary = analyze_accuracy(self, results, self.released_items(results))
+        if self.sequencer is not None:
+            add_sequential(self, results, summary)
         if self.predictions is not None:
             return self.predictions.annotate(summary, personas_unused=bool(self.personas))
         if self.options.mode == "auto":
@@ -438,9 +496,11 @@ def _compare(study: AccuracyStudy, cond: str, acc: np.ndarray, base: np.ndarray,
                      "wilcoxon": wil.as_dict(), "mcnemar": mc.as_dict()}
 
 
-def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary:
+def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result], items: Sequence[MCItem] | None = None) -> Summary:
+    """The summary over `items` (default: every item of the study; a sequential design's released ones)."""
+    items = study.items if items is None else items
     answers = study.answers(results)
-    item_ids = [i.id for i in study.items]
+    item_ids = [i.id for i in items]
     table: list[dict[str, Any]] = []
     tests: list[dict[str, Any]] = []
     pairings: dict[str, dict[str, Any]] = {}
@@ -458,10 +518,10 @@ def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary
                 row.update(cmp)
             table.append(row)
     _holm(table)
-    stats: dict[str, Any] = {"tests": tests, "chance": float(np.mean([1 / len(i.choices) for i in study.items])),
+    stats: dict[str, Any] = {"tests": tests, "chance": float(np.mean([1 / len(i.choices) for i in items])) if items else 0.0,
                              "items": len(item_ids), "samples_per_cell": 1 if study.mode == "logprob"
                              else study.replicates, "mode": study.mode, "pairing": pairings}
-    keys = {i.id: str(i.answer_letter) for i in study.items}
+    keys = {i.id: str(i.answer_letter) for i in items}
     stats["answer_letters"] = {m: letter_distribution(answers, keys, m) for m in study.spec.model}
     if study.options.mixed_model:
         stats["mixed_model"] = _mixed(answers, study.spec.seed)
@@ -481,6 +541,26 @@ def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result]) -> Summary
                      "answer; dropped_condition and dropped_baseline count the items each arm lost.")
     return Summary(study="accuracy", verdict=_verdict(table, stats["chance"], pairings), table=table, stats=stats,
                    counts=counts, notes=notes)
+
+
+def add_sequential(study: AccuracyStudy, results: Sequence[Result], summary: Summary) -> None:
+    """The sequential design's looks, calls and always-valid CSs into the summary; the verdict re-read."""
+    seq = study.sequencer
+    assert seq is not None
+    ids = seq.released_ids(results)
+    block = seq.report(study.unit_values(results, ids), len(ids), len(results),
+                       len(study.requests_for([study.items_by_id[i] for i in seq.order])))
+    summary.stats["sequential"] = block
+    labels = {(m, c): label for label, m, c in study.comparisons}
+    for row in summary.table:
+        cs = block["final"].get(labels.get((row["model"], row["condition"]), ""))
+        if cs is not None and row.get("diff") is not None:  # a comparison with no estimate gets no CS either
+            row.update(cs_low=cs["cs_low"], cs_high=cs["cs_high"], cs_items=cs["n"])
+    summary.notes.append(stop_sentence(block) + " cs_low/cs_high: the always-valid CS of the difference from the "
+                         f"baseline ({block['method']}; {1 - block['alpha']:.0%} for all comparisons at once); "
+                         "diff_ci_low/diff_ci_high and the p-values are the fixed-sample ones, shown for comparison: "
+                         "they are not valid after looking at the data, so only the CS decides.")
+    summary.verdict = _verdict(summary.table, summary.stats["chance"], summary.stats.get("pairing"), block)
 
 
 def _holm(table: list[dict[str, Any]]) -> None:
@@ -515,6 +595,11 @@ def _points(r: dict[str, Any]) -> str:
     return f"{r['condition']} {100 * r['diff']:+.1f} points [{100 * r['diff_ci_low']:+.1f}, {100 * r['diff_ci_high']:+.1f}]"
 
 
+def _cs_points(r: dict[str, Any]) -> str:
+    return (f"{r['condition']} {100 * r['diff']:+.1f} points (always-valid CS [{100 * r['cs_low']:+.1f}, "
+            f"{100 * r['cs_high']:+.1f}]; fixed-sample CI [{100 * r['diff_ci_low']:+.1f}, {100 * r['diff_ci_high']:+.1f}])")
+
+
 def _conds(rows: list[dict[str, Any]]) -> str:
     return ", ".join(r["condition"] for r in rows)
 
@@ -529,17 +614,35 @@ def _away_from_zero(r: dict[str, Any]) -> bool:
         (r.get("diff_ci_high") is not None and r["diff_ci_high"] < 0)
 
 
-def _verdict(table: list[dict[str, Any]], chance: float, pairing: dict[str, dict[str, Any]] | None = None) -> str:
-    """The verdict, from the table's rows and the pairing counts only.
+def _cs_away(r: dict[str, Any]) -> bool:
+    """The always-valid CS of the difference excludes 0, on the side of the difference."""
+    lo, hi, d = r.get("cs_low"), r.get("cs_high"), r.get("diff")
+    return lo is not None and hi is not None and d is not None and ((lo > 0 and d > 0) or (hi < 0 and d < 0))
+
+
+def _verdict(table: list[dict[str, Any]], chance: float, pairing: dict[str, dict[str, Any]] | None = None,
+             sequential: dict[str, Any] | None = None) -> str:
+    """The verdict, from the table's rows, the pairing counts and the sequential block only.
 
     Leads with any comparison that lost more than 5% of its items. A condition 'changed accuracy'
     only when its Holm-adjusted Wilcoxon p < 0.05 AND the 95% paired bootstrap CI of the
     difference is away from 0 AND the difference is larger than the run-to-run SD; the chance
-    check names the number it compares (the lower end of the baseline's CI).
+    check names the number it compares (the lower end of the baseline's CI). With a sequential
+    design (`sequential`, stats.sequential) the fixed-sample tests are not valid after looking, so
+    a condition changed accuracy only when its always-valid CS (cs_low, cs_high) excludes 0 on the
+    side of the difference AND the fixed-sample CI does too AND the difference exceeds the noise floor.
     """
     lead = drop_warnings((f"{model} {cond} vs baseline", p) for model, conds in (pairing or {}).items()
                          for cond, p in conds.items())
     parts = [lead.strip()] if lead else []
+    if sequential is not None:
+        parts.append(stop_sentence(sequential))
+        return " ".join(parts + _said_per_model(table, chance, sequential=True))
+    return " ".join(parts + _said_per_model(table, chance, sequential=False))
+
+
+def _said_per_model(table: list[dict[str, Any]], chance: float, *, sequential: bool) -> list[str]:
+    parts: list[str] = []
     for model in dict.fromkeys(r["model"] for r in table):
         rows = [r for r in table if r["model"] == model]
         base = next((r for r in rows if r["condition"] == BASELINE), None)
@@ -570,15 +673,29 @@ def _verdict(table: list[dict[str, Any]], chance: float, pairing: dict[str, dict
         else:
             compared = [r for r in others if r.get("diff") is not None]
             scant = [r for r in others if r.get("status") == NOT_ENOUGH]
-            sig = [r for r in compared if _significant(r) and _away_from_zero(r)]
+            if sequential:
+                sig = [r for r in compared if _cs_away(r) and _away_from_zero(r)]
+                unsure, ci_only = [], []
+                fixed_only = [r for r in compared if not _cs_away(r) and (_away_from_zero(r) or _significant(r))]
+                cs_only = [r for r in compared if _cs_away(r) and not _away_from_zero(r)]
+            else:
+                sig = [r for r in compared if _significant(r) and _away_from_zero(r)]
+                unsure = [r for r in compared if _significant(r) and not _away_from_zero(r)]
+                ci_only = [r for r in compared if not _significant(r) and _away_from_zero(r)]
+                fixed_only, cs_only = [], []
             noise = [r for r in sig if r.get("run_to_run_sd") and abs(r["diff"]) <= r["run_to_run_sd"]]
             changed = [r for r in sig if r not in noise]
-            unsure = [r for r in compared if _significant(r) and not _away_from_zero(r)]
-            ci_only = [r for r in compared if not _significant(r) and _away_from_zero(r)]
             if not compared:
                 few = [r for r in others if r not in scant]
                 said.append("No condition could be compared with the baseline" + (
                     f" ({_conds(few)}: fewer than 2 items answered in both arms)" if few else "") + ".")
+            elif changed and sequential:
+                said.append(f"Accuracy changed for {len(changed)} of {len(compared)} compared conditions, the "
+                            "always-valid CS of the difference away from 0: " + ", ".join(_cs_points(r) for r in changed)
+                            + "; the others did not.")
+            elif sequential:
+                said.append(f"None of the {len(compared)} compared conditions changed accuracy (the always-valid CS "
+                            "of every difference includes 0, or the difference is within the noise floor).")
             elif changed:
                 said.append(f"Accuracy changed for {len(changed)} of {len(compared)} compared conditions: "
                             + ", ".join(_points(r) for r in changed) + " (Holm-adjusted Wilcoxon p < 0.05, 95% paired "
@@ -595,10 +712,17 @@ def _verdict(table: list[dict[str, Any]], chance: float, pairing: dict[str, dict
             if ci_only:
                 said.append(f"For {_conds(ci_only)} the 95% CI of the difference excludes 0 but the Holm-adjusted "
                             "Wilcoxon test does not pass (several conditions are compared): not counted as a change.")
+            if fixed_only:
+                said.append(f"For {_conds(fixed_only)} the fixed-sample test or CI points to a change but the "
+                            "always-valid CS includes 0 (fixed-sample figures are not valid after looking at the "
+                            "data): not counted as a change.")
+            if cs_only:
+                said.append(f"For {_conds(cs_only)} the always-valid CS excludes 0 but the fixed-sample CI does not: "
+                            "not counted as a change.")
             if scant:
                 said.append(f"Not enough data (over half the items dropped) for {_conds(scant)}.")
         parts.append(f"{model}: " + " ".join(said))
-    return " ".join(parts)
+    return parts
 
 
 STUDY = AccuracyStudy

@@ -56,8 +56,9 @@ class ReplicateOptions(BaseModel):
 class ReplicateStudy(Study[ReplicateOptions]):
     name = "replicate"
     Options = ReplicateOptions
-    display_columns = ("experiment", "test", "answered", "effect", "ci_low", "ci_high", "p", "reference_effect",
-                       "status", "ratio", "distribution_warning", "errors", "parse_failures")
+    display_columns = ("experiment", "test", "test_used", "metric", "answered", "effect", "ci_low", "ci_high", "p",
+                       "reference_effect", "status", "ratio", "distribution_warning", "errors", "parse_failures",
+                       "dropped")
 
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
@@ -160,10 +161,13 @@ class ReplicateStudy(Study[ReplicateOptions]):
         suites = {m: suite_stats([r for r in table if r["model"] == m]) for m in self.spec.model}
         counts = count_results(results)
         counts["parse_failures"] = sum(r["parse_failures"] for r in table)
-        notes = ["success = the planned test is significant (p < .05) in the original direction (Hewitt et al. 2024); "
-                 "the reference effect (for coverage, ratio and null status) is the large replication's where one exists.",
-                 "Failed requests and unparsable answers are counted (errors, parse_failures) and left out of the "
-                 "tests, never scored."]
+        notes = [("success = the planned test is significant (p < .05) in the original direction (Hewitt et al. 2024); "
+                  "the reference effect (for coverage, ratio and null status) is the large replication's where one "
+                  "exists."),
+                 ("Failed requests and unparsable answers are counted (errors, parse_failures) and left out of the "
+                  "tests, never scored; within subjects a participant missing any condition is left out of the test "
+                  "(dropped).")]
+        notes.extend(f"{r['model']} {r['experiment']}: {r['test_note']}." for r in table if r["test_note"])
         return Summary(study="replicate", verdict=verdict(table, suites), table=table,
                        stats={"suite": suites, "experiments": [e.id for e in self.experiments],
                               "constrained": {m: self.constrained(m) for m in self.spec.model}},
@@ -172,7 +176,8 @@ class ReplicateStudy(Study[ReplicateOptions]):
     def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
         from ..report.plots import scatter_with_errors  # noqa: PLC0415
 
-        rows = [r for r in summary.table if r["effect"] is not None and r["ci_low"] is not None]
+        rows = [r for r in summary.table if r["effect"] is not None and r["ci_low"] is not None
+                and r["metric"] == r["reference_metric"]]  # a fallback test's effect is in another metric
         if not rows:
             return []
         return [("Synthetic vs reference effect sizes (each in its test's metric; 95% CI of the synthetic effect)",

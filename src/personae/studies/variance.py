@@ -44,6 +44,7 @@ from ..stats import paired_difference_ci, bootstrap_ci, holm, jensen_shannon, wi
 from ..stats.dispersion import dispersion_test, variance_shares
 from ._cells import Condition, cells
 from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
+from ._sequential import SequentialOptions, Sequencer, UnitValues, check_sequential, stop_sentence
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
@@ -58,6 +59,10 @@ DEFAULT_PERSONAS = ("expert-physics", "expert-history", "layperson", "young-chil
 Codes = dict[tuple[str, str], list[tuple[str, int | None]]]
 """(model, item) -> [(condition, answer code or None)] over the successful requests."""
 INSTRUCTION = "Answer the following question. Reply with the letter of one option only."
+SIGNIFICANT = 0.05
+"""An item 'shows a persona effect' when its permutation p-value is below this; under no persona
+effect at most this share of items does (the permutation p-value is valid), the null of the
+sequential design's CS of the share."""
 
 
 class VarianceOptions(BaseModel):
@@ -83,6 +88,11 @@ class VarianceOptions(BaseModel):
     """Label shuffles per item."""
     n_bootstrap: int = Field(default=5000, ge=1000)
     """Bootstrap resamples over items."""
+    sequential: SequentialOptions | None = None
+    """Ask the items in batches of look_every and stop once the always-valid CS of the share of items
+    with a significant persona effect (permutation p < 0.05) excludes 0.05, the share expected with no
+    persona effect (stop: decision), or is narrower than ci_width (stop: ci_width); see
+    personae.studies._sequential. None: the fixed design, every item at once."""
 
 
 class VarianceStudy(Study[VarianceOptions]):
@@ -101,6 +111,7 @@ class VarianceStudy(Study[VarianceOptions]):
             raise ConfigError("at temperature 0 every run gives the same answer: there is no noise to compare with.",
                               field="sampling.temperature", fix="set e.g. 'sampling: {temperature: 1.0}'.")
         study = cls(resolved)
+        check_sequential(study.options.sequential)
         if len(study.panel) < 2:
             raise ConfigError("the variance study needs at least two personas.", field="personas",
                               fix="list two or more personas, or none for the default panel of eight.")
@@ -123,22 +134,84 @@ class VarianceStudy(Study[VarianceOptions]):
         return "numeric" if all(i.answer is None for i in self.items) else "labels"
 
     def plan(self, done: Sequence[Result]) -> list[Request]:
-        if done:
-            return []
+        if self.sequencer is None:
+            return [] if done else self.requests_for(self.items)
+        batch = self.sequencer.next_items(done, lambda ids: self.unit_values(done, ids))
+        return self.requests_for([self.items_by_id[i] for i in batch])
+
+    def requests_for(self, items: Sequence[MCItem]) -> list[Request]:
+        """Every request of these items: each model, persona (and the no-persona panel) and run."""
         runs = self.spec.replicates
         conditions = [Condition(p.id, p) for p in self.panel]
         if self.options.baseline:  # a no-persona panel of the same size
             conditions.append(Condition(BASELINE, replicates=runs * len(self.panel)))
         reqs = []
-        for cell in cells(self.spec.model, conditions, self.items, runs, seed=self.spec.seed, outer="item"):
+        for cell in cells(self.spec.model, conditions, items, runs, seed=self.spec.seed, outer="item"):
             item = cell.item
             msg = [Message(role="user", content=f"{self.options.instruction}\n\n{item.render()}\nAnswer:")]
             extra: dict[str, Any] = {"grammar": letter_grammar(item.letters)} if self.options.constrained else {}
             reqs.append(self.cell_request(cell, msg, **extra))
         return reqs
 
+    # ---------------------------------------------------------------- sequential design
+    @cached_property
+    def item_index(self) -> dict[str, int]:
+        """Item id -> its position in the bank (seeds the item's permutation test, whichever items are asked)."""
+        return {i.id: n for n, i in enumerate(self.items)}
+
+    @cached_property
+    def sequencer(self) -> Sequencer | None:
+        """The batches and stopping rule of options.sequential (None: the fixed design)."""
+        o = self.options.sequential
+        if o is None:
+            return None
+        return Sequencer(o, [i.id for i in self.items], self.spec.seed, bounds=(0.0, 1.0), nulls=SIGNIFICANT,
+                         comparisons=[f"{m}: {DISPERSION}" for m in self.spec.model])
+
+    def unit_values(self, results: Sequence[Result], item_ids: Sequence[str]) -> UnitValues:
+        """Per model, 1 for each item of `item_ids` that entered the dispersion test with p < 0.05, else 0."""
+        codes = _codes(self, results)
+        items = [self.items_by_id[i] for i in item_ids]
+        out: dict[str, dict[str, float]] = {}
+        for m_i, model in enumerate(self.spec.model):
+            pairing = _pairings(self, codes, model, items)[DISPERSION]
+            entered = set(pairing.complete) if pairing.status != NOT_ENOUGH else set()
+            flags: dict[str, float] = {}
+            for item in items:
+                if item.id in entered:
+                    row = _item_row(self, model, item, codes.get((model, item.id), []), self.item_seed(m_i, item),
+                                    dispersion=True, jsd=False)
+                    if row.get("p_value") is not None:
+                        flags[item.id] = float(row["p_value"] < SIGNIFICANT)
+            out[f"{model}: {DISPERSION}"] = flags
+        return out
+
+    def item_seed(self, model_index: int, item: MCItem) -> int:
+        return self.spec.seed + 7919 * model_index + self.item_index[item.id]
+
+    def released_items(self, results: Sequence[Result]) -> tuple[MCItem, ...]:
+        """The items asked: every item in the fixed design, the released ones in a sequential one."""
+        if self.sequencer is None:
+            return self.items
+        return tuple(self.items_by_id[i] for i in self.sequencer.released_ids(results))
+
+    def describe(self) -> list[str]:
+        """The sequential design, if any."""
+        return [self.sequencer.describe()] if self.sequencer is not None else []
+
     def analyze(self, results: Sequence[Result]) -> Summary:
-        return analyze_variance(self, results)
+        summary = analyze_variance(self, results, self.released_items(results))
+        seq = self.sequencer
+        if seq is not None:
+            ids = seq.released_ids(results)
+            block = seq.report(self.unit_values(results, ids), len(ids), len(results),
+                               len(self.requests_for([self.items_by_id[i] for i in seq.order])))
+            summary.stats["sequential"] = block
+            summary.notes.append(stop_sentence(block) + " The always-valid CS is of the share of items with a "
+                                 f"significant persona effect (permutation p < {SIGNIFICANT}; {block['method']}); "
+                                 "the binomial test next to it is the fixed-sample one, not valid after looking.")
+            summary.verdict = _verdict(summary.stats["pooled"], summary.stats["pairing"], block)
+        return summary
 
     @cached_property
     def items_by_id(self) -> dict[str, MCItem]:
@@ -180,13 +253,13 @@ def _codes(study: VarianceStudy, results: Sequence[Result]) -> Codes:
     return out
 
 
-def _pairings(study: VarianceStudy, codes: Codes, model: str) -> dict[str, Pairing[str]]:
+def _pairings(study: VarianceStudy, codes: Codes, model: str, items: Sequence[MCItem]) -> dict[str, Pairing[str]]:
     """The items of `model` that enter the dispersion test and the JSD comparison (module docstring)."""
     runs, personas = study.spec.replicates, [p.id for p in study.panel]
-    answered = {i.id: Counter(c for c, _ in codes.get((model, i.id), [])) for i in study.items}
+    answered = {i.id: Counter(c for c, _ in codes.get((model, i.id), [])) for i in items}
     ids = list(answered)
     out = {DISPERSION: pair_units(ids, personas, {p: {i for i in ids if answered[i][p] >= 2} for p in personas})}
-    human = [i.id for i in study.items if i.human_distribution() is not None]
+    human = [i.id for i in items if i.human_distribution() is not None]
     if study.options.baseline and human:
         out[JSD] = pair_units(human, (PANEL, NO_PERSONA), {
             PANEL: {i for i in human if all(answered[i][p] >= runs for p in personas)},
@@ -222,24 +295,27 @@ def _item_row(study: VarianceStudy, model: str, item: MCItem, answers: list[tupl
     return row
 
 
-def analyze_variance(study: VarianceStudy, results: Sequence[Result]) -> Summary:
+def analyze_variance(study: VarianceStudy, results: Sequence[Result], items: Sequence[MCItem] | None = None) -> Summary:
+    """The summary over `items` (default: every item of the study; a sequential design's released ones)."""
+    items = study.items if items is None else items
     codes = _codes(study, results)
     table: list[dict[str, Any]] = []
     pooled: dict[str, Any] = {}
     pairing: dict[str, dict[str, Any]] = {}
     for m_i, model in enumerate(study.spec.model):
-        pairs = _pairings(study, codes, model)
+        pairs = _pairings(study, codes, model, items)
         pairing[model] = {key: p.as_dict() for key, p in pairs.items()}
         entered = {key: set(p.complete) if p.status != NOT_ENOUGH else set() for key, p in pairs.items()}
-        rows = [_item_row(study, model, item, codes.get((model, item.id), []), study.spec.seed + 7919 * m_i + i,
+        rows = [_item_row(study, model, item, codes.get((model, item.id), []), study.item_seed(m_i, item),
                           dispersion=item.id in entered[DISPERSION], jsd=item.id in entered.get(JSD, ()))
-                for i, item in enumerate(study.items)]
+                for item in items]
         tested = [r for r in rows if r.get("p_value") is not None]
         if tested:
             for r, adj in zip(tested, holm([r["p_value"] for r in tested])):
                 r["p_holm"] = float(adj)
         table.extend(rows)
-        pooled[model] = {**_pooled(study, tested, codes, model, entered[DISPERSION]), **_jsd_pooled(study, rows)}
+        pooled[model] = {**_pooled(study, tested, codes, model, entered[DISPERSION], items),
+                         **_jsd_pooled(study, rows)}
     counts = count_results(results)
     counts["parse_failures"] = sum(r["parse_failures"] for r in table)
     notes = [f"answers read as {study.kind}; {len(study.panel)} personas x {study.spec.replicates} runs per item."]
@@ -255,7 +331,7 @@ def analyze_variance(study: VarianceStudy, results: Sequence[Result]) -> Summary
 
 
 def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Codes, model: str,
-            items: set[str]) -> dict[str, Any]:
+            entered: set[str], items: Sequence[MCItem]) -> dict[str, Any]:
     """The dispersion test pooled over the tested items (`items`: those that entered it, for the mixed model)."""
     if not tested:
         return {"items_tested": 0}
@@ -269,7 +345,7 @@ def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Codes, mo
 
     ratio = bootstrap_pairs(ratio_fn, b[ok], w[ok], seed=seed, n_resamples=study.options.n_bootstrap) \
         if ok.sum() >= 2 else None
-    sig = sum(r["p_value"] < 0.05 for r in tested)
+    sig = sum(r["p_value"] < SIGNIFICANT for r in tested)
     binom = sps.binomtest(sig, len(tested), 0.05, alternative="greater")
     # an item where every answer is the same has no variance to share out: its share is NaN, left out
     shares = [r["share_persona"] for r in tested if np.isfinite(r["share_persona"])]
@@ -288,7 +364,7 @@ def _pooled(study: VarianceStudy, tested: list[dict[str, Any]], codes: Codes, mo
         "eta_squared_mean": _finite_mean([r["eta_squared"] for r in tested]),
     }
     if study.kind == "numeric":
-        out["mixed_model"] = _mixed(study, codes, model, items)
+        out["mixed_model"] = _mixed(study, codes, model, entered, items)
     return out
 
 
@@ -317,10 +393,11 @@ def _finite_mean(values: Sequence[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-def _mixed(study: VarianceStudy, codes: Codes, model: str, items: set[str]) -> dict[str, Any]:
+def _mixed(study: VarianceStudy, codes: Codes, model: str, entered: set[str], items: Sequence[MCItem]
+           ) -> dict[str, Any]:
     from ..stats import variance_components  # noqa: PLC0415
 
-    rows = [(item.id, c, a) for item in study.items if item.id in items for c, a in codes.get((model, item.id), [])
+    rows = [(item.id, c, a) for item in items if item.id in entered for c, a in codes.get((model, item.id), [])
             if c != BASELINE and a is not None]
     if len({r[0] for r in rows}) < 2:
         return {"error": "needs answers on at least two items"}
@@ -347,12 +424,21 @@ def _jsd_sentence(jsd: dict[str, Any]) -> str:
 LABELS = {DISPERSION: "personas vs run-to-run noise", JSD: "persona panel vs no-persona panel (JSD to humans)"}
 
 
-def _verdict(pooled: dict[str, Any], pairing: dict[str, dict[str, Any]] | None = None) -> str:
-    """The verdict, from the pooled figures and the pairing counts only (`stats['pooled']`, `stats['pairing']`)."""
+def _verdict(pooled: dict[str, Any], pairing: dict[str, dict[str, Any]] | None = None,
+             sequential: dict[str, Any] | None = None) -> str:
+    """The verdict, from the pooled figures, the pairing counts and the sequential block only
+    (`stats['pooled']`, `stats['pairing']`, `stats['sequential']`).
+
+    Persona differences are 'larger than run-to-run noise' when the one-sided binomial test of the
+    share of significant items passes; with a sequential design only when, besides, the always-valid
+    CS of that share lies above 0.05 (the fixed-sample test is not valid after looking).
+    """
     pairing = pairing or {}
     lead = drop_warnings((f"{model} {LABELS.get(key, key)}", p) for model, comps in pairing.items()
                          for key, p in comps.items())
     parts = [lead.strip()] if lead else []
+    if sequential is not None:
+        parts.append(stop_sentence(sequential))
     for model, p in pooled.items():
         comps = pairing.get(model, {})
         disp = comps.get(DISPERSION)
@@ -362,12 +448,25 @@ def _verdict(pooled: dict[str, Any], pairing: dict[str, dict[str, Any]] | None =
         elif not p.get("items_tested"):
             parts.append(f"{model}: too few parsed answers to compare personas with run-to-run noise.")
         else:
-            larger = p["more_items_than_chance"]["p_value"] < 0.05
+            larger = p["more_items_than_chance"]["p_value"] < SIGNIFICANT
+            cs = (sequential or {}).get("final", {}).get(f"{model}: {DISPERSION}")
             share = (p.get("share_persona") or {}).get("estimate")
             explained = ("the persona's share of answer variance could not be estimated" if share is None else
                          f"persona explains {100 * share:.0f}% of answer variance, the rest is run-to-run")
+            if sequential is None:
+                are = "are" if larger else "are not"
+            elif cs is None:
+                are, larger = "are not shown to be", False
+            else:
+                above = cs["cs_low"] > SIGNIFICANT
+                are = "are" if larger and above else "are not shown to be"
+                explained += (f"; always-valid CS of the share of items significant [{cs['cs_low']:.2f}, "
+                              f"{cs['cs_high']:.2f}] {'lies above' if above else 'includes or lies below'} "
+                              f"{SIGNIFICANT:g}, the share with no persona effect")
+                if larger and not above:
+                    explained += " (the fixed-sample binomial test passes, but it is not valid after looking)"
             parts.append(
-                f"{model}: persona differences {'are' if larger else 'are not'} larger than run-to-run noise "
+                f"{model}: persona differences {are} larger than run-to-run noise "
                 f"({p['share_items_significant']:.0%} of {p['items_tested']} items significant at 0.05, "
                 f"{p['items_significant_holm']} after Holm; {explained}).")
         human = comps.get(JSD)
