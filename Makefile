@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first (this machine's disk has it): an unpinned torch pulls CUDA.
 	$(PY) -m pip install --quiet torch==2.13.0
 	# llama-cpp-python compiles from source here (about 5 minutes on 2 cores; pip caches the wheel).
-	$(PY) -m pip install --quiet -e '.[test,embed,parquet]'
+	$(PY) -m pip install --quiet -e '.[test,embed,parquet,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)

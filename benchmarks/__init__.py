@@ -34,6 +34,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                           "listener (S1, k=2) vs re-evaluating every world's prompt each step"),
     "sequential_designs": ("benchmarks.sequential_designs",
                            "sequential (always-valid CS) vs fixed design: calls at 2x MDE, false positives under the null"),
+    "ray_scaling": ("benchmarks.ray_scaling",
+                    "Ray executor, 2 workers vs 1, 4 in flight each, fake backend with 50 ms latency"),
 }
 
 

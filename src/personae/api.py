@@ -165,6 +165,9 @@ class Run:
                     self.pool, self.store, concurrency=self.spec.concurrency.requests,
                     retry=self.spec.concurrency.retry, run_id=self.run_id, progress=progress, seed=self.spec.seed,
                     on_result=self._write_row, on_item=self._item, budget=self.budget, executor=self.executor)
+                bind = getattr(self.executor, "bind", None)
+                if bind is not None:  # an executor built outside the run (Ray) shares its counters and budget
+                    bind(runner)
                 await self._waves(runner)
             if runner.stopped:
                 self.status = "stopped"
@@ -286,6 +289,9 @@ class Run:
             run.update(status=self.status, finished_at=_now(), counts=stats.as_dict(),
                        tokens={"prompt": stats.prompt_tokens, "completion": stats.completion_tokens})
             run["backends"] = [b.describe() for b in self.pool.backends()]
+            describe = getattr(self.executor, "describe", None)  # the Ray executor: workers, re-runs
+            run["executor"] = describe() if describe is not None else {"kind": "asyncio" if self.executor is None
+                                                                       else type(self.executor).__name__}
             if self.error:
                 run["error"] = self.error
             if self.status == "stopped":

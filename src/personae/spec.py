@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -39,6 +39,29 @@ class ConcurrencySpec(BaseModel):
     """Requests in flight per backend (the local backend always uses 1)."""
     retry: RetryPolicy = RetryPolicy()
     """Retries and per-request timeout."""
+
+
+MAX_WORKERS = 256
+"""Most Ray workers one run starts."""
+
+
+class ExecutorSpec(BaseModel):
+    """Where the requests run: asyncio in this process (default), or shards over a Ray cluster
+    (docs/scale.md). `personae run --executor` and `--address` override `kind` and `address`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["asyncio", "ray"] = "asyncio"
+    """'asyncio' (one process) or 'ray' (the `ray` extra)."""
+    address: str | None = None
+    """Ray cluster to join: HOST:PORT of a head node (`ray start --head`), 'ray://HOST:10001', or
+    'auto'; none starts a local cluster on 127.0.0.1 for this run."""
+    workers: int | tuple[dict[str, Any], ...] | None = None
+    """Ray workers (actors), each with its own backend: a number of alike workers, or one entry per
+    worker of backend options laid over `backend:` for the models under study (e.g. one
+    `{base_url: ...}` per vLLM server). Default: one per CPU of the cluster."""
+    worker_cpus: float = Field(default=1.0, gt=0, le=64)
+    """CPUs Ray reserves for each worker."""
 
 
 class StudySpec(BaseModel):
@@ -69,6 +92,8 @@ class StudySpec(BaseModel):
     """Base seed; every cell and replicate gets its own seed derived from it (deterministic)."""
     concurrency: ConcurrencySpec = ConcurrencySpec()
     """Concurrency, retries and timeouts."""
+    executor: ExecutorSpec = ExecutorSpec()
+    """Where requests run: asyncio here (default) or a Ray cluster (docs/scale.md)."""
     options: dict[str, Any] = Field(default_factory=dict)
     """The study's own options (checked against the study's option model)."""
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
@@ -183,6 +208,7 @@ def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None =
             raise ConfigError(exc.detail, file=file, line=line_for(lines, ("model", i)),
                               field="model" if len(spec.model) == 1 else f"model.{i}", fix=exc.fix) from None
     _check_backend_options(spec, file, lines)
+    _check_worker_options(spec, file, lines)
     templates = {**BUILTIN_TEMPLATES, **spec.templates}
     if spec.template not in templates:
         raise ConfigError(f"no persona template '{spec.template}'.{suggest(spec.template, templates)}", file=file,
@@ -261,6 +287,24 @@ def _check_backend_options(spec: StudySpec, file: str | None, lines: LineMap) ->
         provider, _ = parse_model_id(model)
         prefix = ("backend", provider) if per_provider else ("backend",)
         check_options_for(model, backend_options_for(spec, model), prefix, file, lines)
+
+
+def _check_worker_options(spec: StudySpec, file: str | None, lines: LineMap) -> None:
+    """Each Ray worker's backend options (laid over `backend:`) are valid for every model under study."""
+    workers = spec.executor.workers
+    if workers is None:
+        return
+    if isinstance(workers, int) and not 1 <= workers <= MAX_WORKERS or workers == ():
+        raise ConfigError(f"needs 1 to {MAX_WORKERS} workers (got {'an empty list' if workers == () else workers}).",
+                          file=file, line=line_for(lines, ("executor", "workers")), field="executor.workers",
+                          fix="give a number of alike workers (e.g. 2), or one entry of backend options per worker "
+                          "(e.g. [{base_url: http://10.0.0.1:8000/v1}, {base_url: http://10.0.0.2:8000/v1}]).")
+    if isinstance(workers, int):
+        return
+    for i, entry in enumerate(workers):
+        for model in spec.model:
+            check_options_for(model, {**backend_options_for(spec, model), **entry}, ("executor", "workers", i),
+                              file, lines)
 
 
 def check_options_for(model: str, options: Mapping[str, Any], prefix: tuple[Any, ...], file: str | None,

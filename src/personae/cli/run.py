@@ -23,6 +23,12 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into an --out folder that holds another spec's run."),
     max_tokens: int = typer.Option(None, "--max-tokens",
                                    help="Stop cleanly once N tokens (prompt + completion) were used (resumable)."),
+    executor: str = typer.Option(None, "--executor", envvar="PERSONAE_EXECUTOR",
+                                 help="asyncio (one process; default) or ray (shard over a Ray cluster; the ray "
+                                 "extra). Default: the spec's executor.kind."),
+    address: str = typer.Option(None, "--address", envvar="PERSONAE_RAY_ADDRESS",
+                                help="Ray cluster to join (HOST:PORT, ray://HOST:10001 or auto); none starts a "
+                                "local one."),
 ) -> None:
     """Run a study spec and write DIR/run.json, results.jsonl, summary.json and report.html.
 
@@ -32,6 +38,7 @@ def run(
     Example: personae run examples/grid.yaml --out runs/grid
     Example: personae run examples/accuracy.yaml -m openai/qwen2.5-7b --out runs/acc-qwen
     Example: personae run examples/style.yaml --out runs/style --max-requests 100
+    Example: personae run examples/grid.yaml --out runs/grid --executor ray --address 127.0.0.1:6379
 
     Exit codes: 0 finished, 2 an error (one line says where and how to fix it), 3 stopped by
     --max-requests / --max-tokens (run the same command with a larger budget to continue), 4
@@ -47,12 +54,12 @@ def run(
             raise ConfigError(f"{flag} must be at least 1 (got {value}).", field=flag,
                               fix=f"give a positive number, or leave {flag} out for no budget.")
     resolved = load_spec(spec, models=model)
-    with open_store(store) as st:
+    budget = Budget(max_requests=max_requests, max_tokens=max_tokens)
+    with executor_for(resolved, executor, address, budget) as ex, open_store(store) as st:
         for notice in st.notices:
             err.print(notice, markup=False)
-        outcome = run_study(resolved, out_dir, store=st, quiet=quiet,
-                            budget=Budget(max_requests=max_requests, max_tokens=max_tokens), overwrite=overwrite,
-                            handle_sigterm=True)
+        outcome = run_study(resolved, out_dir, store=st, quiet=quiet, budget=budget, overwrite=overwrite,
+                            handle_sigterm=True, executor=ex)
     if outcome.summary is None:
         s = outcome.stats
         out.print(f"stopped: the budget was reached after {s.backend_calls} backend calls ({s.cache_hits} cache hits, "
@@ -63,6 +70,30 @@ def run(
     print_outcome(outcome)
     if outcome.status == "complete_with_errors":
         raise typer.Exit(ERRORS_EXIT)
+
+
+def executor_for(resolved, kind: str | None, address: str | None, budget):  # type: ignore[no-untyped-def]
+    """A context manager giving the run's executor: None (the runner's asyncio one) or a started Ray
+    executor (cluster joined and workers up before any model call; stopped on exit)."""
+    import contextlib  # noqa: PLC0415
+
+    from ..errors import ConfigError  # noqa: PLC0415
+
+    spec_exec = resolved.spec.executor
+    kind = kind or spec_exec.kind
+    if kind not in ("asyncio", "ray"):
+        raise ConfigError(f"no executor '{kind}'.", field="--executor", fix="use --executor asyncio or --executor ray.")
+    if kind == "asyncio":
+        for flag, value in (("--address", address), ("executor.address", spec_exec.address),
+                            ("executor.workers", spec_exec.workers)):
+            if value is not None:
+                raise ConfigError("this is an option of the Ray executor, but the run uses asyncio.", field=flag,
+                                  file=str(resolved.path) if resolved.path and flag.startswith("executor") else None,
+                                  fix="add --executor ray (or executor.kind: ray in the spec), or remove it.")
+        return contextlib.nullcontext(None)
+    from ..executors.ray import RayExecutor  # noqa: PLC0415
+
+    return RayExecutor.from_spec(resolved, address=address, budget=budget)
 
 
 BUDGET_EXIT = 3

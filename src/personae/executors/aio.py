@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from ..errors import BackendError, BackendUnavailableError, TransientBackendError
 from .adaptive import AIMD, OVERLOAD_STATUSES, AdaptiveGate
-from .base import Budget, Job, Outcome, Output, RetryPolicy, RunStats, Sink
+from .base import Budget, Job, Outcome, Output, RetryPolicy, RunStats, Sink, output_tokens
 
 
 class RunAborted(BackendError):
@@ -180,6 +180,5 @@ class AsyncioExecutor:
                 return Outcome(error=BackendError(
                     f"unexpected {type(exc).__name__} from {backend.model_id}: {exc}", backend=backend.model_id,
                     fix="rerun with --debug and report it if it persists."), attempts=attempt)
-            tokens = sum(getattr(o, "prompt_tokens", 0) + getattr(o, "completion_tokens", 0) for o in outputs)
-            self.budget.spend_tokens(tokens)
+            self.budget.spend_tokens(output_tokens(outputs))
             return Outcome(outputs=outputs, attempts=attempt)

@@ -47,6 +47,11 @@ class RetryPolicy(BaseModel):
 Output = Generation | Score | Embedding
 
 
+def output_tokens(outputs: Sequence[Output]) -> int:
+    """Prompt + completion tokens of a job's outputs (what a token budget counts)."""
+    return sum(getattr(o, "prompt_tokens", 0) + getattr(o, "completion_tokens", 0) for o in outputs)
+
+
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _HEX = re.compile(r"\b[0-9a-f]{12,64}\b")
 
