@@ -122,13 +122,14 @@ def test_a_killed_worker_loses_nothing_and_commits_nothing_twice(cluster: None, 
     resolved = load_spec(spec)
     store = Store(tmp_path / "store.sqlite")
     puts: Counter[str] = Counter()
-    put = store.put
+    commit_batch = store.commit_batch  # every result reaches the store through it (group commits)
 
-    def counting_put(key: str, *args: Any, **kwargs: Any) -> None:
-        puts[key] += 1
-        put(key, *args, **kwargs)
+    def counting_commit(rows: Any, errors: Any, **kwargs: Any) -> list[int]:
+        for row in rows:
+            puts[row[0]] += 1
+        return commit_batch(rows, errors, **kwargs)
 
-    store.put = counting_put  # type: ignore[method-assign]
+    store.commit_batch = counting_commit  # type: ignore[method-assign]
     killed: list[int] = []
     with RayExecutor.from_spec(resolved) as ex:
         pids = ex.worker_pids()
