@@ -88,6 +88,9 @@ def load_prices(path: str | Path) -> dict[str, Price]:
         raise ConfigError("a prices file holds one mapping.", file=str(path),
                           fix="write one 'prices:' mapping of model ids to {input: ..., output: ...}.")
     data, lines = docs[0]
+    if isinstance(data, Mapping) and "prices" not in data and any("/" in str(k) for k in data):
+        raise ConfigError("holds model prices but not under 'prices:'.", file=str(path), line=1,
+                          fix="put 'prices:' on the first line and indent the models under it.")
     if not isinstance(data, Mapping) or "prices" not in data:
         raise ConfigError("a prices file must hold a 'prices:' mapping.", file=str(path), line=1,
                           fix="write 'prices:' and under it one 'MODEL: {input: PRICE, output: PRICE}' line per "
