@@ -35,7 +35,9 @@ def _invoke(*args: str) -> Any:
 def test_a_grid_is_one_exact_wave_with_chars_over_4_and_max_tokens(tmp_path: Path) -> None:
     resolved = resolve_spec(grid_spec(QUESTIONS, replicates=3))
     est = estimate_run(resolved, store=tmp_path / "store.sqlite")
-    study = __import__("personae.studies", fromlist=["get_study"]).get_study("grid")(resolved)
+    from personae.studies import get_study
+
+    study = get_study("grid")(resolved)
     planned = study.plan([])
     (row,) = est.rows
     assert (row.model, row.role) == ("fake/test", "(studied)")
@@ -237,3 +239,18 @@ def test_the_usage_in_the_report_is_escaped(tmp_path: Path) -> None:
     report = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
     assert "<script>x</script>" not in report and "&lt;script&gt;" in report
     assert read_jsonl(tmp_path / "run" / "results.jsonl")[0]["model"] == model
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_dry_runs_and_its_first_wave_is_the_studys_plan(example: Path, tmp_path: Path) -> None:
+    from personae.studies import get_study
+
+    resolved = load_spec(example, models=["fake/test"])
+    est = estimate_run(resolved, store=tmp_path / "s.sqlite")
+    planned = get_study(resolved.spec.study)(resolved).plan([])
+    assert est.total("first_wave") == len(planned)
+    assert est.total("to_send") <= est.total("first_wave") + est.total("later_waves")
+    assert (est.waves > 1) == (est.total("later_waves") > 0)
