@@ -254,3 +254,15 @@ def test_every_example_dry_runs_and_its_first_wave_is_the_studys_plan(example: P
     assert est.total("first_wave") == len(planned)
     assert est.total("to_send") <= est.total("first_wave") + est.total("later_waves")
     assert (est.waves > 1) == (est.total("later_waves") > 0)
+
+
+def test_prices_given_to_a_real_run_are_recorded_with_its_spec(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, grid_spec(QUESTIONS))
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("prices:\n  fake/test: {input: 1000000, output: 0}\n", encoding="utf-8")
+    result = _invoke("run", str(spec), "--out", str(tmp_path / "run"), "--prices", str(prices))
+    assert result.exit_code == 0, result.output
+    run = read_json(tmp_path / "run" / "run.json")
+    assert run["spec"]["prices"] == {"fake/test": {"input": 1000000.0, "output": 0.0}}
+    (usage,) = run["usage"]
+    assert usage["computed_prompt_tokens"] > 0 and usage["computed_cost"] == usage["computed_prompt_tokens"]
