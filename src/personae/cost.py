@@ -59,9 +59,11 @@ def cost_of(price: Price | None, prompt_tokens: float, completion_tokens: float)
 
 
 def check_price_models(prices: Mapping[str, Any], *, file: str | None, lines: LineMap | None = None,
-                       used: Iterable[str] | None = None, prefix: tuple[Any, ...] = ("prices",)) -> None:
+                       used: Iterable[str] | None = None, known: Iterable[str] = (),
+                       prefix: tuple[Any, ...] = ("prices",)) -> None:
     """Every key is a model id (provider/model); with `used` (the spec's own table), a key that the run
-    does not call but that is close to one it does is a misspelt id: an error, not a price that never applies."""
+    does not call but that is close to one it does is a misspelt id: an error, not a price that never applies
+    (`known`: other models the key may name, e.g. the spec's own that --model replaced)."""
     from .backends import parse_model_id  # noqa: PLC0415
 
     used = sorted(set(used)) if used is not None else None
@@ -71,7 +73,7 @@ def check_price_models(prices: Mapping[str, Any], *, file: str | None, lines: Li
             parse_model_id(model)
         except ConfigError as exc:
             raise ConfigError(f"a price is keyed by a model id: {exc.detail}", fix=exc.fix, **where) from None
-        hint = suggest(model, used) if used is not None and model not in used else ""
+        hint = suggest(model, used) if used is not None and model not in used and model not in known else ""
         if hint:  # unused and close to a model that is used: a typo (an unused price alone may be for -m)
             raise ConfigError(f"a price for '{model}', which this run does not call.{hint}",
                               fix=f"key prices by the exact ids of the run's models and roles ({', '.join(used or ())}).",

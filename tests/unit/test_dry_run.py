@@ -266,3 +266,11 @@ def test_prices_given_to_a_real_run_are_recorded_with_its_spec(tmp_path: Path) -
     assert run["spec"]["prices"] == {"fake/test": {"input": 1000000.0, "output": 0.0}}
     (usage,) = run["usage"]
     assert usage["computed_prompt_tokens"] > 0 and usage["computed_cost"] == usage["computed_prompt_tokens"]
+
+
+def test_a_price_for_the_model_that_model_option_replaced_is_no_typo(tmp_path: Path) -> None:
+    data = {**grid_spec(QUESTIONS), "model": "fake/gpt-4o-mini", "prices": {"fake/gpt-4o-mini": {"input": 1, "output": 1}}}
+    spec = write_spec(tmp_path, data)
+    assert load_spec(spec, models=["fake/gpt-4o"]).spec.model == ("fake/gpt-4o",)
+    with pytest.raises(ConfigError, match="this run does not call"):  # the same key, written by hand: a typo
+        resolve_spec({**data, "model": "fake/gpt-4o"})
