@@ -274,3 +274,13 @@ def test_a_price_for_the_model_that_model_option_replaced_is_no_typo(tmp_path: P
     assert load_spec(spec, models=["fake/gpt-4o"]).spec.model == ("fake/gpt-4o",)
     with pytest.raises(ConfigError, match="this run does not call"):  # the same key, written by hand: a typo
         resolve_spec({**data, "model": "fake/gpt-4o"})
+
+
+def test_a_budget_given_to_a_dry_run_says_whether_it_would_stop_the_run(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, grid_spec(QUESTIONS, replicates=2))  # 8 requests
+    result = _invoke("run", str(spec), "--dry-run", "--max-requests", "3")
+    assert result.exit_code == 0 and "would stop after 3 of the 8 requests to send" in result.output
+    result = _invoke("run", str(spec), "--dry-run", "--max-requests", "8", "--max-tokens", "100000")
+    assert "enough for the 8 requests" in result.output and "enough even if every reply" in result.output
+    result = _invoke("run", str(spec), "--dry-run", "--max-tokens", "1")
+    assert "would stop before the end" in result.output

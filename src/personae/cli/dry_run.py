@@ -21,7 +21,7 @@ def _cost(value: float | None) -> str:
     return "no price set" if value is None else f"{value:,.4f}"
 
 
-def print_dry_run(est: DryRun) -> None:
+def print_dry_run(est: DryRun, *, max_requests: int | None = None, max_tokens: int | None = None) -> None:
     later = "later waves (exact)" if not est.estimated else "later waves (estimated)"
     columns: list[tuple[str, Any]] = [
         ("model", lambda r: r.model), ("role", lambda r: r.role), ("wave 1 (exact)", lambda r: _n(r.first_wave)),
@@ -37,8 +37,26 @@ def print_dry_run(est: DryRun) -> None:
                      "completion tokens (max)": _n(est.total("completion_tokens")),
                      "cost (est.)": _cost(est.cost) if est.cost is not None else "incomplete: prices missing"})
     out.print(table_from_rows(rows, title="dry run: no model was called, nothing was written"))
-    for line in explain(est):
+    for line in explain(est) + budget_lines(est, max_requests, max_tokens):
         out.print(Text(line))
+
+
+def budget_lines(est: DryRun, max_requests: int | None, max_tokens: int | None) -> list[str]:
+    """What --max-requests / --max-tokens would do to this run."""
+    lines = []
+    to_send = est.total("to_send")
+    if max_requests is not None:
+        lines.append(f"--max-requests {max_requests:,}: " + (
+            f"the run would stop after {max_requests:,} of the {to_send:,} requests to send (exit 3; the same "
+            "command with a larger budget resumes)." if max_requests < to_send else
+            f"enough for the {to_send:,} requests to send."))
+    if max_tokens is not None:
+        low, high = est.total("prompt_tokens"), est.total("prompt_tokens") + est.total("completion_tokens")
+        lines.append(f"--max-tokens {max_tokens:,}: " + (
+            f"the run would stop before the end (prompt tokens alone are about {low:,})." if max_tokens < low else
+            f"enough even if every reply is max_tokens long ({high:,} at most)." if max_tokens >= high else
+            f"the run may stop before the end: it needs between about {low:,} and {high:,} tokens."))
+    return lines
 
 
 def explain(est: DryRun) -> list[str]:

@@ -57,7 +57,8 @@ def run(
                               fix=f"give a positive number, or leave {flag} out for no budget.")
     resolved = with_prices(load_spec(spec, models=model), prices)
     if dry_run:
-        print_dry_run(estimate_run(resolved, store=store, out_dir=out_dir, overwrite=overwrite))
+        print_dry_run(estimate_run(resolved, store=store, out_dir=out_dir, overwrite=overwrite),
+                      max_requests=max_requests, max_tokens=max_tokens)
         return
     if out_dir is None:
         raise ConfigError("personae run needs a run folder to write.", field="--out",
