@@ -26,6 +26,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                             "30 chats: Runner + LocalBackend vs llama_cpp.Llama directly"),
     "runner_overhead": ("benchmarks.runner_overhead",
                         "300 chats at concurrency 4: Runner + OpenAIBackend vs plain AsyncOpenAI, llama.cpp server"),
+    "client_throughput": ("benchmarks.client_throughput",
+                          "20,000 chats at concurrency 64: personae (Runner + store) vs plain AsyncOpenAI vs plain "
+                          "aiohttp, instant mock server"),
     "listener_vs_s0": ("benchmarks.listener_vs_s0", "listener (S1, k=2) vs greedy S0 seconds per token, embedded model"),
     "listener_vs_naive": ("benchmarks.listener_vs_naive",
                           "listener (S1, k=2) vs re-evaluating every world's prompt each step"),

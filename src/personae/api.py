@@ -61,6 +61,8 @@ def redact(options: Mapping[str, Any]) -> dict[str, Any]:
     from .backends.openai import without_credentials  # noqa: PLC0415
 
     def clean(k: str, v: Any) -> Any:
+        if k == "headers" and isinstance(v, Mapping):  # the openai backend's extra headers: any may be a credential
+            return {name: "***" for name in v}
         if isinstance(v, Mapping):
             return redact(v)
         if any(w in k.lower() for w in _SECRET_WORDS) and not k.endswith("_env"):

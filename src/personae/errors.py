@@ -107,6 +107,12 @@ class BackendUnavailableError(BackendError):
     """The backend cannot be used at all (server unreachable, package missing)."""
 
 
+class ServerUnreachableError(TransientBackendError, BackendUnavailableError):
+    """No connection could be made to a server (refused, unknown host). Unavailable, but retried
+    like a transient failure: a server restarting mid-run costs retries, not the run; a run whose
+    first requests all meet it stops with the fix (the executor's abort rule), each one an error row."""
+
+
 class MissingDependencyError(PersonaeError):
     """An optional dependency is not installed; names the extra to install."""
 

@@ -18,7 +18,8 @@ class Progress:
         if enabled:
             self._bar = RichProgress(
                 SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[width]}"), TimeElapsedColumn(), TextColumn("ETA"),
                 TimeRemainingColumn(), console=console or Console(stderr=True), transient=False)
 
     def __enter__(self) -> Progress:
@@ -33,14 +34,16 @@ class Progress:
     def add(self, label: str, total: int, completed: int = 0) -> Any:
         if self._bar is None:
             return None
-        return self._bar.add_task(label, total=total, completed=completed, rate="")
+        return self._bar.add_task(label, total=total, completed=completed, rate="", width="")
 
-    def advance(self, task: Any, n: int = 1) -> None:
+    def advance(self, task: Any, n: int = 1, width: str = "") -> None:
+        """Count n more done; `width` is the requests in flight an adaptive executor allows now
+        (e.g. 'width 12/64'), shown after the rate."""
         if self._bar is None or task is None:
             return
         self._bar.advance(task, n)
         speed = self._task(task).speed
-        self._bar.update(task, rate=f"{speed:.1f}/s" if speed else "")
+        self._bar.update(task, rate=f"{speed:.1f}/s" if speed else "", width=width)
 
     def done(self, task: Any) -> None:
         if self._bar is None or task is None:

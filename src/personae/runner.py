@@ -6,13 +6,16 @@ The runner
 - answers what the store already holds (one batched look-up per wave),
 - hands the rest to an executor (asyncio by default: bounded concurrency, retries, timeouts, a
   budget), texts to embed in batches, each text cached on its own,
-- commits each success to the store as it arrives, records every failure as an error row,
+- commits each success to the store and records every failure as an error row, in group commits
+  (one transaction per turn of the event loop), reporting a result only once it is committed,
 - and returns one Result per request, in order: nothing is dropped. When a budget stops the
   executor, the requests not sent are counted (`stats.not_sent`) and `stopped` says why.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +23,6 @@ from typing import Any
 
 from .backends.base import Backend, Embedding, Generation, Request, Score
 from .backends.pool import BackendPool
-from .errors import BackendError
 from .executors import AsyncioExecutor, Budget, Executor, Job, Outcome, RetryPolicy, RunAborted
 from .executors.base import RunStats
 from .progress import Progress
@@ -171,21 +173,26 @@ class Runner:
                     self._report(i, r)
         if pending:
             jobs = self._jobs(requests, backends, pending)
+            # an executor that adapts its concurrency says how wide it is now (the progress bar shows it)
+            width_label: Callable[[], str] = getattr(self.executor, "width_label", lambda: "")
             for job_backend, reqs in self._by_backend(jobs):
                 await job_backend.prepare(reqs)
 
-            def sink(job: Job, outcome: Outcome) -> None:
-                for n, (key, req) in enumerate(zip(job.keys, job.requests)):
-                    first = self._commit(req, key, outcome, n)
+            def report(job: Job, firsts: list[Result]) -> None:
+                for key, first in zip(job.keys, firsts):
                     for j, i in enumerate(pending[key]):
                         r = first if j == 0 else Result(requests[i], key, first.generation, first.score, first.error,
                                                         first.cached, first.attempts, first.embedding,
                                                         first.error_id)
                         results[i] = r
                         self._report(i, r)
-                    self.progress.advance(task, len(pending[key]))
+                    self.progress.advance(task, len(pending[key]), width=width_label())
 
-            await self.executor.execute(jobs, sink)
+            commits = _GroupCommit(self, report)
+            try:
+                await self.executor.execute(jobs, commits.add)
+            finally:
+                commits.flush()  # outcomes that arrived before a stop or an error are kept (and reported)
         self.progress.done(task)
         missing = sum(r is None for r in results)
         if missing:
@@ -227,24 +234,72 @@ class Runner:
                 jobs.append(Job(backend, *map(tuple, zip(*batch))))  # type: ignore[arg-type]
         return jobs
 
-    def _commit(self, request: Request, key: str, outcome: Outcome, n: int) -> Result:
+    def _prepare(self, request: Request, key: str, outcome: Outcome, n: int) -> tuple[Result, tuple[Any, ...], bool]:
+        """The Result of one request of a job and its row for the store: (key, kind, model, request
+        JSON, response JSON) for a success, (key, model, error, status, attempts, request JSON) for a
+        failure (True), whose error id `_GroupCommit` fills in once it is written."""
+        req_json = json.dumps(request.model_dump(mode="json", exclude={"tags"}), sort_keys=True)
         if outcome.error is not None:
-            return self._fail(request, key, outcome.error, outcome.attempts)
+            exc = outcome.error
+            self.stats.errors += 1
+            msg = exc.one_line()
+            self.stats.count_error(msg)
+            return (Result(request, key, error=msg, attempts=outcome.attempts),
+                    (key, request.model, msg, exc.status, outcome.attempts, req_json), True)
         output = outcome.outputs[n]
         if isinstance(output, Generation):
             self.stats.prompt_tokens += output.prompt_tokens
             self.stats.completion_tokens += output.completion_tokens
         elif isinstance(output, Embedding):
             self.stats.embedded_texts += 1
-        req_json = json.dumps(request.model_dump(mode="json", exclude={"tags"}), sort_keys=True)
-        self.store.put(key, request.kind, request.model, req_json, output.model_dump_json(), run_id=self.run_id)
-        return _attach(request, key, output, outcome.attempts)
+        return (_attach(request, key, output, outcome.attempts),
+                (key, request.kind, request.model, req_json, output.model_dump_json()), False)
 
-    def _fail(self, request: Request, key: str, exc: BackendError, attempts: int) -> Result:
-        self.stats.errors += 1
-        msg = exc.one_line()
-        self.stats.count_error(msg)
-        req_json = json.dumps(request.model_dump(mode="json", exclude={"tags"}), sort_keys=True)
-        error_id = self.store.record_error(key, request.model, msg, run_id=self.run_id, status=exc.status,
-                                           attempts=attempts, request_json=req_json)
-        return Result(request, key, error=msg, attempts=attempts, error_id=error_id)
+
+class _GroupCommit:
+    """Commits outcomes in groups and reports them only once committed.
+
+    Every outcome that arrives in one turn of the event loop goes into one transaction, written at
+    the end of that turn (`loop.call_soon`); the worker that delivered it waits for that commit
+    before it takes its next job. So a result is reported finished (results.jsonl, run items,
+    progress) only after it is in the store, and a kill loses at most the requests in flight or
+    waiting for their commit: at most the run's concurrency, as with one commit per result. At a
+    slow rate each group is one result; against a fast server a group holds every answer that
+    one wake-up of the event loop read (the commit's cost is shared)."""
+
+    def __init__(self, runner: Runner, report: Callable[[Job, list[Result]], None]) -> None:
+        self.runner = runner
+        self.report = report
+        self._group: list[tuple[Job, list[tuple[Result, tuple[Any, ...], bool]]]] = []
+        self._done: asyncio.Future[None] | None = None
+
+    def add(self, job: Job, outcome: Outcome) -> asyncio.Future[None]:
+        rows = [self.runner._prepare(req, key, outcome, n) for n, (key, req) in enumerate(zip(job.keys, job.requests))]
+        self._group.append((job, rows))
+        if self._done is None:
+            loop = asyncio.get_running_loop()
+            self._done = loop.create_future()
+            loop.call_soon(self._flush_scheduled, self._done)
+        return self._done
+
+    def _flush_scheduled(self, done: asyncio.Future[None]) -> None:
+        try:
+            self.flush()
+        except BaseException as exc:  # the store failed: the workers waiting on this commit raise it
+            if not done.done():
+                done.set_exception(exc)
+            return
+        if not done.done():
+            done.set_result(None)
+
+    def flush(self) -> None:
+        group, self._group, self._done = self._group, [], None
+        if not group:
+            return
+        runner = self.runner
+        rows = [row for _, job_rows in group for row in job_rows]
+        ids = iter(runner.store.commit_batch([r for _, r, failed in rows if not failed],
+                                             [r for _, r, failed in rows if failed], run_id=runner.run_id))
+        for job, job_rows in group:
+            self.report(job, [dataclasses.replace(res, error_id=next(ids)) if failed else res
+                              for res, _, failed in job_rows])

@@ -2,7 +2,9 @@
 
 - WAL mode and a busy timeout make two processes writing at once safe.
 - Only successes are cached; failures go to `errors` and are retried by the next run.
-- Every result is committed as it arrives, so a killed run loses nothing it finished.
+- Results are committed in group commits (`commit_batch`: every result that arrived in one turn
+  of the event loop, in one transaction) and reported finished only once committed, so a killed
+  run loses nothing it reported finished (docs/reliability.md).
 - Schema changes are numbered migrations (see MIGRATIONS); never edit an applied one.
 """
 
@@ -261,8 +263,7 @@ class Store:
         self._conn.execute(self._PUT, (key, kind, model, request_json, response_json, time.time(), KEY_VERSION, run_id))
 
     def put_many(self, rows: Iterable[tuple[str, str, str, str, str]], *, run_id: str | None = None) -> None:
-        now = time.time()
-        self._transaction(lambda c: c.executemany(self._PUT, [(*row, now, KEY_VERSION, run_id) for row in rows]))
+        self.commit_batch(list(rows), [], run_id=run_id)
 
     def _transaction(self, work: Any) -> None:
         c = self._conn
@@ -274,12 +275,31 @@ class Store:
             c.execute("ROLLBACK")
             raise
 
+    _ERROR = ("INSERT INTO errors (key, run_id, model, error, status, attempts, created_at, request) "
+              "VALUES (?,?,?,?,?,?,?,?)")
+
+    def commit_batch(self, puts: Sequence[tuple[str, str, str, str, str]],
+                     errors: Sequence[tuple[str, str, str, int | None, int, str | None]], *,
+                     run_id: str | None = None) -> list[int]:
+        """Cache successes (key, kind, model, request JSON, response JSON) and record failures (key,
+        model, error, status, attempts, request JSON) in one transaction; returns the error rows' ids."""
+        now = time.time()
+        ids: list[int] = []
+
+        def work(c: sqlite3.Connection) -> None:
+            if puts:
+                c.executemany(self._PUT, [(*row, now, KEY_VERSION, run_id) for row in puts])
+            for key, model, error, status, attempts, request_json in errors:
+                cur = c.execute(self._ERROR, (key, run_id, model, error, status, attempts, now, request_json))
+                ids.append(int(cur.lastrowid or 0))
+
+        self._transaction(work)
+        return ids
+
     def record_error(self, key: str, model: str, error: str, *, run_id: str | None, status: int | None,
                      attempts: int, request_json: str | None = None) -> int:
         """Record a failed request; returns the error row's id."""
-        cur = self._conn.execute(
-            "INSERT INTO errors (key, run_id, model, error, status, attempts, created_at, request) "
-            "VALUES (?,?,?,?,?,?,?,?)", (key, run_id, model, error, status, attempts, time.time(), request_json))
+        cur = self._conn.execute(self._ERROR, (key, run_id, model, error, status, attempts, time.time(), request_json))
         return int(cur.lastrowid or 0)
 
     def errors_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:

@@ -1,7 +1,8 @@
-"""The openai backend's scoring paths, fed recorded-style server responses through an in-memory transport.
+"""The openai backend's scoring paths, fed recorded-style server responses, on both HTTP clients.
 
-No server and no network: an httpx2 MockTransport (the openai package here is built on httpx2)
-answers /completions with a vLLM `prompt_logprobs` response or an OpenAI legacy `echo` response.
+No model: an httpx2 MockTransport (the SDK client; the openai package here is built on httpx2), or
+an aiohttp server on 127.0.0.1 (the aiohttp client) answers /completions with a vLLM
+`prompt_logprobs` response or an OpenAI legacy `echo` response.
 The score must be the sum of the continuation tokens' log-probabilities only.
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -20,7 +23,20 @@ from personae.backends.base import Message, Request, Score
 from personae.backends.openai import OpenAIBackend, OpenAIOptions, chatml, score_from_token_pairs
 from personae.errors import BackendError
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from mock_http import CLIENTS, backend_with  # noqa: E402
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+CLIENT = ["aiohttp"]  # the HTTP client score_with uses: set per test by the fixture below
+
+
+@pytest.fixture(params=CLIENTS, autouse=True)
+def client(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both HTTP clients."""
+    CLIENT[0] = str(request.param)
+    return CLIENT[0]
 
 MODEL = "openai/recorded"
 BASE_URL = "http://127.0.0.1:9/v1"  # never contacted: the mock transport answers
@@ -89,21 +105,21 @@ def score_with(options: OpenAIOptions, request: Request,
     seen: list[dict[str, Any]] = []
 
     def handler(http_request: httpx2.Request) -> httpx2.Response:
-        assert http_request.url.host == "127.0.0.1"
+        assert http_request.url.host in ("127.0.0.1", "localhost")
         assert http_request.url.path.endswith("/completions")
         body = json.loads(http_request.content)
         seen.append(body)
         return httpx2.Response(200, json=responder(body["prompt"]))
 
-    backend = OpenAIBackend(MODEL, options, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
-
-    async def go() -> Score:
+    async def go(backend: OpenAIBackend) -> Score:
         try:
             return await backend.score(request)
         finally:
             await backend.aclose()
 
-    return asyncio.run(go()), seen
+    with backend_with(handler, options.model_dump(exclude={"base_url", "client"}, exclude_defaults=True),
+                      CLIENT[0], model=MODEL) as backend:
+        return asyncio.run(go(backend)), seen
 
 
 PROMPT = "Q: Do you like the sea?\nA:"

@@ -37,8 +37,9 @@ def run_generate(backend: Backend, request: Request) -> str:
     return run_generate_full(backend, request).text
 
 
-def test_generate_via_chat(llama_server: str) -> None:
-    backend = create_backend(MODEL, {"base_url": llama_server})
+@pytest.mark.parametrize("client", ["aiohttp", "sdk"])
+def test_generate_via_chat(llama_server: str, client: str) -> None:
+    backend = create_backend(MODEL, {"base_url": llama_server, "client": client})
     gen = run_generate_full(backend, Request(model=MODEL, messages=(RAINY,), sampling=Sampling(max_tokens=16)))
     assert gen.text.strip()
     assert gen.prompt_tokens > 0 and 0 < gen.completion_tokens <= 16

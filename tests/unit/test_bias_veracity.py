@@ -120,6 +120,11 @@ def test_a_persona_that_believes_fake_headlines_is_found_and_no_effect_is_not() 
     # true VDA of the plain persona: 0.5 + (5 - 2) / 10 = 0.8
     assert rows["none"]["vda_ci_low"] < 0.8 < rows["none"]["vda_ci_high"]
     assert "2 of 3 comparisons differ" in outcome.summary.verdict
+    # each difference sits next to its split-half noise floor; the planted one is far outside it
+    planted = tests["republican vs no persona"]
+    assert planted["noise_floor"] is not None and abs(planted["diff"]) > 2 * planted["noise_floor"]
+    assert planted["within_noise_floor"] is False and rows["republican"]["vda_noise_floor"] == planted["noise_floor"]
+    assert rows["republican"]["vda_diff"] == planted["diff"] and "vda_diff" not in rows["none"]
 
     # a null run is a false positive with probability up to alpha (seed 6 is one: p 0.003); the rate is
     # checked over 200 simulations below, so this run only shows the verdict's null wording

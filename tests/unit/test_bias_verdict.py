@@ -7,7 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from personae.bias.analysis import beyond_control, congruence_effect, lowers_baseline, numeracy_verdict, shrinks_gap
+import math
+
+from personae.bias.analysis import (beyond_control, congruence_effect, lowers_baseline, numeracy_verdict, shrinks_gap,
+                                    significant)
 
 PERSONAS = ["democrat", "republican", "atheist"]
 ARMS = ["none", "step-by-step"]
@@ -23,6 +26,7 @@ def row(draw: Any, arm: str, persona: str) -> dict[str, Any]:
         r["rr"] = rr
         r["rr_ci"] = [draw(st.floats(0.05, rr)), draw(st.floats(rr, 10))]
         r["p_fisher_holm"] = draw(st.floats(0, 1))
+        r["rr_noise_floor"] = draw(st.one_of(st.none(), st.floats(1, 4)))
         if draw(st.booleans()):
             est = draw(st.floats(-3, 3))
             r["did"] = {"estimate": est, "ci": [est - draw(st.floats(0, 2)), est + draw(st.floats(0, 2))]}
@@ -73,7 +77,7 @@ def test_the_verdict_says_what_the_table_holds(table: list[dict[str, Any]], deb:
                 said = f"{r['persona']} RR {r['rr']:.2f}"
                 assert said in text
                 tail = " (beyond the neutral control)" if beyond_control(r) else " (not beyond the neutral control)"
-                assert said + f" [{r['rr_ci'][0]:.2f}, {r['rr_ci'][1]:.2f}]" + tail in text
+                assert said + f" [{r['rr_ci'][0]:.2f}, {r['rr_ci'][1]:.2f}], {_floor(r)}" + tail in text
         else:
             assert f"With {label}, none of the {len(rows)} identity personas shows" in text
     for d in deb:
@@ -86,13 +90,44 @@ def test_the_verdict_says_what_the_table_holds(table: list[dict[str, Any]], deb:
             assert ("and lowers baseline accuracy" in text) == lowers_baseline(d)
 
 
+def _floor(r: dict[str, Any]) -> str:
+    f = r.get("rr_noise_floor")
+    return "noise floor unknown" if f is None else f"noise floor x{f:.2f}"
+
+
+def _arm_sentences(text: str, label: str) -> str:
+    return " ".join(s for s in text.split("With ") if s.startswith(f"{label}, "))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(table=tables(), deb=st.lists(debias(), max_size=1))
+def test_the_verdict_never_calls_an_effect_within_the_floor_or_with_a_ci_covering_one(
+        table: list[dict[str, Any]], deb: list[dict[str, Any]]) -> None:
+    text = numeracy_verdict(table, deb, {"errors": 0, "requests": 10})
+    for r in (r for r in table if r.get("rr") is not None):
+        said = _arm_sentences(text, "no debiasing" if r["arm"] == "none" else f"arm {r['arm']}")
+        phrase = f"{r['persona']} RR {r['rr']:.2f} [{r['rr_ci'][0]:.2f}, {r['rr_ci'][1]:.2f}], {_floor(r)}"
+        called = phrase + " (beyond the neutral control)" in said or phrase + " (not beyond the neutral control)" in said
+        covers = r["rr_ci"][0] <= 1 <= r["rr_ci"][1]
+        floor = r["rr_noise_floor"]
+        within = floor is None or abs(math.log(r["rr"])) <= math.log(floor)
+        if covers or within or r["p_fisher_holm"] >= 0.05:
+            assert not called
+        else:
+            assert called
+        if significant(r) and within:  # passes the CI and Holm, not the floor: said so
+            assert phrase in said and "not distinguishable from noise" in said
+
+
 @st.composite
 def vda_tests(draw: Any) -> dict[str, Any]:
     diff = draw(st.floats(-0.5, 0.5))
     return {"model": "m", "arm": "none", "comparison": draw(st.sampled_from(["democrat vs no persona",
-                                                                              "democrat vs republican"])),
+                                                                              "democrat vs republican",
+                                                                              "republican vs no persona"])),
             "diff": diff, "ci": [diff - draw(st.floats(0, 0.3)), diff + draw(st.floats(0, 0.3))],
-            "p_holm": draw(st.one_of(st.none(), st.floats(0, 1)))}
+            "p_holm": draw(st.one_of(st.none(), st.floats(0, 1))),
+            "noise_floor": draw(st.one_of(st.none(), st.floats(0, 0.3)))}
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -117,3 +152,22 @@ def test_the_veracity_verdict_says_what_its_tests_hold(tests: list[dict[str, Any
     else:
         assert f"none of the {len(tests)} comparisons" in text
     assert ("participants with a failed or unparseable rating were left out" in text) == bool(dropped)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(tests=st.lists(vda_tests(), max_size=3, unique_by=lambda t: t["comparison"]))
+def test_the_veracity_verdict_never_calls_a_difference_within_the_floor_or_with_a_ci_covering_zero(
+        tests: list[dict[str, Any]]) -> None:
+    from personae.bias.veracity import veracity_verdict  # noqa: PLC0415
+
+    text = veracity_verdict([{"model": "m", "arm": "none", "persona": "none", "vda": 0.6, "dropped_participants": 0}],
+                            tests)
+    listed = text.split("comparisons differ: ")[1].split(" (Holm-adjusted")[0] if "comparisons differ: " in text else ""
+    for t in tests:
+        floor = t["noise_floor"]
+        covers = t["ci"][0] <= 0 <= t["ci"][1]
+        within = floor is None or abs(t["diff"]) <= floor
+        called = f"{t['comparison']} ({t['arm']}) {t['diff']:+.3f}" in listed
+        assert called == (not covers and not within and t["p_holm"] is not None and t["p_holm"] < 0.05)
+        if not covers and within and t["p_holm"] is not None and t["p_holm"] < 0.05:
+            assert f"{t['comparison']} ({t['arm']}) {t['diff']:+.3f}" in text and "not distinguishable from noise" in text

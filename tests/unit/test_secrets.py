@@ -14,6 +14,8 @@ from personae.backends.openai import OpenAIBackend, OpenAIOptions
 from personae.errors import BackendUnavailableError, PersonaeError
 from personae.spec import resolve_spec
 
+from .mock_http import CLIENTS, backend_with
+
 SPEC_KEY = "sk-SPEC-secret-0123456789"
 ENV_KEY = "sk-ENV-secret-9876543210"
 
@@ -27,8 +29,9 @@ def chat_reply(request: httpx2.Request) -> httpx2.Response:
         "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}})
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("where", ["spec", "env"])
-def test_keys_are_used_but_never_written(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_keys_are_used_but_never_written(where: str, client: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     seen: list[str] = []
 
@@ -45,10 +48,9 @@ def test_keys_are_used_but_never_written(where: str, tmp_path: Path, monkeypatch
     spec = {"study": "grid", "model": "openai/m", "backend": backend_opts, "personas": ["builtin:pirate-captain"],
             "options": {"questions": ["How is the sea?"]}}
     resolved = resolve_spec(spec)
-    backend = OpenAIBackend("openai/m", OpenAIOptions.model_validate(backend_opts),
-                            http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
     out = tmp_path / "run"
-    outcome = run_study(resolved, out, backends={"openai/m": backend}, quiet=False)
+    with backend_with(handler, {k: v for k, v in backend_opts.items() if k != "base_url"}, client) as backend:
+        outcome = run_study(resolved, out, backends={"openai/m": backend}, quiet=False)
 
     assert outcome.stats.backend_calls == 2 and seen == [f"Bearer {key}"] * 2  # the key reached the server
     written = [out / n for n in ("run.json", "results.jsonl", "summary.json", "report.html")]
@@ -149,20 +151,20 @@ ECHOED = ("invalid credentials: got headers {'authorization': 'Basic dXNlcjpwYXN
 ECHOED_SECRETS = ("dXNlcjpwYXNzd29yZA==", "proxy-secret-123", "sk-OTHER-secret-55555")
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 def test_an_echoed_authorization_header_is_masked_in_every_error_text(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        client: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A server (or a proxy before it) that echoes the request's credentials in its error body: the
     error text reaches the store, results.jsonl, run.json and the terminal only masked. (The key of
     this backend is masked by the backend itself; these are values it never knew.)"""
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(401, json={"error": {"message": ECHOED, "type": "auth"}})
 
-    opts = OpenAIOptions(base_url="http://127.0.0.1:9/v1", api_key="sk-test-0000")
-    backend = OpenAIBackend("openai/m", opts, http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
     spec = {"study": "grid", "model": "openai/m", "backend": {"base_url": "http://127.0.0.1:9/v1"},
             "options": {"questions": ["Hi?"], "include_baseline": True}}
     out = tmp_path / "run"
-    with pytest.raises(PersonaeError) as info:
+    with backend_with(handler, {"api_key": "sk-test-0000"}, client) as backend, \
+            pytest.raises(PersonaeError) as info:
         run_study(resolve_spec(spec), out, backends={"openai/m": backend}, quiet=False)
     texts = [info.value.one_line(), str(info.value), capsys.readouterr().err]
     rows = [json.loads(x) for x in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -199,6 +201,17 @@ def test_per_provider_backend_blocks_are_redacted_too() -> None:
 
     got = redact({"openai": {"base_url": "http://u:p4ss@127.0.0.1:1/v1", "api_key": "sk-x"}, "local": {"n_ctx": 4}})
     assert got == {"openai": {"base_url": "http://***@127.0.0.1:1/v1", "api_key": "***"}, "local": {"n_ctx": 4}}
+
+
+def test_extra_header_values_are_redacted_and_masked_in_errors() -> None:
+    from personae.api import redact
+
+    headers = {"Authorization-Gateway": "gw-secret-98765", "X-Team": "lab-42"}
+    assert redact({"openai": {"headers": headers}}) == {"openai": {"headers": {"Authorization-Gateway": "***",
+                                                                               "X-Team": "***"}}}
+    backend = OpenAIBackend("openai/m", OpenAIOptions(base_url="http://127.0.0.1:9/v1", headers=headers))
+    mapped = backend._map_error(RuntimeError("proxy said: bad gateway credential gw-secret-98765"))
+    assert "gw-secret-98765" not in mapped.one_line() and "***" in mapped.one_line()
 
 
 def test_personae_models_never_prints_a_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

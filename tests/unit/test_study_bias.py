@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +79,71 @@ def test_a_planted_identity_effect_is_recovered_within_its_ci() -> None:
         assert r["n_congruent"] == r["n_incongruent"] == 3 * 20 * 2  # templates x participants x congruent items
         assert r["rr_ci"][0] < 2.0 < r["rr_ci"][1] and r["rr_ci"][0] > 1
         assert congruence_effect(r)
+        # 60 participants (3 templates x 20): the split-half noise floor of log RR is well under log 2
+        assert r["rr_noise_floor"] is not None and 1 < r["rr_noise_floor"] < 1.4
+        assert math.log(r["rr"]) > 2 * math.log(r["rr_noise_floor"]) and r["within_noise_floor"] is False
+        assert f"{pid} RR {r['rr']:.2f} {_ci(r['rr_ci'])}, noise floor x{r['rr_noise_floor']:.2f}" in \
+            outcome.summary.verdict
         assert r["control_rr_ci"][0] < 1 < r["control_rr_ci"][1]  # no effect planted on the neutral control
         assert r["did"]["ci"][0] > 0 and r["p_did_holm"] < 0.05
     assert "read the table differently when the truth fit their identity" in outcome.summary.verdict
     assert "beyond the neutral control" in outcome.summary.verdict
     assert "(statsmodels GLM, binomial family, logit link)" in table["democrat"]["did"]["model"]
+    assert "not distinguishable from noise" not in outcome.summary.verdict
+    assert "200 seeded random splits" in table["democrat"]["rr_noise_floor_method"]
+
+
+def _ci(ci: list[float]) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def test_the_report_has_the_task_b_and_task_a_figures(tmp_path: Path) -> None:
+    resolved = resolve_spec(spec(tasks=["numeracy", "veracity"], arms=["none", "step-by-step"], replicates=4,
+                                 headlines_limit=2))
+    study = BiasStudy(resolved)
+    numeracy = responder(study, 0.9, 0.45)
+
+    def respond(request: Request) -> str:
+        if "How accurate is this news headline" in request.last_user():
+            return str(1 + int(uniform(request, "vda") * 6))
+        return numeracy(request)
+
+    outcome = run_study(resolved, tmp_path / "run", backends={"fake/x": FakeBackend("fake/x", responder=respond)})
+    figs = study.figures(outcome.results, outcome.summary)
+    captions = [c for c, _ in figs]
+    assert [c.split(":")[0] for c in captions] == ["Task B (arm none)", "Task B (arm step-by-step)",
+                                                   "Task A (arm none)", "Task A (arm step-by-step)"]
+    for caption, fig in figs:
+        ax = fig.axes[0]
+        points = {c.get_label(): len(c.lines[0].get_xdata()) for c in ax.containers}
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        if caption.startswith("Task B"):
+            # 2 identity personas on 4 series, the no persona on its 2
+            assert points == {"congruent (identity frame)": 2, "incongruent (identity frame)": 2,
+                              "control: pseudo-congruent (neutral frame)": 2,
+                              "control: pseudo-incongruent (neutral frame)": 2,
+                              "no persona: identity frame": 1, "no persona: neutral frame": 1}
+            assert labels == ["no persona", "democrat", "republican"]  # top to bottom
+            blue = ax.containers[0]  # each point's CI is the row's Wilson interval
+            arm = caption.split("arm ")[1].split(")")[0]
+            r = next(r for r in outcome.summary.table if (r["task"], r["arm"], r["persona"]) == ("numeracy", arm,
+                                                                                                 "democrat"))
+            seg = blue.lines[2][0].get_segments()[list(blue.lines[0].get_xdata()).index(r["acc_congruent"])]
+            assert [seg[0][0], seg[1][0]] == pytest.approx(r["acc_congruent_ci"])
+        else:
+            assert points == {"no persona (baseline)": 1, "persona": 2}
+            assert labels == ["no persona", "democrat", "republican"]
+            arm = caption.split("arm ")[1].split(")")[0]
+            base = next(r for r in outcome.summary.table if (r["task"], r["arm"], r["persona"]) == ("veracity", arm,
+                                                                                                    "none"))
+            assert ax.containers[0].lines[0].get_xdata()[0] == pytest.approx(base["vda"])
+            refs = sorted(line.get_xdata()[0] for line in ax.lines if line.get_linestyle() in ("--", ":"))
+            assert refs == pytest.approx(sorted([base["vda"], 0.5]))  # the no-persona VDA and no discernment
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"data:image/png;base64,", html)) == 4
+    for caption in captions:
+        assert caption.split(":")[0] in html
+    assert "rr_noise_floor" in html and "vda_noise_floor" in html
 
 
 def test_with_no_effect_the_ci_covers_one_and_the_verdict_finds_nothing() -> None:
@@ -91,7 +153,7 @@ def test_with_no_effect_the_ci_covers_one_and_the_verdict_finds_nothing() -> Non
     for pid in ("democrat", "republican"):
         r = rows(outcome.summary)[pid]
         assert r["rr_ci"][0] < 1 < r["rr_ci"][1]
-        assert not congruence_effect(r)
+        assert r["rr_noise_floor"] is not None and not congruence_effect(r)
     assert "none of the 2 identity personas shows an identity-congruence effect" in outcome.summary.verdict
 
 

@@ -201,6 +201,9 @@ class Backend(ABC):
     """Texts per `embed` call."""
     max_concurrency: int | None = None
     """Upper bound on useful concurrency (1 for an in-process model)."""
+    adaptive_concurrency: bool = False
+    """The executor adapts the requests in flight to this backend (AIMD: halved on 429/503, grown
+    while latency holds), between 1 and the run's concurrency (HTTP servers)."""
 
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id

@@ -11,6 +11,14 @@ Per (model, arm, persona with an identity the vignettes touch):
   the interaction is the congruence effect beyond the neutral control, in log-odds.
 Fisher and interaction p-values are Holm-adjusted per model across personas and arms.
 
+Noise floor (METHODS.md general rules: the run-to-run spread of the same persona), by split-half:
+the persona's simulated participants (a template and replicate each; every one answers every item)
+are split at random into two halves, 200 seeded times, and log RR is computed on each half's
+identity-frame answers; the SD of the difference between halves (stats.split_half_floor) is the
+floor, reported as the factor `rr_noise_floor` = exp(SD). A congruence effect is called only when
+it also lies outside that floor (|log RR| > log rr_noise_floor): within it, the verdict says "not
+distinguishable from noise".
+
 Debiasing arms against the 'none' arm: the congruence gap Acc(congruent) - Acc(incongruent), pooled
 over the identity personas, its change with a Wald CI, and the change of the baseline accuracy
 (every answer on the neutral control) with statsmodels' Wald CI for two independent proportions.
@@ -25,9 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from ..stats import fisher_exact, holm, risk_ratio
+from ..stats import beyond_floor, fisher_exact, holm, risk_ratio, split_half_floor
 
 NONE_ARM = "none"
+N_SPLITS = 200
+"""Seeded split-half splits per noise floor (every split when there are fewer)."""
 Z95 = 1.959963984540054
 
 
@@ -68,7 +78,9 @@ def congruence_stats(rows: Sequence[Answer], prefix: str = "") -> dict[str, Any]
     t = _table([a for a in rows if a.correct is not None and a.congruent is not None])
     (kc, wc), (ki, wi) = t
     out: dict[str, Any] = {f"{prefix}n_congruent": int(kc + wc), f"{prefix}n_incongruent": int(ki + wi),
-                           f"{prefix}acc_congruent": _acc(kc, kc + wc), f"{prefix}acc_incongruent": _acc(ki, ki + wi)}
+                           f"{prefix}acc_congruent": _acc(kc, kc + wc), f"{prefix}acc_incongruent": _acc(ki, ki + wi),
+                           f"{prefix}acc_congruent_ci": _wilson(kc, kc + wc),
+                           f"{prefix}acc_incongruent_ci": _wilson(ki, ki + wi)}
     if kc + wc == 0 or ki + wi == 0:
         return {**out, f"{prefix}rr": None, f"{prefix}rr_ci": None, f"{prefix}odds_ratio": None,
                 f"{prefix}or_ci": None, f"{prefix}p_fisher": None}
@@ -77,6 +89,36 @@ def congruence_stats(rows: Sequence[Answer], prefix: str = "") -> dict[str, Any]
     return {**out, f"{prefix}rr": _num(rr.estimate), f"{prefix}rr_ci": _ci(rr.ci_low, rr.ci_high),
             f"{prefix}odds_ratio": _num(fe.estimate), f"{prefix}or_ci": _ci(fe.ci_low, fe.ci_high),
             f"{prefix}p_fisher": _num(fe.p_value), f"{prefix}rr_note": rr.note or None}
+
+
+def _wilson(k: int, n: int) -> list[float | None] | None:
+    """Wilson 95% interval of k / n (None when n is 0)."""
+    from ..replicate.analysis import wilson  # noqa: PLC0415
+
+    return list(wilson(int(k), int(n))) if n else None
+
+
+def _log_rr(rows: Sequence[Answer]) -> float | None:
+    """log RR of the scored answers with known congruence (risk_ratio's correction; None if undefined)."""
+    t = _table([a for a in rows if a.correct is not None and a.congruent is not None])
+    if t[0].sum() == 0 or t[1].sum() == 0:
+        return None
+    rr = risk_ratio(t).estimate
+    return math.log(rr) if math.isfinite(rr) and rr > 0 else None
+
+
+def rr_noise_floor(rows: Sequence[Answer], *, seed: Any, n_splits: int = N_SPLITS) -> dict[str, Any]:
+    """The split-half noise floor of a persona's RR: its participants (template, participant) split
+    in two halves; exp(SD of log RR(half 1) - log RR(half 2)) (stats.split_half_floor)."""
+    by_unit: dict[tuple[str, Any], list[Answer]] = {}
+    for a in rows:
+        by_unit.setdefault((a.template, a.participant), []).append(a)
+    units = list(by_unit.values())
+    res = split_half_floor([units], lambda halves: _log_rr([a for u in halves[0] for a in u]),
+                           seed=seed, n_splits=n_splits)
+    floor = None if math.isnan(res.estimate) else math.exp(res.estimate)
+    return {"rr_noise_floor": floor, "rr_noise_floor_method": f"{res.method}; log RR" + (f" ({res.note})"
+                                                                                       if res.note else "")}
 
 
 def _num(x: float) -> float | None:
@@ -123,8 +165,15 @@ def _scored(answers: Sequence[Answer]) -> list[Answer]:
     return [a for a in answers if not a.error]
 
 
-def numeracy_table(answers: Sequence[Answer]) -> list[dict[str, Any]]:
-    """One row per (model, arm, persona): accuracy by congruence, RR, OR, Fisher, control and DiD."""
+def _row_seed(seed: int, *parts: Any) -> int:
+    from ..studies._cells import derive_seed  # noqa: PLC0415
+
+    return derive_seed(seed, "noise-floor", *parts)
+
+
+def numeracy_table(answers: Sequence[Answer], *, seed: int = 0, n_splits: int = N_SPLITS) -> list[dict[str, Any]]:
+    """One row per (model, arm, persona): accuracy by congruence, RR, OR, Fisher, control, DiD and
+    the RR's split-half noise floor (seeded from `seed` and the row)."""
     keys = list(dict.fromkeys((a.model, a.arm, a.persona) for a in answers))
     table = []
     for model, arm, persona in keys:
@@ -142,6 +191,8 @@ def numeracy_table(answers: Sequence[Answer]) -> list[dict[str, Any]]:
             "parse_failures": sum(a.correct is None for a in ok),
             "accuracy_identity": _acc(sum(bool(a.correct) for a in parsed_i), len(parsed_i)),
             "accuracy_neutral": _acc(sum(bool(a.correct) for a in parsed_n), len(parsed_n)),
+            "accuracy_identity_ci": _wilson(sum(bool(a.correct) for a in parsed_i), len(parsed_i)),
+            "accuracy_neutral_ci": _wilson(sum(bool(a.correct) for a in parsed_n), len(parsed_n)),
         }
         if row["axis"] is not None:
             row.update(congruence_stats(ident))
@@ -149,6 +200,8 @@ def numeracy_table(answers: Sequence[Answer]) -> list[dict[str, Any]]:
             row["did"] = did_logit(ok)
             ci = row.get("rr_ci") or [None, None]
             row["rr_ci_low"], row["rr_ci_high"] = ci
+            row.update(rr_noise_floor(ident, seed=_row_seed(seed, model, arm, persona), n_splits=n_splits))
+            row["within_noise_floor"] = within_rr_floor(row)
         table.append(row)
     for model in dict.fromkeys(r["model"] for r in table):
         for key, get in (("p_fisher", lambda r: r.get("p_fisher")),
@@ -220,10 +273,29 @@ def _excludes(ci: Sequence[float | None] | None, value: float) -> bool:
     return ci is not None and ci[0] is not None and ci[1] is not None and (ci[0] > value or ci[1] < value)
 
 
-def congruence_effect(row: dict[str, Any]) -> bool:
-    """An identity-congruence effect: RR's 95% CI excludes 1 and the Holm-adjusted Fisher p < 0.05."""
+def significant(row: dict[str, Any]) -> bool:
+    """RR's 95% CI excludes 1 and the Holm-adjusted Fisher p < 0.05 (the noise floor not yet asked)."""
     p = row.get("p_fisher_holm")
     return row.get("rr") is not None and _excludes(row.get("rr_ci"), 1.0) and p is not None and p < 0.05
+
+
+def _log(x: float | None) -> float | None:
+    return math.log(x) if x is not None and x > 0 else None
+
+
+def within_rr_floor(row: dict[str, Any]) -> bool | None:
+    """|log RR| <= log rr_noise_floor (None when the RR or the floor is unknown)."""
+    rr, floor = _log(row.get("rr")), _log(row.get("rr_noise_floor"))
+    return None if rr is None or floor is None else abs(rr) <= floor
+
+
+def congruence_effect(row: dict[str, Any]) -> bool:
+    """An identity-congruence effect: RR's 95% CI excludes 1, the Holm-adjusted Fisher p < 0.05 and
+    RR lies outside the split-half noise floor (|log RR| > log rr_noise_floor; an unknown floor
+    distinguishes nothing)."""
+    ci = row.get("rr_ci")
+    log_ci = [_log(ci[0]), _log(ci[1])] if ci else None
+    return significant(row) and beyond_floor(_log(row.get("rr")), log_ci, _log(row.get("rr_noise_floor")))
 
 
 def beyond_control(row: dict[str, Any]) -> bool:
@@ -253,6 +325,11 @@ def _fmt_ci(ci: Sequence[float | None] | None) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
+def _fmt_floor(row: dict[str, Any]) -> str:
+    f = row.get("rr_noise_floor")
+    return "noise floor unknown" if f is None else f"noise floor x{f:.2f}"
+
+
 def numeracy_verdict(table: Sequence[dict[str, Any]], debias: Sequence[dict[str, Any]],
                      counts: dict[str, int]) -> str:
     """The verdict, from the table's rows, the debias rows and the counts only."""
@@ -274,19 +351,26 @@ def numeracy_verdict(table: Sequence[dict[str, Any]], debias: Sequence[dict[str,
         for arm in dict.fromkeys(r["arm"] for r in tested):
             arm_rows = [r for r in tested if r["arm"] == arm]
             hits = [r for r in arm_rows if congruence_effect(r)]
+            noise = [r for r in arm_rows if significant(r) and not congruence_effect(r)]
             label = "no debiasing" if arm == NONE_ARM else f"arm {arm}"
             if hits:
                 said.append(f"With {label}, {len(hits)} of {len(arm_rows)} identity personas read the table "
                             "differently when the truth fit their identity: " + "; ".join(
-                                f"{r['persona']} RR {r['rr']:.2f} {_fmt_ci(r['rr_ci'])}"
+                                f"{r['persona']} RR {r['rr']:.2f} {_fmt_ci(r['rr_ci'])}, {_fmt_floor(r)}"
                                 + (" (beyond the neutral control)" if beyond_control(r) else
                                    " (not beyond the neutral control)") for r in hits)
-                            + " (RR 95% CI excludes 1, Holm-adjusted Fisher p < 0.05).")
+                            + " (RR 95% CI excludes 1, Holm-adjusted Fisher p < 0.05, RR outside the noise floor).")
             else:
                 best = max(arm_rows, key=lambda r: abs(math.log(r["rr"])) if r["rr"] else 0.0)
                 said.append(f"With {label}, none of the {len(arm_rows)} identity personas shows an identity-congruence "
-                            f"effect (largest: {best['persona']} RR {best['rr']:.2f} {_fmt_ci(best['rr_ci'])}; "
-                            "Holm-adjusted Fisher, alpha 0.05, with the RR CI excluding 1).")
+                            f"effect (largest: {best['persona']} RR {best['rr']:.2f} {_fmt_ci(best['rr_ci'])}, "
+                            f"{_fmt_floor(best)}; Holm-adjusted Fisher, alpha 0.05, with the RR CI excluding 1 and RR "
+                            "outside the noise floor).")
+            if noise:
+                said.append(f"With {label}, " + "; ".join(f"{r['persona']} RR {r['rr']:.2f} {_fmt_ci(r['rr_ci'])}, "
+                                                          f"{_fmt_floor(r)}" for r in noise)
+                            + f" {'passes' if len(noise) == 1 else 'pass'} the CI and Holm test but not the noise floor "
+                            "(the split-half spread of the same persona): not distinguishable from noise.")
         for d in (x for x in debias if x["model"] == model):
             if not d.get("gap"):
                 said.append(f"Arm {d['arm']}: no congruence gap to compare.")

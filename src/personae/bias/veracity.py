@@ -5,6 +5,10 @@ inferred from the paper's data): 0.5 is no discernment, 1.0 rates every real hea
 fake one 1. Each persona is compared with the no-persona baseline of its arm, and each identity
 pair (Democrat vs Republican, ...) with each other: difference of mean VDA over participants,
 Welch's t-test with its CI (scipy.stats.ttest_ind, equal_var=False), Holm-adjusted per model.
+Each difference sits next to its split-half noise floor (stats.split_half_floor): both groups'
+participants split at random into halves, 200 seeded times; the SD of the difference computed on
+the first halves minus the one on the second halves is the run-to-run spread of the same
+comparison. A difference within it is "not distinguishable from noise".
 
 Headline files: the built-in set, or the user's own YAML ({headlines: [...]} or a list), JSONL or
 CSV; columns/fields: the text from `headline` (or `text`, `statement`, or `item` when there is no
@@ -188,11 +192,24 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, Any] | None:
             "p": float(res.pvalue), "df": float(res.df), "n": [len(a), len(b)]}
 
 
-def veracity_table(ratings: Sequence[Rating], per: dict[tuple[str, str, str], list[float]] | None = None
-                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows per (model, arm, persona) with mean VDA and its t CI, and the comparisons (vs baseline, pairs).
-    `per` gives the participants' VDAs directly (results made elsewhere); default: from the ratings."""
+def vda_noise_floor(a: Sequence[float], b: Sequence[float], *, seed: int, n_splits: int = 200) -> float | None:
+    """Split-half noise floor of mean(a) - mean(b): SD over splits of the difference on the first
+    halves minus the one on the second halves (each group split on its own; stats.split_half_floor)."""
+    from ..stats import split_half_floor  # noqa: PLC0415
+
+    res = split_half_floor([list(a), list(b)], lambda h: sum(h[0]) / len(h[0]) - sum(h[1]) / len(h[1]),
+                           seed=seed, n_splits=n_splits)
+    return None if math.isnan(res.estimate) else res.estimate
+
+
+def veracity_table(ratings: Sequence[Rating], per: dict[tuple[str, str, str], list[float]] | None = None, *,
+                   seed: int = 0, n_splits: int = 200) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows per (model, arm, persona) with mean VDA and its t CI, and the comparisons (vs baseline, pairs)
+    each with its split-half noise floor (seeded from `seed` and the comparison). `per` gives the
+    participants' VDAs directly (results made elsewhere); default: from the ratings. A persona's row
+    repeats its comparison with no persona (vda_diff, its CI, Holm p, noise floor)."""
     from ..stats import holm, mean_ci  # noqa: PLC0415
+    from ..studies._cells import derive_seed  # noqa: PLC0415
 
     per = participant_vda(ratings) if per is None else per
     rows = []
@@ -209,21 +226,32 @@ def veracity_table(ratings: Sequence[Rating], per: dict[tuple[str, str, str], li
                      "errors": sum(r.error for r in mine),
                      "parse_failures": sum(r.rating is None and not r.error for r in mine)})
     tests = []
+
+    def compare(model: str, arm: str, a: str, b: str, label: str) -> None:
+        w = welch(per[(model, arm, a)], per[(model, arm, b)])
+        if w:
+            floor = vda_noise_floor(per[(model, arm, a)], per[(model, arm, b)], n_splits=n_splits,
+                                    seed=derive_seed(seed, "noise-floor", model, arm, label))
+            tests.append({"model": model, "arm": arm, "comparison": label, **w, "noise_floor": floor,
+                          "within_noise_floor": None if floor is None else abs(w["diff"]) <= floor})
+
     for model, arm, persona in per:
         if persona != "none" and (model, arm, "none") in per:
-            w = welch(per[(model, arm, persona)], per[(model, arm, "none")])
-            if w:
-                tests.append({"model": model, "arm": arm, "comparison": f"{persona} vs no persona", **w})
+            compare(model, arm, persona, "none", f"{persona} vs no persona")
     for a, b in PAIRS:
         for model, arm in dict.fromkeys((m, x) for m, x, _ in per):
             if (model, arm, a) in per and (model, arm, b) in per:
-                w = welch(per[(model, arm, a)], per[(model, arm, b)])
-                if w:
-                    tests.append({"model": model, "arm": arm, "comparison": f"{a} vs {b}", **w})
+                compare(model, arm, a, b, f"{a} vs {b}")
     for model in dict.fromkeys(t["model"] for t in tests):
         mine = [t for t in tests if t["model"] == model and t["p"] is not None]
         for t, adj in zip(mine, holm([t["p"] for t in mine]) if mine else []):
             t["p_holm"] = float(adj)
+    vs_none = {(t["model"], t["arm"], t["comparison"]): t for t in tests}
+    for r in rows:
+        t = vs_none.get((r["model"], r["arm"], f"{r['persona']} vs no persona"))
+        if t is not None:
+            r.update(vda_diff=t["diff"], vda_diff_ci=t["ci"], vda_p_holm=t.get("p_holm"),
+                     vda_noise_floor=t["noise_floor"], within_noise_floor=t["within_noise_floor"])
     return rows, tests
 
 
@@ -231,10 +259,23 @@ def _mean(xs: Sequence[int]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def vda_differs(t: dict[str, Any]) -> bool:
-    """A VDA difference: Holm-adjusted Welch p < 0.05 and the CI of the difference excludes 0."""
+def vda_significant(t: dict[str, Any]) -> bool:
+    """Holm-adjusted Welch p < 0.05 and the CI of the difference excludes 0 (the floor not yet asked)."""
     p = t.get("p_holm")
     return p is not None and p < 0.05 and (t["ci"][0] > 0 or t["ci"][1] < 0)
+
+
+def vda_differs(t: dict[str, Any]) -> bool:
+    """A VDA difference: Holm-adjusted Welch p < 0.05, the CI of the difference excludes 0 and the
+    difference is larger than its split-half noise floor (an unknown floor distinguishes nothing)."""
+    from ..stats import beyond_floor  # noqa: PLC0415
+
+    return vda_significant(t) and beyond_floor(t["diff"], t["ci"], t.get("noise_floor"))
+
+
+def _fmt_floor(t: dict[str, Any]) -> str:
+    f = t.get("noise_floor")
+    return "noise floor unknown" if f is None else f"noise floor {f:.3f}"
 
 
 def veracity_verdict(rows: Sequence[dict[str, Any]], tests: Sequence[dict[str, Any]]) -> str:
@@ -248,15 +289,23 @@ def veracity_verdict(rows: Sequence[dict[str, Any]], tests: Sequence[dict[str, A
         said = [f"Veracity discernment (no-persona VDA {base[0]['vda']:.3f}):" if base else "Veracity discernment:"]
         mine = [t for t in tests if t["model"] == model]
         hits = [t for t in mine if vda_differs(t)]
+        noise = [t for t in mine if vda_significant(t) and not vda_differs(t)]
         if not mine:
             said.append("no comparison could be made (fewer than 2 participants with every headline rated).")
         elif hits:
             said.append(f"{len(hits)} of {len(mine)} comparisons differ: " + "; ".join(
-                f"{t['comparison']} ({t['arm']}) {t['diff']:+.3f} [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]" for t in hits)
-                + " (Holm-adjusted Welch p < 0.05, CI excludes 0).")
+                f"{t['comparison']} ({t['arm']}) {t['diff']:+.3f} [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}], "
+                f"{_fmt_floor(t)}" for t in hits)
+                + " (Holm-adjusted Welch p < 0.05, CI excludes 0, larger than the noise floor).")
         else:
             said.append(f"none of the {len(mine)} comparisons (each persona vs no persona, each identity pair) differs "
-                        "(Holm-adjusted Welch, alpha 0.05, with the CI excluding 0).")
+                        "(Holm-adjusted Welch, alpha 0.05, with the CI excluding 0 and the difference larger than "
+                        "the noise floor).")
+        if noise:
+            said.append("; ".join(f"{t['comparison']} ({t['arm']}) {t['diff']:+.3f} [{t['ci'][0]:+.3f}, "
+                                  f"{t['ci'][1]:+.3f}], {_fmt_floor(t)}" for t in noise)
+                        + f" {'passes' if len(noise) == 1 else 'pass'} Welch and Holm but not the noise floor (the "
+                        "split-half spread of the same comparison): not distinguishable from noise.")
         dropped = sum(r["dropped_participants"] for r in rows if r["model"] == model)
         if dropped:
             said.append(f"{dropped} participants with a failed or unparseable rating were left out.")

@@ -4,6 +4,8 @@
 - transient failures (timeouts, 429 with Retry-After, 5xx, connection resets) retried with
   exponential backoff and jitter, under a per-request timeout,
 - a budget checked before each call is sent,
+- for backends with `adaptive_concurrency` (the openai backend), the requests in flight follow
+  AIMD between 1 and `concurrency` (`adaptive.py`): halved on 429/503, grown while latency holds,
 - a run whose first requests all fail stops early with the cause (RunAborted).
 """
 
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Sequence
 
 from ..errors import BackendError, BackendUnavailableError, TransientBackendError
+from .adaptive import AIMD, OVERLOAD_STATUSES, AdaptiveGate
 from .base import Budget, Job, Outcome, Output, RetryPolicy, RunStats, Sink
 
 
@@ -36,6 +40,9 @@ class AsyncioExecutor:
         # under study answers (counting all backends together, its successes hid the judge's failures)
         self._successes: dict[int, int] = {}
         self._failures_without_success: dict[int, int] = {}
+        self.gates: dict[int, AdaptiveGate] = {}
+        """Per adaptive backend (by id): its AIMD gate, kept across waves."""
+        self._names: dict[int, str] = {}
 
     async def execute(self, jobs: Sequence[Job], sink: Sink) -> None:
         by_backend: dict[int, list[Job]] = {}
@@ -50,7 +57,9 @@ class AsyncioExecutor:
                     queue.clear()  # nothing more is sent to this backend; finished jobs are kept
                     return
                 outcome = await self._one(job)
-                sink(job, outcome)
+                committed = sink(job, outcome)
+                if committed is not None:
+                    await committed
                 try:
                     self._check_abort(job, outcome)
                 except RunAborted as exc:
@@ -60,8 +69,10 @@ class AsyncioExecutor:
         for queue in by_backend.values():
             backend = queue[0].backend
             queue.reverse()  # pop() from the end keeps plan order
-            width = min(self.concurrency, backend.max_concurrency or self.concurrency, len(queue))
-            workers.extend(worker(queue) for _ in range(width))
+            most = min(self.concurrency, backend.max_concurrency or self.concurrency)
+            if backend.adaptive_concurrency and id(backend) not in self.gates:
+                self.gates[id(backend)] = AdaptiveGate(AIMD(max_width=most))
+            workers.extend(worker(queue) for _ in range(min(most, len(queue))))
         tasks = [asyncio.ensure_future(w) for w in workers]
         try:
             await asyncio.gather(*tasks)
@@ -72,6 +83,9 @@ class AsyncioExecutor:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        finally:
+            if self.gates:
+                self.stats.concurrency = self.widths()
         if abort:
             raise abort[0]
 
@@ -110,14 +124,45 @@ class AsyncioExecutor:
                                fix="use a local/... model for listener decoding, or drop 'decoding'.")
         return (await backend.generate(request),)
 
+    def width_label(self) -> str:
+        """The adaptive backends' current widths, for the progress bar ('' when there are none)."""
+        return " ".join(f"width {g.rule.width}/{g.rule.max_width}" for g in self.gates.values())
+
+    def widths(self) -> dict[str, dict[str, int]]:
+        """run.json's record of each adaptive backend's width: final, lowest, max, decreases."""
+        return {name: {"final": g.rule.width, "lowest": g.rule.lowest_width, "max": g.rule.max_width,
+                       "decreases": g.rule.decreases} for name, g in self._gate_names().items()}
+
+    def _gate_names(self) -> dict[str, AdaptiveGate]:
+        return {self._names.get(b, str(b)): g for b, g in self.gates.items()}
+
+    async def _attempt(self, job: Job) -> tuple[Output, ...]:
+        """One call, through the backend's adaptive gate when it has one (a retry's backoff sleep
+        holds no slot)."""
+        gate = self.gates.get(id(job.backend))
+        if gate is None:
+            return await asyncio.wait_for(self._call(job), timeout=self.retry.timeout_s)
+        token = await gate.acquire()
+        start, overload, latency = time.perf_counter(), False, None
+        try:
+            out = await asyncio.wait_for(self._call(job), timeout=self.retry.timeout_s)
+            latency = time.perf_counter() - start
+            return out
+        except TransientBackendError as exc:
+            overload = exc.status in OVERLOAD_STATUSES
+            raise
+        finally:
+            gate.release(token, overload=overload, latency_s=latency)
+
     async def _one(self, job: Job) -> Outcome:
         backend = job.backend
+        self._names.setdefault(id(backend), backend.model_id)
         attempt = 0
         while True:
             attempt += 1
             self.stats.backend_calls += 1
             try:
-                outputs = await asyncio.wait_for(self._call(job), timeout=self.retry.timeout_s)
+                outputs = await self._attempt(job)
             except (TransientBackendError, asyncio.TimeoutError, TimeoutError, ConnectionError) as exc:
                 err = exc if isinstance(exc, BackendError) else TransientBackendError(
                     f"timed out after {self.retry.timeout_s:g} s" if isinstance(exc, (asyncio.TimeoutError, TimeoutError))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -69,6 +69,9 @@ class RunStats:
     completion_tokens: int = 0
     embedded_texts: int = 0
     not_sent: int = 0
+    concurrency: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per backend with adaptive concurrency: its width at the end, its lowest, its maximum and
+    how many times it was halved (429/503)."""
     error_messages: dict[str, dict[str, object]] = field(default_factory=dict)
     """Failures grouped by kind (the message with its numbers masked): {kind: {count, example}}, so
     529 'prompt of 4,6NN tokens' errors are one entry, not 529."""
@@ -135,11 +138,14 @@ class Budget:
                 "tokens_used": self.tokens}
 
 
-Sink = Callable[[Job, Outcome], None]
+Sink = Callable[[Job, Outcome], "Awaitable[None] | None"]
+"""Takes an outcome; may return an awaitable (the runner's commit of it), which the executor awaits
+before the worker that delivered the outcome sends its next job."""
 
 
 class Executor(Protocol):
-    """Runs jobs and reports each outcome to `sink` as it arrives (in any order)."""
+    """Runs jobs and reports each outcome to `sink` as it arrives (in any order), awaiting what
+    `sink` returns, if anything, before that worker's next job."""
 
     async def execute(self, jobs: Sequence[Job], sink: Sink) -> None:
         """Run every job the budget allows; return when all of them have reported."""

@@ -18,15 +18,42 @@ def _plt() -> Any:
 def forest_plot(labels: Sequence[str], est: Sequence[float], low: Sequence[float], high: Sequence[float], *,
                 xlabel: str, zero: float = 0.0) -> Any:
     """Estimates with CIs, one row per label, and a reference line at `zero`."""
+    return grouped_forest_plot(labels, [("", est, low, high)], xlabel=xlabel, refs=[(zero, "")])
+
+
+PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
+
+Series = tuple[str, Sequence[float | None], Sequence[float | None], Sequence[float | None]]
+"""(name, estimates, CI lows, CI highs), one value per row; None: no point (or no CI) on that row."""
+
+
+def grouped_forest_plot(labels: Sequence[str], series: Sequence[Series], *, xlabel: str,
+                        refs: Sequence[tuple[float, str]] = ()) -> Any:
+    """Estimates with CIs, one row per label and one marker per series within the row (the series
+    present on a row are spread around it; a legend when the series are named), and a vertical line
+    at each (x, label) of `refs` (dashed, dotted, ...). Each series is one errorbar container holding
+    only its rows with an estimate."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(labels) + 1.3))
+    named = any(name for name, *_ in series) or any(label for _, label in refs)
+    fig, ax = plt.subplots(figsize=(9.0 if named else 6.5, (0.3 + 0.12 * len(series)) * len(labels) + 1.3))
     ys = list(range(len(labels)))[::-1]
-    for y, e, lo, hi in zip(ys, est, low, high):
-        ax.plot([lo, hi], [y, y], color="#4c72b0", lw=2)
-        ax.plot([e], [y], "o", color="#4c72b0")
-    ax.axvline(zero, color="#999", ls="--", lw=1)
+    present = [[k for k, s in enumerate(series) if s[1][i] is not None] for i in range(len(labels))]
+    for k, (name, est, low, high) in enumerate(series):
+        pts = []
+        for i, (y, e, lo, hi) in enumerate(zip(ys, est, low, high)):
+            if e is None:
+                continue
+            here = present[i]
+            off = 0.0 if len(here) == 1 else 0.3 - 0.6 * here.index(k) / (len(here) - 1)
+            pts.append((y + off, e, e if lo is None else lo, e if hi is None else hi))
+        ax.errorbar([p[1] for p in pts], [p[0] for p in pts], xerr=[[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]],
+                    fmt="o", color=PALETTE[k % len(PALETTE)], lw=2, ms=5, capsize=0, label=name or None)
+    for j, (x, label) in enumerate(refs):
+        ax.axvline(x, color="#999", ls=("--", ":", "-.")[j % 3], lw=1, label=label or None)
     ax.set_yticks(ys, labels)
     ax.set_xlabel(xlabel)
+    if named:
+        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 

@@ -14,6 +14,7 @@ from .divergence import jensen_shannon, label_distribution
 from .effect_size import cohens_d
 from .mixed import LogitResult, ModelTerm, VarianceComponents, item_logit, variance_components
 from .multiple import holm
+from .noise import beyond_floor, split_half_floor
 from .paired import mcnemar, mcnemar_counts, wilcoxon_signed_rank
 from .permutation import label_permutation_test, permutation_test
 from .power import PowerResult, paired_items_needed, paired_power, paired_sd_diff
@@ -28,6 +29,7 @@ __all__ = [
     "StatResult",
     "VarianceComponents",
     "SMALL_SAMPLE",
+    "beyond_floor",
     "bootstrap_ci",
     "paired_difference_ci",
     "bootstrap_pairs",
@@ -57,6 +59,7 @@ __all__ = [
     "permutation_test",
     "risk_ratio",
     "spearman",
+    "split_half_floor",
     "two_by_two",
     "unanimous_share",
     "variance_components",

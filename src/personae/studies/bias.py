@@ -88,9 +88,11 @@ class BiasOptions(BaseModel):
 class BiasStudy(Study[BiasOptions]):
     name = "bias"
     Options = BiasOptions
-    display_columns = ("task", "arm", "persona", "participants", "acc_congruent", "acc_incongruent", "rr", "rr_ci_low", "rr_ci_high",
-                       "p_fisher_holm", "control_rr", "accuracy_neutral", "vda", "vda_ci_low",
-                       "vda_ci_high", "errors", "parse_failures")
+    display_columns = ("task", "arm", "persona", "participants", "acc_congruent", "acc_incongruent", "rr", "rr_ci_low",
+                       "rr_ci_high", "p_fisher_holm", "rr_noise_floor", "control_rr", "accuracy_neutral", "vda",
+                       "vda_ci_low", "vda_ci_high", "vda_diff",
+                       "vda_diff_ci_low", "vda_diff_ci_high", "vda_p_holm", "vda_noise_floor", "within_noise_floor",
+                       "errors", "parse_failures")
 
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
@@ -313,8 +315,8 @@ class BiasStudy(Study[BiasOptions]):
         ext = self.external
         answers = list(ext.answers) if ext is not None else self.answers(results)
         ratings = [] if ext is not None else self.ratings(results)
-        table = [{"task": "numeracy", **r} for r in numeracy_table(answers)]
-        vrows, vtests = veracity_table(ratings, ext.vda if ext is not None else None)
+        table = [{"task": "numeracy", **r} for r in numeracy_table(answers, seed=self.spec.seed)]
+        vrows, vtests = veracity_table(ratings, ext.vda if ext is not None else None, seed=self.spec.seed)
         debias = debias_rows(answers)
         counts = count_results(results)
         counts["answers"] = len(answers)
@@ -339,7 +341,10 @@ class BiasStudy(Study[BiasOptions]):
             "accuracy_by_template": {k: {"accuracy": c / n, "n": n} for k, (c, n) in by_template.items()},
             "statistics": "RR: statsmodels Table2x2 log-method CI (personae.stats.risk_ratio); OR: Fisher exact, "
                           "conditional MLE and exact CI (scipy); DiD: correct ~ congruent * identity, statsmodels GLM "
-                          "binomial logit; Holm over personas and arms per model; debias: Wald CIs.",
+                          "binomial logit; Holm over personas and arms per model; debias: Wald CIs; accuracy CIs: "
+                          "Wilson; noise floors: split-half (personae.stats.split_half_floor, 200 seeded splits of "
+                          "each persona's participants; RR: exp(SD of the log-RR difference between halves), VDA: SD "
+                          "of the difference between halves).",
         }
         notes = ["Answers are treated as independent in the 2x2 tables (as arXiv 2506.20020 does); a simulated "
                  "participant answers every item."]
@@ -357,8 +362,26 @@ class BiasStudy(Study[BiasOptions]):
                                        veracity_verdict(vrows, vtests)) if v)
         for r in vrows:
             ci = r["vda_ci"] or [None, None]
-            table.append({"task": "veracity", **r, "vda_ci_low": ci[0], "vda_ci_high": ci[1]})
+            extra = {}
+            if "vda_diff" in r:
+                extra = {"vda_diff_ci_low": r["vda_diff_ci"][0], "vda_diff_ci_high": r["vda_diff_ci"][1]}
+            table.append({"task": "veracity", **r, "vda_ci_low": ci[0], "vda_ci_high": ci[1], **extra})
         return Summary(study="bias", verdict=verdict, table=table, stats=stats, counts=counts, notes=notes)
+
+    def figures(self, results: Sequence[Result], summary: Summary) -> list[tuple[str, Any]]:
+        """Task B per (model, arm): accuracy congruent vs incongruent per persona, on the identity frame
+        and the neutral control, and the no persona's accuracy on each frame (Wilson 95% CIs); Task A
+        per (model, arm): mean VDA per persona with its t CI beside the no-persona baseline."""
+        figs = []
+        multi = len({r["model"] for r in summary.table}) > 1
+        for task, plot in (("numeracy", numeracy_figure), ("veracity", veracity_figure)):
+            rows = [r for r in summary.table if r["task"] == task]
+            for model, arm in dict.fromkeys((r["model"], r["arm"]) for r in rows):
+                fig = plot([r for r in rows if (r["model"], r["arm"]) == (model, arm)])
+                if fig is not None:
+                    where = f"arm {arm}" + (f", {model}" if multi else "")
+                    figs.append((FIGURE_CAPTIONS[task].format(where=where), fig))
+        return figs
 
     def describe(self) -> list[str]:
         if self.external is not None:
@@ -374,6 +397,60 @@ class BiasStudy(Study[BiasOptions]):
                          f"{self.options.headlines}, rated 1-6; {len(self.conditions(self.veracity_arms))} conditions x "
                          f"{self.spec.replicates} participants; VDA = 0.5 + (mean real - mean fake) / 10.")
         return lines
+
+
+FIGURE_CAPTIONS = {
+    "numeracy": "Task B ({where}): accuracy when the truth fits the persona's identity (congruent) and when it does "
+                "not, on the identity frame and on the neutral control with the same numbers, and the no persona's "
+                "accuracy on each frame (Wilson 95% CIs; dashed: chance, 0.5)",
+    "veracity": "Task A ({where}): mean VDA per persona beside the no-persona baseline (t 95% CIs; dashed: the "
+                "no-persona VDA and 0.5, no discernment)",
+}
+NUMERACY_SERIES = (("congruent (identity frame)", "acc_congruent"), ("incongruent (identity frame)", "acc_incongruent"),
+                   ("control: pseudo-congruent (neutral frame)", "control_acc_congruent"),
+                   ("control: pseudo-incongruent (neutral frame)", "control_acc_incongruent"),
+                   ("no persona: identity frame", "accuracy_identity"),
+                   ("no persona: neutral frame", "accuracy_neutral"))
+"""(legend, table column) of each series of the Task B figure; its CI is the column + '_ci'. The
+first four are drawn for identity personas, the last two for the no persona."""
+
+
+def _series(name: str, rows: Sequence[dict[str, Any]], col: str, on: Any) -> tuple[str, list[Any], list[Any],
+                                                                                  list[Any]] | None:
+    """One plotted series: column `col` and its CI (`col`_ci) on the rows where `on(row)`, None elsewhere
+    (None when no row has a value)."""
+    est = [r.get(col) if on(r) else None for r in rows]
+    cis = [(r.get(col + "_ci") or [None, None]) if v is not None else [None, None] for r, v in zip(rows, est)]
+    return (name, est, [c[0] for c in cis], [c[1] for c in cis]) if any(v is not None for v in est) else None
+
+
+def numeracy_figure(rows: Sequence[dict[str, Any]]) -> Any:
+    """The Task B figure of one (model, arm), from its table rows (None when nothing was scored)."""
+    from ..report.plots import grouped_forest_plot  # noqa: PLC0415
+
+    shown = [r for r in rows if r.get("rr") is not None or r["persona"] == "none"]
+    if not shown:
+        return None
+    series = [s for k, (name, col) in enumerate(NUMERACY_SERIES)
+              if (s := _series(name, shown, col, lambda r, k=k: (k >= 4) == (r["persona"] == "none"))) is not None]
+    if not series:
+        return None
+    return grouped_forest_plot([("no persona" if r["persona"] == "none" else r["persona"]) for r in shown], series,
+                               xlabel="accuracy", refs=[(0.5, "chance")])
+
+
+def veracity_figure(rows: Sequence[dict[str, Any]]) -> Any:
+    """The Task A figure of one (model, arm): the no persona first, then each persona (None without a VDA)."""
+    from ..report.plots import grouped_forest_plot  # noqa: PLC0415
+
+    shown = sorted((r for r in rows if r.get("vda") is not None), key=lambda r: r["persona"] != "none")
+    if not shown:
+        return None
+    series = [s for name, base in (("no persona (baseline)", True), ("persona", False))
+              if (s := _series(name, shown, "vda", lambda r, base=base: (r["persona"] == "none") == base)) is not None]
+    refs = [(r["vda"], "no-persona VDA") for r in shown if r["persona"] == "none"] + [(0.5, "no discernment")]
+    return grouped_forest_plot([("no persona" if r["persona"] == "none" else r["persona"]) for r in shown], series,
+                               xlabel="VDA (0.5 + (mean rating real - mean rating fake) / 10)", refs=refs)
 
 
 def option_probabilities(logprobs: dict[str, float]) -> dict[str, float]:

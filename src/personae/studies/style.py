@@ -31,7 +31,7 @@ from ..judge import Judge, JudgeOptions
 from ..persona import Persona
 from ..roles import RoleDecl
 from ..runner import Result
-from ..stats import jensen_shannon, paired_difference_ci
+from ..stats import beyond_floor, jensen_shannon, paired_difference_ci
 from ..stats.dispersion import distance_ratio_test
 from ._cells import Condition, cells
 from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
@@ -387,9 +387,7 @@ class StyleStudy(Study):
 def distinguishable(eff: dict[str, Any]) -> bool:
     """A shift is distinguishable from noise when its 95% CI excludes 0 and it is larger than the
     run-to-run noise floor (an unknown floor, NaN, distinguishes nothing)."""
-    if eff.get("shift") is None or eff.get("ci_low") is None or eff.get("ci_high") is None:
-        return False
-    return bool((eff["ci_low"] > 0 or eff["ci_high"] < 0) and abs(eff["shift"]) > eff["noise_floor_sd"])
+    return beyond_floor(eff.get("shift"), [eff.get("ci_low"), eff.get("ci_high")], eff.get("noise_floor_sd"))
 
 
 def _verdict(stats: dict[str, Any]) -> str:
