@@ -13,6 +13,7 @@ from .backends.base import Backend, Embedding, Generation, Message, Request, Sam
 from .errors import BackendError, ConfigError, ParseError, PersonaeError  # noqa: E402
 from .persona import Persona, builtin_persona, builtin_personas, load_personas, render_persona  # noqa: E402
 from .backends.pool import BackendPool, Binding  # noqa: E402
+from .dryrun import DryRun, estimate_run  # noqa: E402
 from .executors import AsyncioExecutor, Budget, Executor  # noqa: E402
 from .roles import RoleDecl, RoleSpec  # noqa: E402
 from .runner import Result, RetryPolicy, Runner  # noqa: E402
@@ -26,5 +27,5 @@ __all__ = [
     "Backend", "BackendError", "ConfigError", "Generation", "Message", "ParseError", "Persona", "PersonaeError",
     "Request", "ResolvedSpec", "Result", "RetryPolicy", "RunOutcome", "Runner", "Sampling", "Score", "Store",
     "StudySpec", "Tags", "builtin_persona", "builtin_personas", "create_backend", "load_personas", "load_spec",
-    "render_persona", "resolve_spec", "run_study", "run_study_async",
+    "render_persona", "resolve_spec", "run_study", "run_study_async", "DryRun", "estimate_run",
 ]

@@ -24,6 +24,7 @@ from . import __version__
 from ._json import dumps_strict, jsonable
 from .backends.base import Backend
 from .backends.pool import BackendPool
+from .cost import usage_rows
 from .errors import ConfigError, PersonaeError, RunTerminated, error_text
 from .executors import Budget, Executor, RunAborted
 from .progress import Progress
@@ -150,6 +151,7 @@ class Run:
             "version": __version__, "git_revision": git_revision(), "seed": spec.seed,
             "store": str(self.store.path), "started_at": _now(), "finished_at": None,
             "budget": {"max_requests": self.budget.max_requests, "max_tokens": self.budget.max_tokens},
+            "engine": spec.engine,  # the serving engine's settings as the user declared them (read by nothing)
         }
 
     # ---------------------------------------------------------------- the run
@@ -301,11 +303,12 @@ class Run:
                 run["totals"] = self._totals()
             except Exception:  # noqa: BLE001 (a store that failed must not hide the run's own error)
                 pass
+            run["usage"] = usage_rows(self.results, self.spec.prices)
             if self.summary is not None:
                 self.store.put_artifact(self.run_id, "summary", "summary",
                                         content=json.dumps(jsonable(self.summary.model_dump(mode="json"))))
             self.store.finish_run(self.run_id, {k: run[k] for k in ("status", "finished_at", "counts", "tokens",
-                                                                    "totals", "stopped", "error", "backends")
+                                                                    "totals", "stopped", "error", "backends", "usage")
                                                 if k in run})
             if self.out is not None and self._folder_ok:
                 if self.summary is not None:

@@ -25,6 +25,7 @@ from .backends.base import Sampling
 from .errors import ConfigError, PersonaeError
 from .persona import BUILTIN_TEMPLATES, Persona, builtin_personas, load_personas, parse_persona
 from .backends.pool import Binding
+from .cost import Price, check_price_models
 from .executors.base import RetryPolicy
 from .roles import RoleDecl, RoleSpec
 from .spec_types import ResolvedSpec
@@ -99,6 +100,12 @@ class StudySpec(BaseModel):
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
     """Models for the study's roles (judge, partner, ...), each `{model: ID, backend: {...}}` or just an
     id; an unbound role is played by the model under study."""
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """Price per million tokens of the run's models, `{MODEL: {input: ..., output: ...}}`, for the cost in
+    `personae run --dry-run`, run.json and the report (a `--prices FILE` adds to it). Not part of any key."""
+    engine: dict[str, Any] = Field(default_factory=dict)
+    """The serving engine's settings as you launched it (e.g. vLLM's version, flags, environment), free-form:
+    recorded in run.json, read by nothing else (personae cannot see a server's flags)."""
 
     @field_validator("model", mode="before")
     @classmethod
@@ -184,8 +191,10 @@ def _field_path(field: str | None) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in field.split("."))
 
 
-def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None = None) -> ResolvedSpec:
-    """Validate raw spec data (from YAML or Python) into a ResolvedSpec, or raise a ConfigError."""
+def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None = None,
+                 replaced_models: Sequence[str] = ()) -> ResolvedSpec:
+    """Validate raw spec data (from YAML or Python) into a ResolvedSpec, or raise a ConfigError.
+    `replaced_models`: the models a --model option replaced (their `prices:` entries are no typos)."""
     from .studies import get_study  # noqa: PLC0415 (studies import spec types)
 
     file = str(path) if path else None
@@ -222,6 +231,8 @@ def resolve_spec(data: Any, *, path: Path | None = None, lines: LineMap | None =
     except ValidationError as exc:
         raise validation_to_config_error(exc, study_cls.Options, file=file, lines=lines, prefix=("options",)) from None
     roles = _resolve_roles(spec, study_cls, options, file, lines)
+    check_price_models(spec.prices, file=file, lines=lines, used=[*spec.model, *(b.model for b in roles.values())],
+                       known=replaced_models)
     resolved = ResolvedSpec(spec=spec, personas=personas, options=options, path=path, base_dir=base_dir, roles=roles)
     try:
         _check_role_capabilities(resolved, study_cls.roles_used(options))
@@ -244,9 +255,12 @@ def load_spec(path: str | Path, *, models: Sequence[str] = ()) -> ResolvedSpec:
     if len(docs) != 1:
         raise ConfigError("a spec file holds one spec.", file=str(path), fix="use .yaml or .json, not .jsonl.")
     data, lines = docs[0]
+    replaced: Sequence[str] = ()
     if models and isinstance(data, Mapping):
+        original = data.get("model")
+        replaced = [original] if isinstance(original, str) else [m for m in original or () if isinstance(m, str)]
         data = {**data, "model": list(models)}
-    return resolve_spec(data, path=path, lines=lines)
+    return resolve_spec(data, path=path, lines=lines, replaced_models=replaced)
 
 
 def _check_template(spec: StudySpec, personas: tuple[Persona, ...], file: str | None, lines: LineMap) -> None:

@@ -84,7 +84,7 @@ def test_the_set_is_big_enough_and_complete() -> None:
     assert files - covered == set(), "every malformed file needs its expected error in expected.yaml"
     assert covered - files == set(), "expected.yaml names files that do not exist"
     for name, case in TABLE.items():
-        assert set(case["via"]) <= {"spec", "validate", "chat"}, name
+        assert set(case["via"]) <= {"spec", "validate", "chat", "prices"}, name
         assert set(case) <= {"via", "expect", "file", "data", "absent"}, name
         # the first substring is the file (and line) the error points at: this file, or one it references
         assert any(case["expect"][0].startswith(f) for f in files), f"{name}: the error must name a file"
@@ -98,6 +98,11 @@ def test_bad_input_gets_one_line_with_where_and_fix(file: str, via: str, expect:
         result = _invoke(["validate", str(_spec_referencing(tmp_path, path))])
     elif via == "validate":
         result = _invoke(["validate", str(path)])
+    elif via == "prices":  # a price table given to a dry run
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(yaml.safe_dump({"study": "grid", "model": "fake/test", "options": {"questions": ["Hi?"]}}),
+                        encoding="utf-8")
+        result = _invoke(["run", str(spec), "--dry-run", "--prices", str(path)])
     else:
         result = _invoke(["chat", str(path), "--model", "fake/test"])
     line = _one_error_line(result)

@@ -173,6 +173,7 @@ class LocalBackend(Backend):
         self._scorer: LlamaScorer | None = None
         self._multi: LlamaMultiSeq | None = None
         self._chat_formatter: Any = None
+        self._vocab: Any = None
         self._thread_lock = threading.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
         self._auto_ctx = AUTO_CTX_MIN
@@ -255,6 +256,27 @@ class LocalBackend(Backend):
 
     def _count_tokens(self, request: Request, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    def count_prompt_tokens(self, request: Request) -> int:
+        """The request's prompt tokens (chat template applied, continuation included), counted with the
+        model's own tokenizer: the loaded model's, or else the file's vocabulary alone (a dry run loads
+        no weights)."""
+        tokenizer = self._vocab_or_model()
+        return len(tokenizer.tokenize(self._prompt_text(request).encode("utf-8"), add_bos=True, special=True))
+
+    def _vocab_or_model(self) -> Any:
+        if self._gen is not None:
+            return self._gen
+        if self._vocab is None:
+            try:
+                from llama_cpp import Llama  # noqa: PLC0415
+            except ImportError:
+                raise MissingDependencyError("llama-cpp-python", "local", "The local backend") from None
+            from llama_cpp._utils import suppress_stdout_stderr  # noqa: PLC0415
+
+            with suppress_stdout_stderr(disable=False):  # llama.cpp warns of a context it never uses
+                self._vocab = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
+        return self._vocab
 
     def trained_ctx(self) -> int:
         """The context the model was trained on (GGUF metadata)."""
@@ -378,7 +400,8 @@ class LocalBackend(Backend):
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter  # noqa: PLC0415
 
             # the template is the file's; compile it once, not once per request
-            llm = self.llm
+            llm = self._gen if self._gen is not None or self._vocab is None else self._vocab  # a dry run: no weights
+            llm = llm if llm is not None else self.llm
             template = llm.metadata.get("tokenizer.chat_template")
             if not template:
                 raise BackendError("this GGUF has no chat template; score a raw prompt instead.",

@@ -13,7 +13,7 @@ from ._common import StoreOption, err, handle_errors, open_store, out, table_fro
 @handle_errors
 def run(
     spec: Path = typer.Argument(..., help="Study spec (YAML or JSON)."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    out_dir: Path = typer.Option(None, "--out", "-o", help="Run folder to write (required unless --dry-run)."),
     store: Path = StoreOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="PERSONAE_QUIET", help="No progress bar."),
     model: list[str] = typer.Option([], "--model", "-m",
@@ -29,6 +29,12 @@ def run(
     address: str = typer.Option(None, "--address", envvar="PERSONAE_RAY_ADDRESS",
                                 help="Ray cluster to join (HOST:PORT, ray://HOST:10001 or auto); none starts a "
                                 "local one."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Check the spec and print requests, cache hits, tokens and cost per model and "
+                                 "role; call no model, write nothing."),
+    prices: Path = typer.Option(None, "--prices", envvar="PERSONAE_PRICES",
+                                help="YAML/JSON price table (prices: {MODEL: {input: ..., output: ...}} per million "
+                                "tokens), on top of the spec's prices:."),
 ) -> None:
     """Run a study spec and write DIR/run.json, results.jsonl, summary.json and report.html.
 
@@ -39,6 +45,7 @@ def run(
     Example: personae run examples/accuracy.yaml -m openai/qwen2.5-7b --out runs/acc-qwen
     Example: personae run examples/style.yaml --out runs/style --max-requests 100
     Example: personae run examples/grid.yaml --out runs/grid --executor ray --address 127.0.0.1:6379
+    Example: personae run examples/accuracy.yaml --dry-run --prices prices.yaml
 
     Exit codes: 0 finished, 2 an error (one line says where and how to fix it), 3 stopped by
     --max-requests / --max-tokens (run the same command with a larger budget to continue), 4
@@ -47,13 +54,22 @@ def run(
     from ..api import run_study  # noqa: PLC0415
     from ..errors import ConfigError  # noqa: PLC0415
     from ..executors import Budget  # noqa: PLC0415
+    from ..dryrun import estimate_run  # noqa: PLC0415
     from ..spec import load_spec  # noqa: PLC0415
+    from .dry_run import print_dry_run, with_prices  # noqa: PLC0415
 
     for flag, value in (("--max-requests", max_requests), ("--max-tokens", max_tokens)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1 (got {value}).", field=flag,
                               fix=f"give a positive number, or leave {flag} out for no budget.")
-    resolved = load_spec(spec, models=model)
+    resolved = with_prices(load_spec(spec, models=model), prices)
+    if dry_run:
+        print_dry_run(estimate_run(resolved, store=store, out_dir=out_dir, overwrite=overwrite),
+                      max_requests=max_requests, max_tokens=max_tokens)
+        return
+    if out_dir is None:
+        raise ConfigError("personae run needs a run folder to write.", field="--out",
+                          fix="add --out DIR (e.g. --out runs/mine), or --dry-run to only see what it would cost.")
     budget = Budget(max_requests=max_requests, max_tokens=max_tokens)
     with executor_for(resolved, executor, address, budget) as ex, open_store(store) as st:
         for notice in st.notices:
