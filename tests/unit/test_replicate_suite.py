@@ -162,6 +162,8 @@ def test_verdict_never_contradicts_the_rows(rows: list[dict[str, Any]]) -> None:
         for r in rows:
             said = re.search(rf"\b{r['experiment']} (replicated|opposite|not significant|no estimate)\b", text)
             assert said is not None and said.group(1) == r["status"]
+            false_positive = f"{r['experiment']} replicated the original ("
+            assert (false_positive in text) == (r["status"] == REPLICATED and r["reference_is_null"])
     collapsed = [r for r in rows if r["distribution_warning"] and "collapse" in r["distribution_warning"]]
     assert (f"Answers collapsed in {len(collapsed)} experiment" in text) == bool(collapsed)
     piled = [r for r in rows if r["distribution_warning"] and "pile-up" in r["distribution_warning"]]
@@ -170,7 +172,8 @@ def test_verdict_never_contradicts_the_rows(rows: list[dict[str, Any]]) -> None:
     assert (f"The logit separated in {len(fallback)} experiment" in text) == bool(fallback)
     for r in fallback:  # a fallback row is never reported as the regression it could not fit
         if len(rows) <= 6 and r["status"] != NO_ESTIMATE:
-            assert f"{r['experiment']} {r['status']} (by fisher_exact instead of logistic: risk_difference" in text
+            said_as = "replicated the original" if r["status"] == REPLICATED and r["reference_is_null"] else r["status"]
+            assert f"{r['experiment']} {said_as} (by fisher_exact instead of logistic: risk_difference" in text
     dropped = sum(r["dropped"] for r in rows)
     assert (f"{dropped} participants missing an answer" in text) == bool(dropped)
     lost = sum(r["errors"] for r in rows)

@@ -234,7 +234,11 @@ def _one(r: dict[str, Any]) -> str:
     ref = f"reference {ref_metric} {_num(r['reference_effect'])}" if ref_metric != r["metric"] else (
         f"reference {_num(r['reference_effect'])}")
     est = f"{ran}{r['metric']} {_num(r['effect'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}], p {_p(r['p'])}; {ref}"
-    return f"{r['experiment']} {r['status']} ({est})" if r["status"] != NO_ESTIMATE else f"{r['experiment']} no estimate"
+    if r["status"] == NO_ESTIMATE:
+        return f"{r['experiment']} no estimate"
+    if r["status"] == REPLICATED and r["reference_is_null"]:  # the original's effect, which its reference did not find
+        return f"{r['experiment']} replicated the original ({est}), a false positive: its reference found no effect"
+    return f"{r['experiment']} {r['status']} ({est})"
 
 
 def _share(part: dict[str, Any], what: str) -> str:
