@@ -36,6 +36,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                            "sequential (always-valid CS) vs fixed design: calls at 2x MDE, false positives under the null"),
     "ray_scaling": ("benchmarks.ray_scaling",
                     "Ray executor, 2 workers vs 1, 4 in flight each, fake backend with 50 ms latency"),
+    "grid_memory": ("benchmarks.grid_memory",
+                    "peak RSS and time of 20,000 and 100,000-request grids and their cached re-runs (fake backend)"),
 }
 
 
