@@ -14,6 +14,7 @@ from personae.backends.local import LocalBackend
 from personae.dryrun import estimate_run
 from personae.spec import load_spec, resolve_spec
 
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -148,6 +148,7 @@ def test_logprob_mode_scores_six_ratings_per_headline() -> None:
     assert rows["democrat"]["vda"] == pytest.approx(1.0) and rows["democrat"]["participants"] == 10
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_the_vda_false_positive_rate_under_no_effect_is_nominal() -> None:
     """1,000 null simulations: two personas' participants with the same VDA distribution, Welch at 0.05.
     Welch's test is exact-in-size, not conservative, so the observed rate scatters around 5%: it must

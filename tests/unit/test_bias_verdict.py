@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from typing import Any
 
 from hypothesis import given, settings
@@ -53,6 +55,7 @@ def tables(draw: Any) -> list[dict[str, Any]]:
     return [draw(row(arm, p)) for arm in ARMS for p in PERSONAS if draw(st.booleans())]
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(table=tables(), deb=st.lists(debias(), max_size=1), errors=st.integers(0, 3))
 def test_the_verdict_says_what_the_table_holds(table: list[dict[str, Any]], deb: list[dict[str, Any]],
@@ -99,6 +102,7 @@ def _arm_sentences(text: str, label: str) -> str:
     return " ".join(s for s in text.split("With ") if s.startswith(f"{label}, "))
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(table=tables(), deb=st.lists(debias(), max_size=1))
 def test_the_verdict_never_calls_an_effect_within_the_floor_or_with_a_ci_covering_one(
@@ -133,6 +137,7 @@ def vda_tests(draw: Any) -> dict[str, Any]:
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(tests=st.lists(vda_tests(), max_size=3), base=st.one_of(st.none(), st.floats(0, 1)),
        dropped=st.integers(0, 2))
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_the_veracity_verdict_says_what_its_tests_hold(tests: list[dict[str, Any]], base: float | None,
                                                        dropped: int) -> None:
     from personae.bias.veracity import vda_differs, veracity_verdict  # noqa: PLC0415
@@ -154,6 +159,7 @@ def test_the_veracity_verdict_says_what_its_tests_hold(tests: list[dict[str, Any
     assert ("participants with a failed or unparseable rating were left out" in text) == bool(dropped)
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(tests=st.lists(vda_tests(), max_size=3, unique_by=lambda t: t["comparison"]))
 def test_the_veracity_verdict_never_calls_a_difference_within_the_floor_or_with_a_ci_covering_zero(

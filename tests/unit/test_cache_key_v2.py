@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import hashlib
 import json
 import sqlite3
@@ -47,6 +49,7 @@ def test_golden_keys() -> None:
         assert REQ.cache_key(fingerprint) == key == by_hand(REQ, fingerprint)
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_keys_are_stable_across_processes_and_hash_seeds() -> None:
     code = ("from personae.backends.base import Message, Request, Sampling\n"
             "r = Request(model='fake/test', messages=(Message(role='system', content='You are Ada.'), "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import re
 from typing import Any
 
@@ -34,6 +36,7 @@ def rows(draw: Any) -> dict[str, Any]:
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(table=st.lists(rows(), max_size=3), warn=st.booleans(), measured=st.lists(st.sampled_from(list(METRICS)),
                                                                                   unique=True))
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_the_verdict_says_what_the_table_holds(table: list[dict[str, Any]], warn: bool, measured: list[str]) -> None:
     stats: dict[str, Any] = {"metrics": measured, "listener_chance": 0.25,
                              "judge_validity": {"warning": "the judge cannot tell the speakers apart"} if warn else {}}

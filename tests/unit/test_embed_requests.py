@@ -3,6 +3,8 @@ in batches, identical vectors from the cache and from the model."""
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 from pathlib import Path
 
@@ -63,6 +65,7 @@ def test_a_failed_batch_is_an_error_row_for_each_text(tmp_path: Path) -> None:
         assert [r.ok for r in results] == [False] * 3 and st.count("errors") == 3 and st.count("results") == 0
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_a_cached_rerun_of_the_style_study_computes_no_embedding(tmp_path: Path) -> None:
     data = spec(PROMPTS[:4])
     first = run(data, persona_styles, tmp_path / "one")

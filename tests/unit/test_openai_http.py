@@ -76,6 +76,7 @@ def test_a_closed_port_is_backend_unavailable(client: str) -> None:
     assert info.value.transient  # retried (a restarting server); the executor stops a run that never connects
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_a_slow_server_times_out_as_transient() -> None:
     from .mock_http import ThreadServer
 

@@ -140,6 +140,7 @@ def suites(draw: Any) -> list[dict[str, Any]]:
             for i in range(n)]
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 @settings(max_examples=200, deadline=None)
 @given(suites())
 def test_verdict_never_contradicts_the_rows(rows: list[dict[str, Any]]) -> None:

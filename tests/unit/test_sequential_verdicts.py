@@ -3,6 +3,8 @@ no effect is called while the CS covers no effect, whatever the fixed-sample fig
 
 from __future__ import annotations
 
+import pytest
+
 import re
 from typing import Any
 
@@ -51,6 +53,7 @@ def accuracy_summary(draw: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return table, draw(sequential_block([f"m: {c}" for c in conds]))
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 @GENERATED
 @given(accuracy_summary())
 def test_the_accuracy_verdict_calls_an_effect_only_where_the_cs_excludes_zero(summary: Any) -> None:

@@ -248,6 +248,7 @@ def test_mcnemar_edge_cases() -> None:
 
 
 # ---------------------------------------------------------------- Holm
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_holm_matches_statsmodels() -> None:
     # Reference: statsmodels.stats.multitest.multipletests(method='holm').
     rng = np.random.default_rng(0)

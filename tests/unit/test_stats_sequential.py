@@ -56,6 +56,7 @@ def test_the_interval_is_the_set_the_papers_capital_process_does_not_reject() ->
     assert cs.n == 40 and cs.estimate == pytest.approx(float(np.mean(x)))
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_it_covers_the_mean_at_every_look_at_once_where_repeated_t_intervals_do_not() -> None:
     """Monte Carlo, fixed seed: 400 sequences of 200 paired accuracy differences, a look every 10."""
     rng = np.random.default_rng(20240101)

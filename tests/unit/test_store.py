@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import multiprocessing as mp
 import sqlite3
@@ -36,6 +38,7 @@ def _writer(path: str, name: str, barrier: Any, queue: Any) -> None:
         queue.put((name, traceback.format_exc()))
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_two_processes_write_one_store(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite"
     ctx = mp.get_context("spawn")

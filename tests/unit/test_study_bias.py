@@ -97,6 +97,7 @@ def _ci(ci: list[float]) -> str:
     return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_the_report_has_the_task_b_and_task_a_figures(tmp_path: Path) -> None:
     resolved = resolve_spec(spec(tasks=["numeracy", "veracity"], arms=["none", "step-by-step"], replicates=4,
                                  headlines_limit=2))
@@ -172,6 +173,7 @@ def test_failed_requests_are_counted_not_scored() -> None:
     assert outcome.summary.verdict.startswith("42 of 168 requests failed (counted, not scored).")
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_debiasing_arms_change_the_prompt_and_are_compared_with_none() -> None:
     resolved = resolve_spec(spec(arms=["none", "step-by-step", "accuracy-prime"], replicates=10))
     study = BiasStudy(resolved)
@@ -195,6 +197,7 @@ def test_debiasing_arms_change_the_prompt_and_are_compared_with_none() -> None:
     assert "Arm step-by-step does not shrink the congruence gap" in outcome.summary.verdict
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_logprob_mode_scores_each_option_once_and_participants_draw_from_it(tmp_path: Path) -> None:
     resolved = resolve_spec(spec(mode="logprob", replicates=30))
     study = BiasStudy(resolved)

@@ -119,6 +119,7 @@ def variance_spec(model: str) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_variance_stops_early_for_persona_differences_and_runs_on_without() -> None:
     leaning = run_study(resolve_spec(variance_spec("fake/lean")),
                         backends={"fake/lean": FakeBackend("fake/lean", responder=var.leaning)})

@@ -98,6 +98,7 @@ def run(data: dict[str, Any], responder: Callable[[Request], str], out: Path | N
     return run_study(resolve_spec(data), out_dir=out, backends={"fake/x": FakeBackend("fake/x", responder=responder)})
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 def test_child_and_expert_shift_length_and_reading_level_and_a_baseline_like_persona_does_not(
         tmp_path: Path) -> None:
     outcome = run(spec(), persona_styles, tmp_path / "run")

