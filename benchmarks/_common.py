@@ -95,6 +95,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process_group(proc: subprocess.Popen[Any], *, timeout_s: float) -> None:
+    """SIGTERM a server started with start_new_session=True (its own process group only, never
+    anything else), then SIGKILL if it has not exited within timeout_s."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout_s)
+
+
 def _models_ready(base_url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{base_url}/models", timeout=2) as resp:
@@ -126,16 +141,7 @@ def llama_server(model_path: Path, *, alias: str = "smollm2", start_timeout_s: f
             time.sleep(0.25)
         yield base_url
     finally:
-        if proc.poll() is None:
-            # only this server's process group (start_new_session=True), never anything else
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
+        stop_process_group(proc, timeout_s=15)
         log.close()
         with contextlib.suppress(OSError):
             os.unlink(log.name)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
-from ._common import HOST, free_port
+from ._common import HOST, free_port, stop_process_group
 
 CHAT = json.dumps({
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "bench",
@@ -81,15 +79,7 @@ def mock_server(start_timeout_s: float = 30.0) -> Iterator[str]:
             time.sleep(0.05)
         yield base_url
     finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)  # its own process group only
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_group(proc, timeout_s=10)
 
 
 if __name__ == "__main__":
