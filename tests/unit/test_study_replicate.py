@@ -202,8 +202,36 @@ def test_the_builtin_suite_has_12_effects_and_4_nulls_each_cited() -> None:
     suite = resolve_experiments(("builtin",), Path("."))
     assert len(suite) == len(builtin_ids()) == 16
     assert sum(not e.original_is_null for e in suite) >= 12 and sum(e.original_is_null for e in suite) >= 4
-    assert all(e.replication is not None and e.replication.p >= 0.05 for e in suite if e.original_is_null)
+    # every null rests on a large replication: its numbers (p >= .05), or its cited conclusion
+    assert all(e.replication is not None and e.replication.is_null and e.replication.source
+               for e in suite if e.original_is_null)
+    assert all(r.found_effect is not None or (r.p is not None and r.effect is not None and r.n is not None)
+               for e in suite for r in (e.original, e.replication) if r is not None)
     assert all(e.citation and e.notes for e in suite)
+
+
+def test_a_replication_known_by_its_conclusion_is_a_null_with_no_reference_effect(tmp_path: Path) -> None:
+    """found_effect: false (no numbers at hand) makes the experiment a null, and the row has no
+    coverage or ratio; the original itself must have numbers, and a conclusion needs its source."""
+    from personae.replicate import resolve_experiments
+
+    (exp,) = resolve_experiments(("builtin:moral-cleansing",), Path("."))
+    assert exp.original_is_null and exp.replication is not None and exp.replication.effect is None
+    outcome = run_study(resolve_spec({"study": "replicate", "model": "fake/conclusion", "seed": 2,
+                                      "options": {"experiments": ["builtin:moral-cleansing"], "n": 20,
+                                                  "n_bootstrap": 200}}),
+                        backends={"fake/conclusion": FakeBackend("fake/conclusion", responder=schema_responder)})
+    (row,) = outcome.summary.table
+    assert row["reference_is_null"] and row["reference_effect"] is None
+    assert row["covers_reference"] is None and row["ratio"] is None
+    bad = tmp_path / "bad.yaml"
+    for replication, message in (("{metric: d, found_effect: false}", "found_effect needs the source"),
+                                 ("{metric: d, n: 50}", "give n, effect and p")):
+        text = (Path("src/personae/data/replicate/moral-cleansing.yaml").read_text(encoding="utf-8")
+                .split("\nreplication:")[0] + f"\nreplication: {replication}\n")
+        bad.write_text(text + "sample: {n: 10}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=message):
+            resolve_experiments((str(bad),), tmp_path)
 
 
 def schema_responder(request: Request) -> str:

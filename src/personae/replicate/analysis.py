@@ -140,10 +140,10 @@ def experiment_row(exp: Experiment, result: TestResult, obs: Sequence[Observatio
     status = status_of(exp, result, means)
     same_metric = result.metric == exp.metric  # a fallback test's effect is not comparable with the reference's
     ratio = None  # against a null reference a ratio only measures how near zero the reference is
-    if same_metric and not _nan(result.effect) and ref.effect != 0 and not exp.original_is_null:
+    if same_metric and not _nan(result.effect) and ref.effect and not exp.original_is_null:
         ratio = result.effect / ref.effect
-    covers = None
-    if same_metric and not (_nan(result.ci_low) or _nan(result.ci_high)):
+    covers = None  # a reference known only by its conclusion (found_effect) has no effect to cover
+    if same_metric and ref.effect is not None and not (_nan(result.ci_low) or _nan(result.ci_high)):
         covers = bool(result.ci_low <= ref.effect <= result.ci_high)
     dist = distribution(exp, obs)
     return {

@@ -116,18 +116,38 @@ class PlannedTest(_Frozen):
 class Reported(_Frozen):
     """A published result: the original study or a large replication."""
 
-    n: int = Field(ge=2)
+    n: int | None = Field(default=None, ge=2)
     """Participants analysed."""
-    effect: float
+    effect: float | None = None
     """The effect size in `metric`, signed in the test's orientation (welch_t: positive means a > b)."""
     ci: tuple[float, float] | None = None
     """Its 95% CI, if reported."""
-    p: float = Field(gt=0, le=1)
+    p: float | None = Field(default=None, gt=0, le=1)
     """The p-value of the planned test."""
     metric: Metric
     """The effect size's metric; it must be the one the planned test reports (`METRIC_OF`)."""
     source: str | None = None
     """Where the number comes from (for a replication: 'Many Labs 1, Klein et al. 2014')."""
+    found_effect: bool | None = None
+    """For a replication whose numbers are not at hand: what its source concluded (false: no
+    effect). With it, effect, p and n may be left out; the experiment then counts as a null (or
+    not) by this, and has no reference effect to cover or compare with."""
+
+    @model_validator(mode="after")
+    def _numbers_or_a_conclusion(self) -> Reported:
+        if self.found_effect is None and (self.effect is None or self.p is None or self.n is None):
+            raise ValueError("give n, effect and p, or (for a replication whose numbers you do not have) "
+                             "found_effect: true/false with its source")
+        if self.found_effect is not None and self.source is None:
+            raise ValueError("found_effect needs the source that concluded it")
+        return self
+
+    @property
+    def is_null(self) -> bool:
+        """No effect: as the source concluded, else p >= .05."""
+        if self.found_effect is not None:
+            return not self.found_effect
+        return self.p is not None and self.p >= 0.05
 
 
 class Marginal(_Frozen):
@@ -219,7 +239,7 @@ class Experiment(_Frozen):
     @property
     def original_is_null(self) -> bool:
         """The original (or, where one exists, the large replication) found no effect (p >= .05)."""
-        return (self.replication or self.original).p >= 0.05
+        return (self.replication or self.original).is_null
 
     @property
     def reference(self) -> Reported:
@@ -262,12 +282,15 @@ def _problem(exp: Experiment) -> tuple[str, str, str] | None:
         return "test.x", "x: value needs a 'value' on every condition", "give each condition a value."
     if t.order is not None and sorted(t.order) != sorted(names):
         return "test.order", "order must name every condition once", f"list {', '.join(names)} in some order."
+    if exp.original.found_effect is not None or exp.original.effect is None:
+        return ("original", "the original study needs its own numbers (n, effect, p); found_effect is for a "
+                "replication whose numbers are not at hand", "give the original's n, effect and p.")
     for field in ("original", "replication"):
         rep = getattr(exp, field)
         if rep is not None and rep.metric != exp.metric:
             return (f"{field}.metric", f"{t.kind} reports '{exp.metric}', and the {field} effect is in '{rep.metric}'",
                     f"convert the published effect to {exp.metric} (and name the conversion in notes).")
-        if rep is not None and rep.ci is not None and not rep.ci[0] <= rep.effect <= rep.ci[1]:
+        if rep is not None and rep.ci is not None and rep.effect is not None and not rep.ci[0] <= rep.effect <= rep.ci[1]:
             return f"{field}.ci", f"the CI {list(rep.ci)} does not contain the effect {rep.effect}", "check the numbers."
     return None
 

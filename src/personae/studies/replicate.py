@@ -177,6 +177,7 @@ class ReplicateStudy(Study[ReplicateOptions]):
         from ..report.plots import scatter_with_errors  # noqa: PLC0415
 
         rows = [r for r in summary.table if r["effect"] is not None and r["ci_low"] is not None
+                and r["reference_effect"] is not None  # a reference known only by its conclusion: no point
                 and r["metric"] == r["reference_metric"]]  # a fallback test's effect is in another metric
         if not rows:
             return []
