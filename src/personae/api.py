@@ -14,8 +14,7 @@ import signal
 import json
 import subprocess
 import uuid
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,25 @@ from . import __version__
 from ._json import dumps_strict, jsonable
 from .backends.base import Backend
 from .backends.pool import BackendPool
-from .cost import usage_rows
 from .errors import ConfigError, PersonaeError, RunTerminated, error_text
 from .executors import Budget, Executor, RunAborted
 from .progress import Progress
 from .report import MAX_TRANSCRIPTS, figure_to_data_uri, write_report
 from .roles import WEAK_SELF_JUDGE
+from .backends.base import Request
 from .runner import Result, Runner, RunStats
+from .runs import StoredResults
 from .spec import ResolvedSpec, backend_options_for, role_options
 from .store import Store
 from .studies import Summary, get_study
+from .studies.base import Wave
+from .tally import RunTally
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
 ITEM_BATCH = 256
 """Run items (which results make up a run) are written in batches of this many, and at each wave's end."""
+WAVE_CHUNK = 4096
+"""A lazily planned wave (`Wave`) goes through the runner this many requests at a time."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,9 @@ class RunOutcome:
 
     summary: Summary | None
     """None when the run stopped before analysis (a budget)."""
-    results: list[Result]
+    results: Sequence[Result]
+    """Every result, in plan order: a list, or for a streaming study (`Study.tally`) a `StoredResults`
+    view that reads them back from the store."""
     stats: RunStats
     out_dir: Path | None
     run: dict[str, Any]
@@ -117,6 +123,11 @@ class Run:
         self.executor = executor
         self.run_id = uuid.uuid4().hex[:12]
         self.results: list[Result] = []
+        """Every result so far (a streaming study's run keeps none: see `done`)."""
+        self.tally = RunTally()
+        self.study_tally: Any = self.study.tally()
+        """The study's streaming analysis (None: it analyses the held results)."""
+        self._transcripts: list[Result] = []
         self.summary: Summary | None = None
         self.status = "running"
         self.error: str | None = None
@@ -176,7 +187,7 @@ class Run:
             else:
                 phase = "analysis"
                 self.summary = self._analyze()
-                self.status = "complete_with_errors" if any(not r.ok for r in self.results) else "complete"
+                self.status = "complete_with_errors" if self.tally.errors else "complete"
         except BaseException as exc:
             self.status = "analysis_failed" if phase == "analysis" else "aborted"
             if phase == "analysis":
@@ -188,29 +199,59 @@ class Run:
             raise
         finally:
             await self._finish(run)
-        return RunOutcome(summary=self.summary, results=self.results, stats=self.runner.stats, out_dir=self.out,
+        return RunOutcome(summary=self.summary, results=self.done(), stats=self.runner.stats, out_dir=self.out,
                           run=run, status=self.status)
 
     async def _waves(self, runner: Runner) -> None:
         study, spec = self.study, self.spec
         for wave in range(study.max_waves):
-            requests = study.plan(self.results)
+            requests = study.plan(self.done())
             if not requests:
                 return
             label = f"{spec.study} wave {wave + 1}" if wave else spec.study
-            self._offset = len(self.results)
-            got = await runner.run(requests, label=label)
+            if isinstance(requests, Wave):  # built and run a chunk at a time, under one progress bar
+                task = runner.progress.add(label, total=len(requests))
+                for chunk in requests.chunks(WAVE_CHUNK):
+                    await self._run_chunk(runner, chunk, label, task)
+                    if runner.stopped:
+                        break
+                runner.progress.done(task)
+            else:
+                await self._run_chunk(runner, requests, label, None)
             self._flush_items()
-            self.results.extend(got)
             if runner.stopped:
                 return
-            if self.results and not any(r.ok for r in self.results):  # nothing works: stop with the cause
-                last = self.results[-1].error or "unknown error"
-                raise RunAborted(f"stopped: all {len(self.results)} requests failed (nothing is lost: run the same "
+            if self.tally.results and not self.tally.ok:  # nothing works: stop with the cause
+                last = self.tally.last_error or "unknown error"
+                raise RunAborted(f"stopped: all {self.tally.results} requests failed (nothing is lost: run the same "
                                  f"command again once fixed). Last error: {last}",
                                  fix=None if "Fix:" in last else "fix the cause above and run again.")
         raise PersonaeError(f"the study planned more than {study.max_waves} waves.",
                             fix="this is a bug in the study's plan(); please report it.")
+
+    async def _run_chunk(self, runner: Runner, requests: Sequence[Request], label: str, task: Any) -> None:
+        self._offset = self.tally.results
+        got = await runner.run(requests, label=label, task=task)
+        self._flush_items(final=False)
+        self._keep(got)
+
+    def _keep(self, got: list[Result]) -> None:
+        """Count a chunk's results (in plan order) and hold them, or for a streaming study add them
+        to its tally and hold only the first few (the report's transcripts)."""
+        self.tally.add_all(got)
+        if self.study_tally is None:
+            self.results.extend(got)
+            return
+        for r in got:
+            self.study_tally.add(r)
+        if len(self._transcripts) < MAX_TRANSCRIPTS:
+            self._transcripts.extend(got[: MAX_TRANSCRIPTS - len(self._transcripts)])
+
+    def done(self) -> Sequence[Result]:
+        """Every result so far, in plan order: held, or read from the store for a streaming study."""
+        if self.study_tally is None:
+            return self.results
+        return StoredResults(self.store, self.run_id, self.tally.results)
 
     def _item(self, index: int, r: Result) -> None:
         """Record that a result belongs to this run, at its plan position (a wave's requests keep
@@ -230,8 +271,11 @@ class Run:
             self.store.compact_run_items(self.run_id)
 
     def _analyze(self) -> Summary:
-        summary = self.study.analyze(self.results)
-        add_role_notes(self.study, self.results, summary)
+        if self.study_tally is not None:
+            summary = self.study.analyze_tally(self.study_tally)
+        else:
+            summary = self.study.analyze(self.results)
+        add_role_notes(self.study, self.tally, summary)
         return summary
 
     def _open_folder(self, run: dict[str, Any]) -> None:
@@ -275,13 +319,10 @@ class Run:
     def _totals(self) -> dict[str, Any]:
         """What the run's results cost, wherever they were computed (a cached re-run computes
         nothing itself, but its results still came from calls: here they are)."""
-        gens = [r.generation for r in self.results if r.generation is not None]
-        origins = Counter(self.store.result_origins([r.key for r in self.results if r.ok]).values())
-        return {"results": len(self.results), "ok": sum(r.ok for r in self.results),
-                "errors": sum(not r.ok for r in self.results),
-                "prompt_tokens": sum(g.prompt_tokens for g in gens),
-                "completion_tokens": sum(g.completion_tokens for g in gens),
-                "computed_by_run": {str(k): v for k, v in origins.items()}}
+        t = self.tally
+        origins = self.store.run_origin_counts(self.run_id)
+        return {"results": t.results, "ok": t.ok, "errors": t.errors, "prompt_tokens": t.prompt_tokens,
+                "completion_tokens": t.completion_tokens, "computed_by_run": {str(k): v for k, v in origins.items()}}
 
     async def _finish(self, run: dict[str, Any]) -> None:
         try:
@@ -299,11 +340,13 @@ class Run:
             if self.status == "stopped":
                 run["stopped"] = "budget"
                 run["budget"] = self.budget.describe()
+            with contextlib.suppress(Exception):  # items of a run stopped mid-wave (a kill loses at most ITEM_BATCH)
+                self._flush_items(final=False)
             try:
                 run["totals"] = self._totals()
             except Exception:  # noqa: BLE001 (a store that failed must not hide the run's own error)
                 pass
-            run["usage"] = usage_rows(self.results, self.spec.prices)
+            run["usage"] = self.tally.usage.rows(self.spec.prices)
             if self.summary is not None:
                 self.store.put_artifact(self.run_id, "summary", "summary",
                                         content=json.dumps(jsonable(self.summary.model_dump(mode="json"))))
@@ -324,24 +367,28 @@ class Run:
         assert self.out is not None and self.summary is not None
         summary = self.summary
         _write_json(self.out / "summary.json", summary.model_dump(mode="json"))
-        figures = [(caption, figure_to_data_uri(fig)) for caption, fig in self.study.figures(self.results, summary)]
+        figures = [(caption, figure_to_data_uri(fig)) for caption, fig in self.study.figures(self.done(), summary)]
+        shown = self._transcripts if self.study_tally is not None else self.results[:MAX_TRANSCRIPTS]
         write_report(self.out / "report.html", title=self.resolved.name,
                      summary=jsonable(summary.model_dump(mode="json")), run=run,
-                     rows=[r.to_row() for r in self.results[:MAX_TRANSCRIPTS]], n_rows=len(self.results),
+                     rows=[r.to_row() for r in shown], n_rows=self.tally.results,
                      figures=figures, display_columns=self.study.display_columns)
 
 
-def add_role_notes(study: Any, results: list[Result], summary: Summary) -> None:
-    """Say in the summary when a role the run used was played by the model under study."""
+def add_role_notes(study: Any, results: Iterable[Result] | RunTally, summary: Summary) -> None:
+    """Say in the summary when a role the run used was played by the model under study, and how
+    many of a role's requests failed (from the results, or from a run's tally of them)."""
+    tally = results if isinstance(results, RunTally) else RunTally.of(results)
     for decl in type(study).roles_used(study.options):
-        mine = [r for r in results if r.request.tags.role == decl.name]
-        if decl.name not in study.resolved.roles and mine:
+        mine = tally.roles.get(decl.name)
+        if mine is None:
+            continue
+        if decl.name not in study.resolved.roles:
             summary.notes.append((decl.self_note or WEAK_SELF_JUDGE).format(role=decl.name, purpose=decl.purpose))
-        failed = [r for r in mine if not r.ok]
-        if failed:
-            models = ", ".join(sorted({r.request.model for r in failed}))
-            summary.notes.insert(0, f"{len(failed)} of {len(mine)} requests to the {decl.name} ({models}) failed: "
-                                    f"what needs them leaves those out (first error: {failed[0].error})")
+        if mine.failed:
+            models = ", ".join(sorted(mine.failed_models))
+            summary.notes.insert(0, f"{mine.failed} of {mine.requests} requests to the {decl.name} ({models}) failed: "
+                                    f"what needs them leaves those out (first error: {mine.first_error})")
 
 
 def _previous_runs(path: Path) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from ._loading import LineMap, line_for, suggest
 from .errors import ConfigError
 
 __all__ = ["Price", "PriceFile", "check_price_models", "cost_of", "load_prices", "merged_prices", "role_label",
-           "usage_rows", "with_price_file"]
+           "Usage", "usage_rows", "with_price_file"]
 
 STUDIED = "(studied)"
 """The role label of the model under study in usage tables."""
@@ -119,33 +119,51 @@ def usage_rows(results: Iterable[Any], prices: Mapping[str, Price]) -> list[dict
     reported. `computed_*` are the requests this run sent (what it spent); `results_*` all of its
     results, cached ones included (what the results cost wherever they were computed). Scores and
     embeddings carry no token counts, so they are counted as requests only."""
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    usage = Usage()
     for r in results:
+        usage.add(r)
+    return usage.rows(prices)
+
+
+class Usage:
+    """`usage_rows` one result at a time (a run that does not hold its results counts as they come)."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add(self, r: Any) -> None:
         model, role = r.request.model, role_label(r.request.tags.role)
-        row = rows.setdefault((model, role), {
-            "model": model, "role": role, "requests": 0, "cached": 0, "errors": 0, "without_token_counts": 0,
-            "computed_prompt_tokens": 0, "computed_completion_tokens": 0,
-            "results_prompt_tokens": 0, "results_completion_tokens": 0})
+        row = self._rows.get((model, role))
+        if row is None:
+            row = self._rows[(model, role)] = {
+                "model": model, "role": role, "requests": 0, "cached": 0, "errors": 0, "without_token_counts": 0,
+                "computed_prompt_tokens": 0, "computed_completion_tokens": 0,
+                "results_prompt_tokens": 0, "results_completion_tokens": 0}
         row["requests"] += 1
         row["cached"] += bool(r.cached)
         row["errors"] += not r.ok
         gen = r.generation
         if gen is None:
             row["without_token_counts"] += r.ok
-            continue
+            return
         row["results_prompt_tokens"] += gen.prompt_tokens
         row["results_completion_tokens"] += gen.completion_tokens
         if not r.cached:
             row["computed_prompt_tokens"] += gen.prompt_tokens
             row["computed_completion_tokens"] += gen.completion_tokens
-    out = []
-    for (model, _), row in sorted(rows.items()):
-        price = prices.get(model)
-        row["computed_cost"] = cost_of(price, row["computed_prompt_tokens"], row["computed_completion_tokens"])
-        row["results_cost"] = cost_of(price, row["results_prompt_tokens"], row["results_completion_tokens"])
-        row["price"] = price.model_dump() if price is not None else None
-        out.append(row)
-    return out
+
+    def rows(self, prices: Mapping[str, Price]) -> list[dict[str, Any]]:
+        out = []
+        for (model, _), counted in sorted(self._rows.items()):
+            row = dict(counted)
+            price = prices.get(model)
+            row["computed_cost"] = cost_of(price, row["computed_prompt_tokens"], row["computed_completion_tokens"])
+            row["results_cost"] = cost_of(price, row["results_prompt_tokens"], row["results_completion_tokens"])
+            row["price"] = price.model_dump() if price is not None else None
+            out.append(row)
+        return out
 
 
 def with_price_file(resolved: Any, file: str | Path | None) -> Any:

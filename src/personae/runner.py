@@ -150,9 +150,10 @@ class Runner:
             fp = self._fingerprints[id(backend)] = backend.fingerprint()
         return request.cache_key(fp)
 
-    async def run(self, requests: Sequence[Request], label: str = "requests") -> list[Result]:
+    async def run(self, requests: Sequence[Request], label: str = "requests", *, task: Any = None) -> list[Result]:
         """Run a wave of requests; returns one Result per request, in order (requests a budget kept
-        from being sent are left out, counted in `stats.not_sent`, and `stopped` is set)."""
+        from being sent are left out, counted in `stats.not_sent`, and `stopped` is set). `task`: a
+        progress task this call advances (a wave run a chunk at a time has one bar), else its own."""
         backends = [self.backend_for(r) for r in requests]
         keys = [self.key_for(r, b) for r, b in zip(requests, backends)]
         cached = self.store.get_many(keys)
@@ -166,7 +167,11 @@ class Runner:
             else:
                 pending.setdefault(key, []).append(i)
         self.stats.requests += len(requests)
-        task = self.progress.add(label, total=len(requests), completed=len(requests) - sum(map(len, pending.values())))
+        own_task, n_pending = task is None, sum(map(len, pending.values()))
+        if own_task:
+            task = self.progress.add(label, total=len(requests), completed=len(requests) - n_pending)
+        else:
+            self.progress.advance(task, len(requests) - n_pending)
         if self.on_result or self.on_item:
             for i, r in enumerate(results):
                 if r is not None:
@@ -193,7 +198,8 @@ class Runner:
                 await self.executor.execute(jobs, commits.add)
             finally:
                 commits.flush()  # outcomes that arrived before a stop or an error are kept (and reported)
-        self.progress.done(task)
+        if own_task:
+            self.progress.done(task)
         missing = sum(r is None for r in results)
         if missing:
             self.stats.not_sent += missing

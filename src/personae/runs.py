@@ -13,18 +13,18 @@ among them). So any run can be rebuilt from the store alone, even when its run f
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from .backends.base import Request, Tags
 from .errors import ConfigError, MissingDependencyError
 from .runner import Result, result_from_output
 from .store import Store
 
-__all__ = ["LoadedRun", "load_run", "export_run", "EXPORT_FORMATS"]
+__all__ = ["LoadedRun", "StoredResults", "load_run", "export_run", "EXPORT_FORMATS"]
 
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
 FINISHED = ("complete", "complete_with_errors")
@@ -198,10 +198,14 @@ def load_run(run: str | Path, *, store: Store | str | Path | None = None) -> Loa
 
 
 def _results(st: Store, run_id: str) -> list[Result]:
-    items = st.run_items(run_id)
+    return list(_stored_results(st, run_id, st.run_items(run_id)))
+
+
+def _stored_results(st: Store, run_id: str, items: Sequence[tuple[int, str, int | None, int, str]]) -> Iterator[Result]:
+    """The Results of these run items, rebuilt from the store (items whose row is gone are skipped);
+    a result is `cached` for the run when another run computed it."""
     found = st.get_full([key for _, key, err, _, _ in items if err is None])
     errors = st.errors_by_id([err for _, _, err, _, _ in items if err is not None])
-    out: list[Result] = []
     for _, key, err, _, tags_json in items:
         tags = Tags.model_validate_json(tags_json)
         if err is not None:
@@ -209,15 +213,63 @@ def _results(st: Store, run_id: str) -> list[Result]:
             if e is None or not e["request"]:
                 continue
             req = Request.model_validate({**json.loads(e["request"]), "tags": tags})
-            out.append(Result(req, key, error=e["error"], attempts=e["attempts"], error_id=err))
+            yield Result(req, key, error=e["error"], attempts=e["attempts"], error_id=err)
             continue
         hit = found.get(key)
         if hit is None:
             continue
-        kind, req_json, resp = hit
+        kind, req_json, resp, origin = hit
         req = Request.model_validate({**json.loads(req_json), "tags": tags})
-        out.append(result_from_output(req, key, kind, resp, cached=False))
-    return out
+        yield result_from_output(req, key, kind, resp, cached=origin != run_id)
+
+
+class StoredResults(Sequence[Result]):
+    """A run's results as a sequence read from the store, a chunk at a time: what a run of a
+    streaming study (one that holds no Result objects) hands back as `RunOutcome.results`, and what
+    its `plan` and `figures` receive. Iterating rebuilds each Result (about 30 us each); memory stays
+    one chunk. Indexing by position reads that row."""
+
+    CHUNK = 2048
+
+    def __init__(self, store: Store, run_id: str, size: int | None = None) -> None:
+        self._store, self.run_id = store, run_id
+        self._size = size
+
+    @property
+    def store(self) -> Store:
+        """The run's store; reopened from its file once the run that owned it has closed it."""
+        if self._store.closed:
+            self._store = Store(self._store.path)
+        return self._store
+
+    def __len__(self) -> int:
+        if self._size is None:
+            self._size = self.store.run_item_count(self.run_id)
+        return self._size
+
+    def __iter__(self) -> Iterator[Result]:
+        for start in range(0, len(self), self.CHUNK):
+            yield from _stored_results(self.store, self.run_id, self.store.run_items(self.run_id, start, start + self.CHUNK))
+
+    @overload
+    def __getitem__(self, index: int) -> Result: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Result]: ...
+
+    def __getitem__(self, index: int | slice) -> Result | list[Result]:
+        n = len(self)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step != 1:
+                return list(self)[index]
+            return list(_stored_results(self.store, self.run_id, self.store.run_items(self.run_id, start, max(start, stop))))
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError(f"result {index} of a run of {n}")
+        got = list(_stored_results(self.store, self.run_id, self.store.run_items(self.run_id, i, i + 1)))
+        if not got:
+            raise IndexError(f"result {index}: its row is no longer in the store")
+        return got[0]
 
 
 def export_run(run: LoadedRun, out_dir: str | Path, fmt: str = "csv") -> list[Path]:

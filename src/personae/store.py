@@ -238,10 +238,10 @@ class Store:
             found[key] = (kind, response)
         return found
 
-    def get_full(self, keys: Sequence[str]) -> dict[str, tuple[str, str, str]]:
-        """key -> (kind, request JSON, response JSON) for the keys present."""
-        return {key: (kind, req, resp) for key, kind, req, resp in self._select_in(
-            f"SELECT key, kind, request, response FROM results WHERE key_version = {KEY_VERSION} "
+    def get_full(self, keys: Sequence[str]) -> dict[str, tuple[str, str, str, str | None]]:
+        """key -> (kind, request JSON, response JSON, the run that computed it) for the keys present."""
+        return {key: (kind, req, resp, origin) for key, kind, req, resp, origin in self._select_in(
+            f"SELECT key, kind, request, response, run_id FROM results WHERE key_version = {KEY_VERSION} "
             "AND key IN ({marks})", keys)}
 
     def _select_in(self, sql: str, values: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
@@ -349,10 +349,21 @@ class Store:
                           [(n, run_id, -1 - old) for n, (old,) in enumerate(rows)])
         self._transaction(work)
 
-    def run_items(self, run_id: str) -> list[tuple[int, str, int | None, int, str]]:
-        """(position, key, error id, wave, tags JSON) of a run, in plan order."""
+    def run_items(self, run_id: str, start: int = 0, stop: int | None = None) -> list[tuple[int, str, int | None, int, str]]:
+        """(position, key, error id, wave, tags JSON) of a run, in plan order (positions start to stop)."""
         return list(self._conn.execute(
-            "SELECT position, key, error_id, wave, tags FROM run_items WHERE run_id = ? ORDER BY position", (run_id,)))
+            "SELECT position, key, error_id, wave, tags FROM run_items WHERE run_id = ? AND position >= ? "
+            "AND position < ? ORDER BY position", (run_id, start, 2**62 if stop is None else stop)))
+
+    def run_item_count(self, run_id: str) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM run_items WHERE run_id = ?", (run_id,)).fetchone()[0])
+
+    def run_origin_counts(self, run_id: str) -> dict[str | None, int]:
+        """How many of a run's distinct successful results each run computed (None: before run ids
+        were kept), in one query (`result_origins` over the run's keys, without listing them)."""
+        return {origin: n for origin, n in self._conn.execute(
+            "SELECT r.run_id, COUNT(*) FROM (SELECT DISTINCT key FROM run_items WHERE run_id = ? AND error_id IS NULL) "
+            f"AS i JOIN results AS r ON r.key = i.key AND r.key_version = {KEY_VERSION} GROUP BY r.run_id", (run_id,))}
 
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Every run, newest first; a run still 'running' whose process is gone is reported 'aborted'."""
@@ -419,6 +430,9 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+        self.closed = True
+
+    closed: bool = False
 
     def __enter__(self) -> Store:
         return self

@@ -29,7 +29,7 @@ def spec_file(tmp_path: Path, **kw: object) -> Path:
 
 def test_resume_after_a_partial_run_repeats_nothing(tmp_path: Path) -> None:
     resolved = load_spec(spec_file(tmp_path))
-    planned = get_study("grid")(resolved).plan([])
+    planned = list(get_study("grid")(resolved).plan([]))
     assert len(planned) == 3 * 2 * 2
     half = len(planned) // 2
     done, rest = planned[:half], planned[half:]

@@ -10,7 +10,8 @@ a killed run replays finished waves from the store and resumes at the wave it re
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +42,33 @@ def prompts_from_strings(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [{"id": f"q{i + 1}", "text": v} if isinstance(v, str) else v for i, v in enumerate(value)]
     return value
+
+
+class Wave:
+    """A wave planned lazily: `plan` may return one instead of a list. Its requests are built as the
+    run takes them, a chunk at a time, so a 100,000-request grid is never a list of 100,000
+    Requests in memory; it knows its size (progress, `personae validate`, the dry run) and can be
+    iterated again (each pass builds the requests anew, the same ones)."""
+
+    __slots__ = ("_make", "_size")
+
+    def __init__(self, make: Callable[[], Iterable[Request]], size: int) -> None:
+        self._make, self._size = make, size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def __iter__(self) -> Iterator[Request]:
+        return iter(self._make())
+
+    def chunks(self, size: int) -> Iterator[list[Request]]:
+        """The requests in lists of at most `size`, in order."""
+        it = iter(self)
+        while chunk := list(islice(it, size)):
+            yield chunk
 
 
 class Summary(BaseModel):
@@ -159,12 +187,28 @@ class Study(ABC, Generic[OptionsT]):
         return tuple(out)
 
     @abstractmethod
-    def plan(self, done: Sequence[Result]) -> list[Request]:
-        """The next wave of requests given every result so far; [] when the study is finished."""
+    def plan(self, done: Sequence[Result]) -> list[Request] | Wave:
+        """The next wave of requests given every result so far; [] when the study is finished (a
+        `Wave` builds a large wave's requests as the run takes them)."""
 
     @abstractmethod
     def analyze(self, results: Sequence[Result]) -> Summary:
         """Statistics and verdict from all results (errors included, and counted)."""
+
+    def tally(self) -> Any | None:
+        """A streaming analysis, or None (the default: the run holds every Result and calls `analyze`).
+
+        A study that returns a tally (an object with `add(result)`) analyses results as they come:
+        the run adds each wave's results to it, in plan order, and keeps no Result objects (they are
+        in the store and results.jsonl; `RunOutcome.results` reads them back from the store), then
+        calls `analyze_tally`. Its `analyze(results)` must be `analyze_tally` of a tally of those
+        results, so the two paths cannot disagree. For studies whose analysis needs a few numbers
+        per result (not its messages): memory stays flat in the grid's size."""
+        return None
+
+    def analyze_tally(self, tally: Any) -> Summary:
+        """The summary from a tally that `tally()` made and every result was added to."""
+        raise NotImplementedError(f"{type(self).__name__} returns a tally but does not analyse one")
 
     def describe(self) -> list[str]:
         """Extra lines `personae validate` prints about what the study will do with its data
@@ -236,4 +280,4 @@ def count_results(results: Sequence[Result]) -> dict[str, int]:
     }
 
 
-__all__ = ["Prompt", "Study", "Summary", "count_results", "derive_seed", "prompts_from_strings"]
+__all__ = ["Prompt", "Study", "Summary", "Wave", "count_results", "derive_seed", "prompts_from_strings"]

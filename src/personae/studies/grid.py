@@ -8,7 +8,8 @@ Kruskal-Wallis test says whether answer length differs between personas at all.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ from ..runner import Result
 from ..spec_types import ResolvedSpec
 from ..stats import mean_ci
 from ._cells import Condition, cells
-from .base import Prompt, Study, Summary, count_results, prompts_from_strings
+from ..tally import RunTally
+from .base import Prompt, Study, Summary, Wave, prompts_from_strings
 
 BASELINE = "baseline"
 
@@ -67,39 +69,47 @@ class GridStudy(Study[GridOptions]):
         baseline = [Condition(BASELINE)] if self.options.include_baseline else []
         return baseline + [Condition(p.id, p) for p in self.personas]
 
-    def plan(self, done: Sequence[Result]) -> list[Request]:
+    def plan(self, done: Sequence[Result]) -> Wave:
         if done:
-            return []
-        return [self.cell_request(c, [Message(role="user", content=c.item.text)])
-                for c in cells(self.spec.model, self.conditions(), self.options.questions, self.spec.replicates,
-                               seed=self.spec.seed)]
+            return Wave(list, 0)
+        conditions = self.conditions()
+        models, items, replicates = self.spec.model, self.options.questions, self.spec.replicates
+        asked = {q.id: (Message(role="user", content=q.text),) for q in items}  # one Message per question
+
+        def requests() -> Iterator[Request]:
+            for c in cells(models, conditions, items, replicates, seed=self.spec.seed):
+                yield self.cell_request(c, asked[c.item.id])
+
+        return Wave(requests, len(models) * len(conditions) * len(items) * replicates)
+
+    def tally(self) -> GridTally:
+        return GridTally()
 
     def analyze(self, results: Sequence[Result]) -> Summary:
+        tally = self.tally()
+        for r in results:
+            tally.add(r)
+        return self.analyze_tally(tally)
+
+    def analyze_tally(self, tally: GridTally) -> Summary:
         table = []
-        groups: dict[tuple[str, str], list[Result]] = defaultdict(list)
-        for res in results:
-            groups[(res.request.model, res.request.tags.condition or "")].append(res)
         stats: dict[str, Any] = {"per_model": {}}
         verdicts = []
         for model in self.spec.model:
             lengths: dict[str, list[int]] = {}
             for cond in (c.name for c in self.conditions()):
-                rs = groups.get((model, cond), [])
-                ok = [r for r in rs if r.ok]
-                lens = [words(r.text) for r in ok]
+                cell = tally.cells.get((model, cond)) or _GridCell()
+                lens = cell.words
                 lengths[cond] = lens
                 est = mean_ci(lens)
                 # run-to-run noise: SD of lengths across replicates of the same question, averaged
-                by_q: dict[str, list[int]] = defaultdict(list)
-                for r in ok:
-                    by_q[r.request.tags.item or ""].append(words(r.text))
-                sds = [float(np.std(v, ddof=1)) for v in by_q.values() if len(v) > 1]
+                sds = [float(np.std(v, ddof=1)) for v in cell.by_question.values() if len(v) > 1]
                 table.append({
-                    "model": model, "condition": cond, "n": len(ok), "errors": len(rs) - len(ok),
+                    "model": model, "condition": cond, "n": len(lens), "errors": cell.errors,
                     "mean_words": round(est.estimate, 2), "ci_low": round(est.ci_low, 2),
                     "ci_high": round(est.ci_high, 2),
                     "run_to_run_sd": round(float(np.mean(sds)), 2) if sds else None,
-                    "distinct_share": round(len({r.text for r in ok}) / len(ok), 3) if ok else None,
+                    "distinct_share": round(len(cell.distinct) / len(lens), 3) if lens else None,
                 })
             usable = [v for v in lengths.values() if len(v) > 0]
             test: dict[str, Any] = {"test": "Kruskal-Wallis H on answer length (words) across conditions"}
@@ -112,7 +122,7 @@ class GridStudy(Study[GridOptions]):
                 test.update(statistic=None, p_value=None, groups=len(usable))
                 verdicts.append(f"{model}: not enough varied answers to test.")
             stats["per_model"][model] = {"length_test": test}
-        counts = count_results(results)
+        counts = tally.counts.counts()
         notes = [f"{counts['errors']} failed requests are excluded from the means and counted in 'errors'."] \
             if counts["errors"] else []
         return Summary(study=self.name, verdict=" ".join(verdicts), table=table, stats=stats, counts=counts,
@@ -140,6 +150,41 @@ class GridStudy(Study[GridOptions]):
         ax.set_xlabel("mean answer length (words), 95% CI")
         fig.tight_layout()
         return [("Answer length per condition", fig)]
+
+
+@dataclass
+class _GridCell:
+    """One (model, condition): each answer's length in words, per question too, and its distinct texts."""
+
+    words: list[int] = field(default_factory=list)
+    by_question: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    distinct: set[int] = field(default_factory=set)
+    """hash() of each distinct text (not the texts: memory stays a few bytes per answer; two different
+    texts share a 64-bit hash with a chance of about n^2 / 2^65, 1e-10 for 100,000 answers)."""
+    errors: int = 0
+
+
+@dataclass
+class GridTally:
+    """What grid's analysis needs of each result: its length in words, its question, whether its
+    text was seen before (the share of distinct answers), whether it failed."""
+
+    cells: dict[tuple[str, str], _GridCell] = field(default_factory=dict)
+    counts: RunTally = field(default_factory=RunTally)
+
+    def add(self, r: Result) -> None:
+        self.counts.add(r)
+        key = (r.request.model, r.request.tags.condition or "")
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = _GridCell()
+        if not r.ok:
+            cell.errors += 1
+            return
+        n = words(r.text)
+        cell.words.append(n)
+        cell.by_question[r.request.tags.item or ""].append(n)
+        cell.distinct.add(hash(r.text or ""))
 
 
 STUDY = GridStudy
