@@ -26,7 +26,9 @@ def grid_spec() -> dict[str, Any]:
     personas = [{"id": f"p{i:03d}", "name": f"Person {i}", "description": f"person number {i}, who keeps bees",
                  "facts": [f"I was born in year {1950 + i % 50}."]} for i in range(N_PERSONAS)]
     questions = [f"Question {j}: what do you think about topic {j}?" for j in range(N_QUESTIONS)]
-    return {"study": "grid", "model": "fake/bench", "personas": personas, "replicates": N_REPLICATES,
+    # the fake backend's record of every call is the test double's memory, not personae's
+    return {"study": "grid", "model": "fake/bench", "backend": {"keep_history": False}, "personas": personas,
+            "replicates": N_REPLICATES,
             "sampling": {"temperature": 0.7, "max_tokens": 32},
             "options": {"questions": questions, "include_baseline": False}}
 

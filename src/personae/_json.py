@@ -24,11 +24,16 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+_STRICT = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+"""Built once: `json.dumps` with any keyword argument builds a new encoder per call (a third of
+the cost of dumping one short row)."""
+
+
 def dumps_strict(value: Any) -> str:
     """One line of strict JSON. Tries the plain encoder first (rows of results are almost always
     plain already: ~10x faster than walking them with `jsonable`), and falls back to `jsonable`
     when the value holds NaN, an infinity or a type json does not know."""
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+        return _STRICT.encode(value)
     except (ValueError, TypeError):
         return json.dumps(jsonable(value), ensure_ascii=False, default=str)

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .backends.base import Backend, Embedding, Generation, Request, Score
+from .backends.base import Backend, Embedding, Generation, Message, Request, Score
 from .backends.pool import BackendPool
 from .executors import AsyncioExecutor, Budget, Executor, Job, Outcome, RetryPolicy, RunAborted
 from .executors.base import RunStats
@@ -72,7 +73,7 @@ class Result:
             "replicate": self.request.replicate,
             "wave": t.wave,
             "extra": t.extra,
-            "messages": [m.model_dump() for m in self.request.messages],
+            "messages": [_message_row(m) for m in self.request.messages],
             "prompt": self.request.prompt,
             "continuation": self.request.continuation,
             "input": self.request.input,
@@ -84,6 +85,13 @@ class Result:
             "attempts": self.attempts,
             "latency_s": out.latency_s if out is not None else None,
         }
+
+
+@functools.lru_cache(maxsize=4096)
+def _message_row(message: Message) -> dict[str, Any]:
+    """A message as results.jsonl writes it, dumped once per distinct message (a grid's rows
+    share a system prompt per persona and a question per item). Callers never change it."""
+    return message.model_dump()
 
 
 def result_from_output(request: Request, key: str, kind: str, response: str, *, cached: bool,

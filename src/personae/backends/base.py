@@ -85,6 +85,10 @@ the backend's fingerprint. Bump it only when the recipe changes; keys of another
 looked up."""
 
 
+_KEY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""The canonical JSON of cache keys, built once (`json.dumps` with keywords builds one per call)."""
+
+
 class Request(_Frozen):
     """One model call: generate a reply, score a continuation, or embed a text."""
 
@@ -130,7 +134,7 @@ class Request(_Frozen):
         (`fingerprint=""`) the key identifies the request's content alone.
         """
         payload = {"v": KEY_VERSION, "backend": fingerprint, "request": self.key_payload()}
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = _KEY_JSON.encode(payload)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def last_user(self) -> str:

@@ -152,6 +152,10 @@ class FakeOptions(BaseModel):
     """Requests whose last user message contains this string fail permanently (HTTP 400)."""
     delay_s: float = Field(default=0.0, ge=0.0)
     """Simulated latency per call."""
+    keep_history: bool = True
+    """Record every request in `history` (what tests inspect). False keeps only `calls`, for runs
+    whose own memory is measured: the record of a 100,000-request run is 35 MB of requests that
+    a real server would hold, not personae (benchmarks/grid_memory.py)."""
     call_log: str | None = None
     """Append a line per call (`PID<TAB>cache key`, the key the runner stores the result under) to
     this file, when the call starts; for tests that run personae in a subprocess. It does not change
@@ -201,7 +205,10 @@ class FakeBackend(Backend):
         self.scorer = scorer
         self._script = list(self.options.script) if self.options.script is not None else None
         self.history: list[Request] = []
+        self.calls = 0
+        """Calls answered or refused (all of them, with or without keep_history)."""
         self.calls_per_key: Counter[str] = Counter()
+        """Per cache key, how many calls (kept with keep_history, or to script transient failures)."""
 
     def _log_call(self, request: Request) -> None:
         if self.options.call_log is None:
@@ -214,14 +221,19 @@ class FakeBackend(Backend):
             os.close(fd)
 
     def _maybe_fail(self, request: Request) -> None:
-        key = request.cache_key()
-        self.calls_per_key[key] += 1
-        self.history.append(request)
         o = self.options
+        self.calls += 1
+        calls = 0
+        if o.keep_history:
+            self.history.append(request)
+        if o.keep_history or o.transient_failures:
+            key = request.cache_key()
+            self.calls_per_key[key] += 1
+            calls = self.calls_per_key[key]
         if o.fail_when is not None and o.fail_when in request.last_user():
             raise BackendError(f"fake backend refused the request (contains {o.fail_when!r}).",
                                backend=self.model_id, status=400)
-        if self.calls_per_key[key] <= o.transient_failures:
+        if calls and calls <= o.transient_failures:
             if o.retry_after is not None:
                 raise TransientBackendError("rate limited (429)", backend=self.model_id, status=429,
                                             retry_after=o.retry_after)

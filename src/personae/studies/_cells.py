@@ -62,9 +62,13 @@ class Cell(Generic[ItemT]):
     """`cell_seed(seed, tags, replicate)`: distinct across personas, items, conditions and replicates."""
 
 
+_SEED_JSON = json.JSONEncoder(sort_keys=True, default=str)
+"""`json.dumps(parts, sort_keys=True, default=str)`, built once (the same text, so the same seeds)."""
+
+
 def derive_seed(*parts: Any) -> int:
     """A deterministic 31-bit seed from any JSON-able parts."""
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    digest = hashlib.sha256(_SEED_JSON.encode(parts).encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 

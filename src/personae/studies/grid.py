@@ -22,7 +22,6 @@ from ..runner import Result
 from ..spec_types import ResolvedSpec
 from ..stats import mean_ci
 from ._cells import Condition, cells
-from ..tally import RunTally
 from .base import Prompt, Study, Summary, Wave, prompts_from_strings
 
 BASELINE = "baseline"
@@ -122,7 +121,7 @@ class GridStudy(Study[GridOptions]):
                 test.update(statistic=None, p_value=None, groups=len(usable))
                 verdicts.append(f"{model}: not enough varied answers to test.")
             stats["per_model"][model] = {"length_test": test}
-        counts = tally.counts.counts()
+        counts = tally.counts()
         notes = [f"{counts['errors']} failed requests are excluded from the means and counted in 'errors'."] \
             if counts["errors"] else []
         return Summary(study=self.name, verdict=" ".join(verdicts), table=table, stats=stats, counts=counts,
@@ -132,14 +131,8 @@ class GridStudy(Study[GridOptions]):
         from ..report.plots import _plt  # noqa: PLC0415
 
         plt = _plt()
-        rows = summary.table
-        # at most 12 inches tall (a 100-persona grid gave a 41-inch, 4,500-pixel PNG), and one
-        # errorbar collection instead of a bar and an error line per row: the old chart took 1.5-2 s
-        # to draw and encode, most of a cached re-run of a large grid
-        height = min(12.0, 0.4 * len(rows) + 1.2)
-        fig, ax = plt.subplots(figsize=(6, height))
-        if len(rows) > 28:
-            ax.tick_params(axis="y", labelsize=max(4.0, 10.0 * 28 / len(rows)))
+        rows, title = chart_rows(summary.table)
+        fig, ax = plt.subplots(figsize=(6, 0.3 * len(rows) + 1.2))
         labels = [f"{r['condition']} ({r['model'].split('/')[-1]})" for r in rows]
         means = [r["mean_words"] for r in rows]
         err = [[max(0.0, (r["mean_words"] - r["ci_low"]) if r["ci_low"] == r["ci_low"] else 0) for r in rows],
@@ -149,7 +142,26 @@ class GridStudy(Study[GridOptions]):
         ax.set_yticks(ys, labels)
         ax.set_xlabel("mean answer length (words), 95% CI")
         fig.tight_layout()
-        return [("Answer length per condition", fig)]
+        return [(title, fig)]
+
+
+CHART_ENDS = 15
+"""A chart of more than 2 x CHART_ENDS conditions shows the baseline and the CHART_ENDS shortest and
+longest (a 1,000-persona grid drew 1,000 unreadable rows in 10 s, most of its cached re-run); the
+table keeps every condition."""
+
+
+def chart_rows(table: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """The rows the chart draws and its title: every row of a small table; of a large one, the
+    baseline rows and the CHART_ENDS shortest and longest means (rows with no answers left out)."""
+    title = "Answer length per condition"
+    if len(table) <= 2 * CHART_ENDS:
+        return table, title
+    measured = sorted((r for r in table if r["n"] and r["condition"] != BASELINE), key=lambda r: r["mean_words"])
+    ends = measured if len(measured) <= 2 * CHART_ENDS else measured[:CHART_ENDS] + measured[-CHART_ENDS:]
+    shown = [r for r in table if r["condition"] == BASELINE] + ends
+    return shown, (f"{title}: the {CHART_ENDS} shortest and {CHART_ENDS} longest of {len(table)} "
+                   "(every condition is in the table)")
 
 
 @dataclass
@@ -170,16 +182,25 @@ class GridTally:
     text was seen before (the share of distinct answers), whether it failed."""
 
     cells: dict[tuple[str, str], _GridCell] = field(default_factory=dict)
-    counts: RunTally = field(default_factory=RunTally)
+    results: int = 0
+    cached: int = 0
+    errors: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """The summary's `counts` block (what `count_results` gives for a list)."""
+        return {"requests": self.results, "ok": self.results - self.errors, "errors": self.errors,
+                "cached": self.cached}
 
     def add(self, r: Result) -> None:
-        self.counts.add(r)
+        self.results += 1
+        self.cached += r.cached
         key = (r.request.model, r.request.tags.condition or "")
         cell = self.cells.get(key)
         if cell is None:
             cell = self.cells[key] = _GridCell()
         if not r.ok:
             cell.errors += 1
+            self.errors += 1
             return
         n = words(r.text)
         cell.words.append(n)
