@@ -145,6 +145,32 @@ def test_a_headline_with_a_failed_arm_leaves_both_sides_and_is_counted(tmp_path:
         assert outcome.summary.verdict.startswith("Failed requests broke the pairing in 1 comparison")
 
 
+def test_a_comparison_that_lost_most_of_its_units_gives_no_cs_and_calls_nothing(tmp_path: Path) -> None:
+    rate = rater(True)
+    broken = {f"Report number {k} on" for k in range(HEADLINES) if k % 5 < 3}  # 60% of the headlines
+
+    def no_persona_fails(request: Request) -> str:
+        if persona_of(request) is None and any(b in request.last_user() for b in broken):
+            raise BackendError("no", status=400)
+        return rate(request)
+
+    outcome, backend = run(veracity_spec("fake/lost", headline_file(tmp_path)), no_persona_fails)
+    seq = outcome.summary.stats["sequential"]
+    label = "fake/lost: veracity none/democrat"
+    study = BiasStudy(resolve_spec(veracity_spec("fake/lost", headline_file(tmp_path))))
+    assert study.sequencer is not None
+    released = study.sequencer.order[: seq["items_released"]]
+    lost = sum(int(h[1:]) % 5 < 3 for h in released)
+    assert seq["pairing"][label]["status"] == "not enough data"
+    assert seq["pairing"][label]["dropped"] == {"persona": 0, "no persona": lost} and lost > len(released) / 2
+    row = next(r for r in outcome.summary.table if r["task"] == "veracity" and r["persona"] == "democrat")
+    assert row.get("cs_low") is None
+    assert outcome.summary.verdict.startswith("Failed requests broke the pairing in 1 comparison")
+    assert "not enough data, no estimate" in outcome.summary.verdict
+    assert "comparisons differ:" not in outcome.summary.verdict
+    assert outcome.summary.counts["errors"] == lost * 4  # counted, never scored
+
+
 def politics_vignettes(path: Path, n: int) -> Path:
     """n politics vignettes (democrat / republican) with their own counts, identity frame only."""
     wording = {"intro": "Researchers compared towns {k}.", "treatment": "towns that passed rule {k}",

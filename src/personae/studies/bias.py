@@ -43,7 +43,7 @@ from ..persona import BUILTIN_TEMPLATES, Persona, builtin_personas
 from ..runner import Result
 from ..spec_types import ResolvedSpec
 from ._cells import Condition, cells, derive_seed
-from ._pairing import Pairing, drop_warnings
+from ._pairing import NOT_ENOUGH, Pairing, drop_warnings
 from ._sequential import SequentialOptions, Sequencer, UnitValues, check_sequential, next_batch, sequential_report, \
     stop_sentence
 from .base import Study, Summary, count_results
@@ -337,7 +337,8 @@ class BiasStudy(Study[BiasOptions]):
                        vrows: Sequence[dict[str, Any]], vtests: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """The stats.sequential block, with the pairing of each comparison; each numeracy row, veracity
         row and veracity test of a persona against no persona with an estimate gets its final
-        always-valid CS (cs_low, cs_high, cs_items)."""
+        always-valid CS (cs_low, cs_high, cs_items), unless the comparison lost more than half its
+        units (not enough data: no estimate, as in the fixed design)."""
         assert self.sequencer is not None
         block = sequential_report(self, results)
         pairings = self.paired(results, self.sequencer.released_ids(results))[1]
@@ -347,8 +348,9 @@ class BiasStudy(Study[BiasOptions]):
                            ("veracity", [r for r in vrows if r.get("vda_diff") is not None]),
                            ("veracity", [t for t in vtests if t.get("against") == "none"])):
             for row in rows:
-                cs = final.get(Comparison(task, row["model"], row["arm"], row["persona"]).label)
-                if cs is not None:
+                label = Comparison(task, row["model"], row["arm"], row["persona"]).label
+                cs = final.get(label)
+                if cs is not None and pairings[label].status != NOT_ENOUGH:
                     row.update(cs_low=cs["cs_low"], cs_high=cs["cs_high"], cs_items=cs["n"])
         return block
 
