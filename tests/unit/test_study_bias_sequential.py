@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -20,6 +21,7 @@ from personae.stats.sequential import betting_cs
 from personae.studies.bias import BiasStudy
 
 from .helpers import FAST_RETRY
+from .test_stats_sequential import capital_by_hand
 from .test_study_bias import persona_of, responder, uniform
 
 HEADLINES = 48
@@ -87,6 +89,14 @@ def test_a_planted_discernment_effect_stops_early_and_the_cs_is_the_units_own(tm
     ref = betting_cs(by_hand, alpha=0.05, bounds=(-1.0, 1.0))
     assert (row["cs_low"], row["cs_high"]) == pytest.approx((ref.cs_low, ref.cs_high))
     assert seq["history"][-1]["comparisons"]["fake/discern: veracity none/democrat"]["cs_low"] == row["cs_low"]
+    # and it is the set of means the paper's capital process, written out by hand, never rejected
+    y = [(v + 1) / 2 for v in by_hand]
+    step = 2 / 1000  # the study's grid of 1,001 candidate means on [-1, 1]
+    for m in np.linspace(-1, 1, 201):
+        if capital_by_hand(y, (m + 1) / 2, 0.05) >= 1 / 0.05:
+            assert not row["cs_low"] + step < m < row["cs_high"] - step, m
+        else:
+            assert row["cs_low"] <= m <= row["cs_high"], m
 
 
 def test_no_effect_runs_through_every_headline_and_calls_nothing(tmp_path: Path) -> None:
@@ -236,3 +246,15 @@ def test_a_sequential_design_that_cannot_work_is_refused_before_any_call(options
     with pytest.raises(ConfigError) as err:
         BiasStudy.check(resolve_spec(spec))
     assert err.value.field == field and words in str(err.value) and err.value.fix
+
+
+def test_a_headline_id_that_is_also_an_item_id_is_refused(tmp_path: Path) -> None:
+    """Units are released by id: a headline and a numeracy item may not share one."""
+    path = tmp_path / "clash.csv"
+    path.write_text("id,headline,veracity\ngun-control.identity.original.good-first,A real one,real\nh2,A fake one,fake\n",
+                    encoding="utf-8")
+    spec = veracity_spec("fake/clash", path)
+    spec["options"].update(tasks=["numeracy", "veracity"], only=["gun-control"])
+    with pytest.raises(ConfigError) as err:
+        BiasStudy.check(resolve_spec(spec))
+    assert err.value.field == "options.headlines" and "also a numeracy item id" in str(err.value)

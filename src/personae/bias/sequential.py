@@ -31,10 +31,11 @@ scored as a wrong answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import ConfigError
 from ..studies._pairing import Pairing, pair_units
 from .analysis import Answer
 from .veracity import Rating
@@ -143,5 +144,24 @@ def veracity_sign(real: bool) -> float:
     return (1.0 if real else -1.0) / RATING_SPAN
 
 
-__all__ = ["BOUNDS", "NO_PERSONA", "NULL", "PERSONA", "Comparison", "congruence_sign", "numeracy_cells",
+def check_units(no_persona: bool, comparisons: Sequence[Comparison], item_ids: Collection[str],
+                headline_ids: Collection[str]) -> None:
+    """The ConfigErrors of a sequential design that cannot work, found before any model call."""
+    if not no_persona:
+        raise ConfigError("options.sequential stops when each identity persona's difference from no persona is "
+                          "decided, and no_persona is false.", field="options.no_persona",
+                          fix="set no_persona: true, or remove sequential.")
+    if not comparisons:
+        raise ConfigError("options.sequential stops when each identity persona's difference from no persona is "
+                          "decided, and there is no such comparison (no vignette touches the identities, and no "
+                          "veracity task).", field="options.sequential",
+                          fix="list identities the vignettes touch (e.g. democrat, republican), add the veracity task, "
+                              "or remove sequential.")
+    clash = sorted(set(item_ids) & set(headline_ids))
+    if clash:
+        raise ConfigError(f"headline id '{clash[0]}' is also a numeracy item id, and a sequential design releases "
+                          "items by id.", field="options.headlines", fix="give the headline another id.")
+
+
+__all__ = ["BOUNDS", "NO_PERSONA", "NULL", "PERSONA", "Comparison", "check_units", "congruence_sign", "numeracy_cells",
            "paired_values", "veracity_cells", "veracity_sign"]

@@ -33,7 +33,7 @@ from ..backends.base import Message, Request, Sampling, Tags
 from ..bias.analysis import Answer, debias_rows, did_logit, numeracy_table, numeracy_verdict
 from ..bias.external import External, load_external
 from ..bias.instruments import NumeracyItem, expand, load_vignettes
-from ..bias.sequential import BOUNDS, NULL, Comparison, congruence_sign, numeracy_cells, paired_values, \
+from ..bias.sequential import BOUNDS, NULL, Comparison, check_units, congruence_sign, numeracy_cells, paired_values, \
     veracity_cells, veracity_sign
 from ..bias.veracity import (RATING_PROMPT, RATINGS, Headline, Rating, load_headlines, parse_rating, veracity_table,
                              veracity_verdict)
@@ -135,7 +135,7 @@ class BiasStudy(Study[BiasOptions]):
                                   fix=f"use {', '.join(sorted(BUILTIN_TEMPLATES))} or one defined under 'templates:'.")
         study.identity_personas  # noqa: B018 (raises on an unknown persona id)
         if o.sequential is not None:
-            _check_sequential_units(study)
+            check_units(o.no_persona, study.comparisons, study.items_by_id, study.headlines_by_id)
         if o.mode == "logprob":
             cls.require_scoring(resolved, "mode 'logprob' (use mode: generate otherwise)", "options.mode")
 
@@ -568,24 +568,6 @@ def veracity_figure(rows: Sequence[dict[str, Any]]) -> Any:
     refs = [(r["vda"], "no-persona VDA") for r in shown if r["persona"] == "none"] + [(0.5, "no discernment")]
     return grouped_forest_plot([("no persona" if r["persona"] == "none" else r["persona"]) for r in shown], series,
                                xlabel="VDA (0.5 + (mean rating real - mean rating fake) / 10)", refs=refs)
-
-
-def _check_sequential_units(study: BiasStudy) -> None:
-    """The ConfigErrors of a sequential design that cannot work, found before any model call."""
-    if not study.options.no_persona:
-        raise ConfigError("options.sequential stops when each identity persona's difference from no persona is "
-                          "decided, and no_persona is false.", field="options.no_persona",
-                          fix="set no_persona: true, or remove sequential.")
-    if not study.comparisons:
-        raise ConfigError("options.sequential stops when each identity persona's difference from no persona is "
-                          "decided, and there is no such comparison (no vignette touches the identities, and no "
-                          "veracity task).", field="options.sequential",
-                          fix="list identities the vignettes touch (e.g. democrat, republican), add the veracity task, "
-                              "or remove sequential.")
-    clash = sorted(set(study.items_by_id) & set(study.headlines_by_id))
-    if clash:
-        raise ConfigError(f"headline id '{clash[0]}' is also a numeracy item id, and a sequential design releases "
-                          "items by id.", field="options.headlines", fix="give the headline another id.")
 
 
 def option_probabilities(logprobs: dict[str, float]) -> dict[str, float]:
