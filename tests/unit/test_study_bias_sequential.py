@@ -120,6 +120,11 @@ def test_the_sequential_requests_are_the_fixed_designs_with_the_same_cache_keys(
     assert {r.cache_key() for r in backend.history} <= keys
     asked = {x.request.cache_key() for x in outcome.results}
     assert asked <= keys and len(asked) == len(backend.history)
+    # so a fixed run's store answers a sequential run of the same spec (another model: a store of its own)
+    shared = veracity_spec("fake/shared", headline_file(tmp_path))
+    run({**shared, "options": {k: v for k, v in shared["options"].items() if k != "sequential"}}, rater(True))
+    again, backend = run(shared, rater(True))
+    assert again.results and all(r.cached for r in again.results) and not backend.history
     # plan is a pure function of the results: the first wave is the first look_every units of the order
     study = BiasStudy(resolve_spec(seq_spec))
     assert study.sequencer is not None

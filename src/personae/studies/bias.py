@@ -339,9 +339,9 @@ class BiasStudy(Study[BiasOptions]):
         row and veracity test of a persona against no persona with an estimate gets its final
         always-valid CS (cs_low, cs_high, cs_items), unless the comparison lost more than half its
         units (not enough data: no estimate, as in the fixed design)."""
-        assert self.sequencer is not None
-        block = sequential_report(self, results)
-        pairings = self.paired(results, self.sequencer.released_ids(results))[1]
+        block = sequential_report(self, results)  # raises without options.sequential
+        released = self.sequencer.released_ids(results) if self.sequencer is not None else ()
+        pairings = self.paired(results, released)[1]
         block["pairing"] = {label: p.as_dict() for label, p in pairings.items()}
         final = block["final"]
         for task, rows in (("numeracy", [r for r in table if r.get("rr") is not None]),
