@@ -393,8 +393,10 @@ def numeracy_verdict(table: Sequence[dict[str, Any]], debias: Sequence[dict[str,
                             + f" ({CRITERIA[sequential]}).")
             else:
                 best = max(arm_rows, key=lambda r: abs(math.log(r["rr"])) if r["rr"] else 0.0)
+                rule = f"called when: {CRITERIA[True]}" if sequential else \
+                    "Holm-adjusted Fisher, alpha 0.05, with the RR CI excluding 1 and RR outside the noise floor"
                 said.append(f"With {label}, none of the {len(arm_rows)} identity personas shows an identity-congruence "
-                            f"effect (largest: {_fmt_rr(best, sequential)}; called when: {CRITERIA[sequential]}).")
+                            f"effect (largest: {_fmt_rr(best, sequential)}; {rule}).")
             if noise:
                 said.append(f"With {label}, " + "; ".join(_fmt_rr(r, sequential) for r in noise)
                             + f" {'passes' if len(noise) == 1 else 'pass'} the {'CS' if sequential else 'CI and Holm'} "

@@ -324,7 +324,9 @@ def veracity_verdict(rows: Sequence[dict[str, Any]], tests: Sequence[dict[str, A
             said.append(f"{len(hits)} of {len(mine)} {'persona vs no persona ' if sequential else ''}comparisons "
                         "differ: " + "; ".join(_fmt_test(t, sequential) for t in hits) + f" ({rule}).")
         else:
-            said.append(f"none of the {len(mine)} {kind} differs (called when: {rule}).")
+            said.append(f"none of the {len(mine)} {kind} differs (called when: {rule})." if sequential else
+                        f"none of the {len(mine)} {kind} differs (Holm-adjusted Welch, alpha 0.05, with the CI "
+                        "excluding 0 and the difference larger than the noise floor).")
         if noise:
             said.append("; ".join(_fmt_test(t, sequential) for t in noise)
                         + f" {'passes' if len(noise) == 1 else 'pass'} {'the CS' if sequential else 'Welch and Holm'} "
