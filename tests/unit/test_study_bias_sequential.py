@@ -69,6 +69,7 @@ def test_a_planted_discernment_effect_stops_early_and_the_cs_is_the_units_own(tm
     assert seq["calls_fixed_design"] == HEADLINES * per_headline and seq["calls_saved"] > 0
     row = next(r for r in outcome.summary.table if r["task"] == "veracity" and r["persona"] == "democrat")
     assert row["cs_low"] > 0 and row["vda_diff"] > 0 and row["cs_items"] == seq["items_released"]
+    assert outcome.summary.stats["headlines"] == seq["items_released"] and outcome.summary.stats["items"] == 0
     assert outcome.summary.verdict.startswith(f"Sequential design: stopped after {seq['looks']} look")
     assert "1 of 1 persona vs no persona comparisons differ" in outcome.summary.verdict
     # the unit values by hand from the replies: (mean rating democrat - mean rating no persona) / 5, signed

@@ -463,6 +463,9 @@ class BiasStudy(Study[BiasOptions]):
         lead: list[str] = []
         if block is not None:
             stats["sequential"] = block
+            asked = {r.request.tags.item for r in results}  # the released units: items and headlines asked
+            stats["items"] = sum(i.id in asked for i in self.items)
+            stats["headlines"] = sum(h.id in asked for h in self.headlines)
             lead = [drop_warnings(block["pairing"].items()).strip(), stop_sentence(block)]
             notes.append(stop_sentence(block) + " cs_low/cs_high: the always-valid CS of each identity persona's "
                          "difference from no persona (numeracy: per identity-frame item, the congruence-signed "
