@@ -206,6 +206,7 @@ def numeracy_spec(model: str, vignettes: Path) -> dict[str, Any]:
                         "sequential": {"look_every": 8}}}
 
 
+@pytest.mark.slow  # make test runs it; the pre-stop check's 60 s does not
 @pytest.mark.parametrize(("planted", "stops"), [((0.95, 0.3), True), ((0.7, 0.7), False)], ids=["effect", "null"])
 def test_numeracy_stops_for_a_planted_congruence_effect_and_runs_on_without(tmp_path: Path, planted: Any,
                                                                             stops: bool) -> None:
