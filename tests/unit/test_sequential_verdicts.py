@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import math
 import re
 from typing import Any
 
@@ -98,3 +99,83 @@ def test_the_variance_verdict_calls_persona_differences_only_where_the_cs_lies_a
     assert larger == (cs["cs_low"] > 0.05 and pooled["m"]["more_items_than_chance"]["p_value"] < 0.05)
     assert f"[{cs['cs_low']:.2f}, {cs['cs_high']:.2f}]" in verdict
     assert verdict.startswith("Sequential design: stopped after")
+
+
+@st.composite
+def bias_rows(draw: Any) -> list[dict[str, Any]]:
+    """Numeracy rows with an RR, its CI, a Holm Fisher p, a floor and an always-valid CS anywhere."""
+    rows = []
+    for persona in draw(st.lists(st.sampled_from(["democrat", "republican", "atheist"]), unique=True, min_size=1)):
+        rr = draw(st.floats(0.2, 5))
+        cs_lo, cs_hi = around(draw, draw(st.floats(-0.9, 0.9)))
+        rows.append({"model": "m", "arm": "none", "persona": persona, "answers": 40, "errors": 0, "parse_failures": 0,
+                     "rr": rr, "rr_ci": [draw(st.floats(0.05, rr)), draw(st.floats(rr, 10))],
+                     "p_fisher_holm": draw(st.floats(0, 1)), "rr_noise_floor": draw(st.one_of(st.none(), st.floats(1, 2))),
+                     "cs_low": max(-1.0, cs_lo), "cs_high": min(1.0, cs_hi)})
+    return rows
+
+
+@GENERATED
+@given(bias_rows())
+def test_the_bias_numeracy_verdict_calls_an_effect_only_where_the_cs_excludes_zero(rows: list[dict[str, Any]]) -> None:
+    from personae.bias.analysis import numeracy_verdict
+
+    verdict = numeracy_verdict(rows, [], {"errors": 0, "requests": 10}, sequential=True)
+    m = re.search(r"identity personas read the table differently when the truth fit their identity: (.*?) \(always-valid "
+                  r"CS of the congruence gap", verdict)
+    named = re.findall(r"(?:^|; )([\w-]+) RR ", m.group(1)) if m else []
+    by = {r["persona"]: r for r in rows}
+    for p in named:
+        r = by[p]
+        assert (r["cs_low"] > 0 and r["rr_ci"][0] > 1) or (r["cs_high"] < 0 and r["rr_ci"][1] < 1), (r, verdict)
+        assert r["rr_noise_floor"] is not None and abs(math.log(r["rr"])) > math.log(r["rr_noise_floor"])
+    for p, r in by.items():
+        if r["cs_low"] <= 0 <= r["cs_high"]:  # the CS covers no effect: never called, whatever Fisher says
+            assert p not in named
+            if r["p_fisher_holm"] < 0.05 and not r["rr_ci"][0] <= 1 <= r["rr_ci"][1]:
+                assert "not counted" in verdict and p in verdict
+        floor_ok = r["rr_noise_floor"] is not None and abs(math.log(r["rr"])) > math.log(r["rr_noise_floor"])
+        agrees = (r["cs_low"] > 0 and r["rr_ci"][0] > 1) or (r["cs_high"] < 0 and r["rr_ci"][1] < 1)
+        assert (p in named) == (agrees and floor_ok)
+        assert f"{p} RR {r['rr']:.2f}" not in verdict or "always-valid CS [" in verdict
+    if not named:
+        assert "none of the" in verdict and "read the table differently" not in verdict
+
+
+@st.composite
+def bias_vda_tests(draw: Any) -> list[dict[str, Any]]:
+    tests = []
+    for label in draw(st.lists(st.sampled_from(["democrat vs no persona", "republican vs no persona",
+                                                 "democrat vs republican"]), unique=True, min_size=1)):
+        diff = draw(st.floats(-0.5, 0.5))
+        t = {"model": "m", "arm": "none", "comparison": label, "persona": label.split(" vs ")[0],
+             "against": "none" if label.endswith("no persona") else "republican", "diff": diff,
+             "ci": [diff - draw(st.floats(0, 0.3)), diff + draw(st.floats(0, 0.3))],
+             "p_holm": draw(st.floats(0, 1)), "noise_floor": draw(st.one_of(st.none(), st.floats(0, 0.3)))}
+        if t["against"] == "none":  # only a persona against no persona has a CS
+            lo, hi = around(draw, draw(st.floats(-0.9, 0.9)))
+            t.update(cs_low=lo, cs_high=hi)
+        tests.append(t)
+    return tests
+
+
+@GENERATED
+@given(bias_vda_tests())
+def test_the_bias_veracity_verdict_calls_a_difference_only_where_the_cs_excludes_zero(tests: list[dict[str, Any]]
+                                                                                       ) -> None:
+    from personae.bias.veracity import veracity_verdict
+
+    rows = [{"model": "m", "arm": "none", "persona": "none", "vda": 0.6, "dropped_participants": 0}]
+    verdict = veracity_verdict(rows, tests, sequential=True)
+    m = re.search(r"persona vs no persona comparisons differ: (.*?) \(always-valid CS of the difference", verdict)
+    named = re.findall(r"(?:^|; )([\w-]+ vs [\w -]+?) \(none\)", m.group(1)) if m else []
+    for t in tests:
+        called = t["comparison"] in named
+        if t.get("cs_low") is None:  # an identity pair: shown, never decided in a sequential design
+            assert not called and "identity-pair comparisons have no always-valid CS" in verdict
+            continue
+        agrees = (t["cs_low"] > 0 and t["ci"][0] > 0) or (t["cs_high"] < 0 and t["ci"][1] < 0)
+        beyond = t["noise_floor"] is not None and abs(t["diff"]) > t["noise_floor"]
+        assert called == (agrees and beyond), (t, verdict)
+        if t["cs_low"] <= 0 <= t["cs_high"]:
+            assert not called

@@ -273,10 +273,23 @@ def _excludes(ci: Sequence[float | None] | None, value: float) -> bool:
     return ci is not None and ci[0] is not None and ci[1] is not None and (ci[0] > value or ci[1] < value)
 
 
-def significant(row: dict[str, Any]) -> bool:
-    """RR's 95% CI excludes 1 and the Holm-adjusted Fisher p < 0.05 (the noise floor not yet asked)."""
+def significant(row: dict[str, Any], sequential: bool = False) -> bool:
+    """RR's 95% CI excludes 1 and the Holm-adjusted Fisher p < 0.05 (the noise floor not yet asked);
+    with a sequential design (`sequential`) `cs_agrees` instead: the fixed-sample p is not valid after looking."""
+    if sequential:
+        return cs_agrees(row)
     p = row.get("p_fisher_holm")
     return row.get("rr") is not None and _excludes(row.get("rr_ci"), 1.0) and p is not None and p < 0.05
+
+
+def cs_agrees(row: dict[str, Any]) -> bool:
+    """Sequential design: the always-valid CS of the congruence gap beyond no persona (cs_low, cs_high;
+    personae.bias.sequential) excludes 0 and the RR's 95% CI excludes 1 on the same side (right more
+    often when congruent: CS above 0 and RR above 1; less often: both below)."""
+    lo, hi, ci = row.get("cs_low"), row.get("cs_high"), row.get("rr_ci")
+    if row.get("rr") is None or lo is None or hi is None or not _excludes(ci, 1.0):
+        return False
+    return (lo > 0 and ci[0] > 1) or (hi < 0 and ci[1] < 1)  # type: ignore[index,operator]
 
 
 def _log(x: float | None) -> float | None:
@@ -289,13 +302,13 @@ def within_rr_floor(row: dict[str, Any]) -> bool | None:
     return None if rr is None or floor is None else abs(rr) <= floor
 
 
-def congruence_effect(row: dict[str, Any]) -> bool:
-    """An identity-congruence effect: RR's 95% CI excludes 1, the Holm-adjusted Fisher p < 0.05 and
-    RR lies outside the split-half noise floor (|log RR| > log rr_noise_floor; an unknown floor
-    distinguishes nothing)."""
+def congruence_effect(row: dict[str, Any], sequential: bool = False) -> bool:
+    """An identity-congruence effect: RR's 95% CI excludes 1, the Holm-adjusted Fisher p < 0.05 (with
+    a sequential design: `cs_agrees`) and RR lies outside the split-half noise floor (|log RR| >
+    log rr_noise_floor; an unknown floor distinguishes nothing)."""
     ci = row.get("rr_ci")
     log_ci = [_log(ci[0]), _log(ci[1])] if ci else None
-    return significant(row) and beyond_floor(_log(row.get("rr")), log_ci, _log(row.get("rr_noise_floor")))
+    return significant(row, sequential) and beyond_floor(_log(row.get("rr")), log_ci, _log(row.get("rr_noise_floor")))
 
 
 def beyond_control(row: dict[str, Any]) -> bool:
@@ -330,9 +343,28 @@ def _fmt_floor(row: dict[str, Any]) -> str:
     return "noise floor unknown" if f is None else f"noise floor x{f:.2f}"
 
 
+def fmt_cs(row: dict[str, Any]) -> str:
+    """'always-valid CS [+0.10, +0.32]' (or 'no always-valid CS') from a row's cs_low, cs_high."""
+    lo, hi = row.get("cs_low"), row.get("cs_high")
+    return "no always-valid CS" if lo is None or hi is None else f"always-valid CS [{lo:+.2f}, {hi:+.2f}]"
+
+
+def _fmt_rr(r: dict[str, Any], sequential: bool) -> str:
+    return f"{r['persona']} RR {r['rr']:.2f} {_fmt_ci(r['rr_ci'])}, " + (f"{fmt_cs(r)}, " if sequential else "") \
+        + _fmt_floor(r)
+
+
+CRITERIA = {False: "RR 95% CI excludes 1, Holm-adjusted Fisher p < 0.05, RR outside the noise floor",
+            True: "always-valid CS of the congruence gap beyond no persona excludes 0, the RR 95% CI excludes 1 on "
+                  "the same side, RR outside the noise floor"}
+"""What a called identity-congruence effect passed, in the fixed and in the sequential design."""
+
+
 def numeracy_verdict(table: Sequence[dict[str, Any]], debias: Sequence[dict[str, Any]],
-                     counts: dict[str, int]) -> str:
-    """The verdict, from the table's rows, the debias rows and the counts only."""
+                     counts: dict[str, int], *, sequential: bool = False) -> str:
+    """The verdict, from the table's rows, the debias rows and the counts only. With a sequential
+    design (`sequential`) an effect is called from the always-valid CS (`cs_agrees`), never from
+    the fixed-sample Fisher p, which is not valid after looking at the data."""
     parts = []
     if counts.get("errors"):
         parts.append(f"{counts['errors']} of {counts.get('requests', 0)} requests failed (counted, not scored).")
@@ -350,27 +382,32 @@ def numeracy_verdict(table: Sequence[dict[str, Any]], debias: Sequence[dict[str,
                         "scored answer on one side).")
         for arm in dict.fromkeys(r["arm"] for r in tested):
             arm_rows = [r for r in tested if r["arm"] == arm]
-            hits = [r for r in arm_rows if congruence_effect(r)]
-            noise = [r for r in arm_rows if significant(r) and not congruence_effect(r)]
+            hits = [r for r in arm_rows if congruence_effect(r, sequential)]
+            noise = [r for r in arm_rows if significant(r, sequential) and not congruence_effect(r, sequential)]
             label = "no debiasing" if arm == NONE_ARM else f"arm {arm}"
             if hits:
                 said.append(f"With {label}, {len(hits)} of {len(arm_rows)} identity personas read the table "
                             "differently when the truth fit their identity: " + "; ".join(
-                                f"{r['persona']} RR {r['rr']:.2f} {_fmt_ci(r['rr_ci'])}, {_fmt_floor(r)}"
-                                + (" (beyond the neutral control)" if beyond_control(r) else
-                                   " (not beyond the neutral control)") for r in hits)
-                            + " (RR 95% CI excludes 1, Holm-adjusted Fisher p < 0.05, RR outside the noise floor).")
+                                _fmt_rr(r, sequential) + (" (beyond the neutral control)" if beyond_control(r) else
+                                                          " (not beyond the neutral control)") for r in hits)
+                            + f" ({CRITERIA[sequential]}).")
             else:
                 best = max(arm_rows, key=lambda r: abs(math.log(r["rr"])) if r["rr"] else 0.0)
+                rule = f"called when: {CRITERIA[True]}" if sequential else \
+                    "Holm-adjusted Fisher, alpha 0.05, with the RR CI excluding 1 and RR outside the noise floor"
                 said.append(f"With {label}, none of the {len(arm_rows)} identity personas shows an identity-congruence "
-                            f"effect (largest: {best['persona']} RR {best['rr']:.2f} {_fmt_ci(best['rr_ci'])}, "
-                            f"{_fmt_floor(best)}; Holm-adjusted Fisher, alpha 0.05, with the RR CI excluding 1 and RR "
-                            "outside the noise floor).")
+                            f"effect (largest: {_fmt_rr(best, sequential)}; {rule}).")
             if noise:
-                said.append(f"With {label}, " + "; ".join(f"{r['persona']} RR {r['rr']:.2f} {_fmt_ci(r['rr_ci'])}, "
-                                                          f"{_fmt_floor(r)}" for r in noise)
-                            + f" {'passes' if len(noise) == 1 else 'pass'} the CI and Holm test but not the noise floor "
-                            "(the split-half spread of the same persona): not distinguishable from noise.")
+                said.append(f"With {label}, " + "; ".join(_fmt_rr(r, sequential) for r in noise)
+                            + f" {'passes' if len(noise) == 1 else 'pass'} the {'CS' if sequential else 'CI and Holm'} "
+                            "test but not the noise floor (the split-half spread of the same persona): not "
+                            "distinguishable from noise.")
+            fixed_only = [r for r in arm_rows if sequential and significant(r) and not cs_agrees(r)]
+            if fixed_only:
+                said.append(f"With {label}, for " + ", ".join(r["persona"] for r in fixed_only) + " the fixed-sample "
+                            "RR CI and Holm-adjusted Fisher test point to an effect but the always-valid CS includes 0 "
+                            "or points the other way (fixed-sample figures are not valid after looking at the data): "
+                            "not counted.")
         for d in (x for x in debias if x["model"] == model):
             if not d.get("gap"):
                 said.append(f"Arm {d['arm']}: no congruence gap to compare.")

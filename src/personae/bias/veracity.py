@@ -232,7 +232,8 @@ def veracity_table(ratings: Sequence[Rating], per: dict[tuple[str, str, str], li
         if w:
             floor = vda_noise_floor(per[(model, arm, a)], per[(model, arm, b)], n_splits=n_splits,
                                     seed=derive_seed(seed, "noise-floor", model, arm, label))
-            tests.append({"model": model, "arm": arm, "comparison": label, **w, "noise_floor": floor,
+            tests.append({"model": model, "arm": arm, "comparison": label, "persona": a, "against": b, **w,
+                          "noise_floor": floor,
                           "within_noise_floor": None if floor is None else abs(w["diff"]) <= floor})
 
     for model, arm, persona in per:
@@ -259,18 +260,29 @@ def _mean(xs: Sequence[int]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def vda_significant(t: dict[str, Any]) -> bool:
-    """Holm-adjusted Welch p < 0.05 and the CI of the difference excludes 0 (the floor not yet asked)."""
+def vda_significant(t: dict[str, Any], sequential: bool = False) -> bool:
+    """Holm-adjusted Welch p < 0.05 and the CI of the difference excludes 0 (the floor not yet asked);
+    with a sequential design `vda_cs_agrees` instead (the fixed-sample p is not valid after looking)."""
+    if sequential:
+        return vda_cs_agrees(t)
     p = t.get("p_holm")
     return p is not None and p < 0.05 and (t["ci"][0] > 0 or t["ci"][1] < 0)
 
 
-def vda_differs(t: dict[str, Any]) -> bool:
-    """A VDA difference: Holm-adjusted Welch p < 0.05, the CI of the difference excludes 0 and the
-    difference is larger than its split-half noise floor (an unknown floor distinguishes nothing)."""
+def vda_cs_agrees(t: dict[str, Any]) -> bool:
+    """Sequential design: the comparison's always-valid CS (cs_low, cs_high: a persona against no
+    persona; identity pairs have none) excludes 0 and Welch's CI excludes 0 on the same side."""
+    lo, hi = t.get("cs_low"), t.get("cs_high")
+    return lo is not None and hi is not None and ((lo > 0 and t["ci"][0] > 0) or (hi < 0 and t["ci"][1] < 0))
+
+
+def vda_differs(t: dict[str, Any], sequential: bool = False) -> bool:
+    """A VDA difference: Holm-adjusted Welch p < 0.05 (with a sequential design: `vda_cs_agrees`), the
+    CI of the difference excludes 0 and the difference is larger than its split-half noise floor (an
+    unknown floor distinguishes nothing)."""
     from ..stats import beyond_floor  # noqa: PLC0415
 
-    return vda_significant(t) and beyond_floor(t["diff"], t["ci"], t.get("noise_floor"))
+    return vda_significant(t, sequential) and beyond_floor(t["diff"], t["ci"], t.get("noise_floor"))
 
 
 def _fmt_floor(t: dict[str, Any]) -> str:
@@ -278,8 +290,18 @@ def _fmt_floor(t: dict[str, Any]) -> str:
     return "noise floor unknown" if f is None else f"noise floor {f:.3f}"
 
 
-def veracity_verdict(rows: Sequence[dict[str, Any]], tests: Sequence[dict[str, Any]]) -> str:
-    """What the veracity task found, from its rows and tests only."""
+def _fmt_test(t: dict[str, Any], sequential: bool) -> str:
+    cs = f", always-valid CS [{t['cs_low']:+.3f}, {t['cs_high']:+.3f}]" if sequential and t.get("cs_low") is not None \
+        else ""
+    return (f"{t['comparison']} ({t['arm']}) {t['diff']:+.3f} [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]{cs}, "
+            f"{_fmt_floor(t)}")
+
+
+def veracity_verdict(rows: Sequence[dict[str, Any]], tests: Sequence[dict[str, Any]], *,
+                     sequential: bool = False) -> str:
+    """What the veracity task found, from its rows and tests only. With a sequential design
+    (`sequential`) only the comparisons with an always-valid CS (each persona against no persona)
+    are decided, from that CS (`vda_cs_agrees`); the identity pairs' Welch figures are shown, not decided."""
     if not rows:
         return ""
     parts = []
@@ -287,25 +309,39 @@ def veracity_verdict(rows: Sequence[dict[str, Any]], tests: Sequence[dict[str, A
         base = [r for r in rows if r["model"] == model and r["persona"] == "none" and r["arm"] == "none"
                 and r["vda"] is not None]
         said = [f"Veracity discernment (no-persona VDA {base[0]['vda']:.3f}):" if base else "Veracity discernment:"]
-        mine = [t for t in tests if t["model"] == model]
-        hits = [t for t in mine if vda_differs(t)]
-        noise = [t for t in mine if vda_significant(t) and not vda_differs(t)]
+        every = [t for t in tests if t["model"] == model]
+        mine = [t for t in every if not sequential or t.get("cs_low") is not None]
+        hits = [t for t in mine if vda_differs(t, sequential)]
+        noise = [t for t in mine if vda_significant(t, sequential) and not vda_differs(t, sequential)]
+        kind = "persona vs no persona comparisons" if sequential else \
+            "comparisons (each persona vs no persona, each identity pair)"
+        rule = ("always-valid CS of the difference from no persona excludes 0, Welch's CI agrees, larger than the "
+                "noise floor" if sequential else "Holm-adjusted Welch p < 0.05, CI excludes 0, larger than the noise "
+                "floor")
         if not mine:
             said.append("no comparison could be made (fewer than 2 participants with every headline rated).")
         elif hits:
-            said.append(f"{len(hits)} of {len(mine)} comparisons differ: " + "; ".join(
-                f"{t['comparison']} ({t['arm']}) {t['diff']:+.3f} [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}], "
-                f"{_fmt_floor(t)}" for t in hits)
-                + " (Holm-adjusted Welch p < 0.05, CI excludes 0, larger than the noise floor).")
+            said.append(f"{len(hits)} of {len(mine)} {'persona vs no persona ' if sequential else ''}comparisons "
+                        "differ: " + "; ".join(_fmt_test(t, sequential) for t in hits) + f" ({rule}).")
         else:
-            said.append(f"none of the {len(mine)} comparisons (each persona vs no persona, each identity pair) differs "
-                        "(Holm-adjusted Welch, alpha 0.05, with the CI excluding 0 and the difference larger than "
-                        "the noise floor).")
+            said.append(f"none of the {len(mine)} {kind} differs (called when: {rule})." if sequential else
+                        f"none of the {len(mine)} {kind} differs (Holm-adjusted Welch, alpha 0.05, with the CI "
+                        "excluding 0 and the difference larger than the noise floor).")
         if noise:
-            said.append("; ".join(f"{t['comparison']} ({t['arm']}) {t['diff']:+.3f} [{t['ci'][0]:+.3f}, "
-                                  f"{t['ci'][1]:+.3f}], {_fmt_floor(t)}" for t in noise)
-                        + f" {'passes' if len(noise) == 1 else 'pass'} Welch and Holm but not the noise floor (the "
-                        "split-half spread of the same comparison): not distinguishable from noise.")
+            said.append("; ".join(_fmt_test(t, sequential) for t in noise)
+                        + f" {'passes' if len(noise) == 1 else 'pass'} {'the CS' if sequential else 'Welch and Holm'} "
+                        "but not the noise floor (the split-half spread of the same comparison): not "
+                        "distinguishable from noise.")
+        if sequential:
+            fixed_only = [t for t in mine if vda_significant(t) and not vda_cs_agrees(t)]
+            if fixed_only:
+                said.append("For " + ", ".join(f"{t['comparison']} ({t['arm']})" for t in fixed_only) + " Welch's "
+                            "test and CI point to a difference but the always-valid CS includes 0 or points the other "
+                            "way (fixed-sample figures are not valid after looking at the data): not counted.")
+            pairs = [t for t in every if t.get("cs_low") is None]
+            if pairs:
+                said.append(f"The {len(pairs)} identity-pair comparisons have no always-valid CS in a sequential design: "
+                            "their Welch figures are in stats.veracity_tests, not decided here.")
         dropped = sum(r["dropped_participants"] for r in rows if r["model"] == model)
         if dropped:
             said.append(f"{dropped} participants with a failed or unparseable rating were left out.")

@@ -18,7 +18,9 @@ go on. Because `plan` stays a pure function of the results, a killed run resumes
 
 How a study plugs in: give it `sequential: SequentialOptions | None` in its options, a
 `unit_values(results, items) -> {comparison: {item id: value}}`, the `bounds` and `null` of the
-values, and let `plan` return the requests of `Sequencer.next_items(...)`.
+values, a `unit_requests(item ids)` (every request of those items, as the fixed design asks them),
+and let `plan` return `next_batch(study, done)` and `analyze` put `sequential_report(study, results)`
+under stats.sequential (a `Sequenced` study).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigError
+from ..backends.base import Request
 from ..runner import Result
 from ..stats.sequential import CITATION, METHOD, ConfidenceSequence, StopDecision, StopRule, betting_cs_at, \
     stop_decision
@@ -169,6 +172,37 @@ class Sequencer:
         }
 
 
+class Sequenced(Protocol):
+    """A study with a sequential design: what `next_batch` and `sequential_report` ask of it."""
+
+    @property
+    def sequencer(self) -> Sequencer | None: ...
+
+    def unit_values(self, results: Sequence[Result], item_ids: Sequence[str]) -> UnitValues: ...
+
+    def unit_requests(self, item_ids: Sequence[str]) -> list[Request]: ...
+
+
+def _sequencer(study: Sequenced) -> Sequencer:
+    seq = study.sequencer
+    if seq is None:
+        raise ValueError("the study has no sequential design (options.sequential is not set)")
+    return seq
+
+
+def next_batch(study: Sequenced, done: Sequence[Result]) -> list[Request]:
+    """The requests of the next batch (the first one when nothing is done; [] once the rule stops)."""
+    ids = _sequencer(study).next_items(done, lambda released: study.unit_values(done, released))
+    return study.unit_requests(ids)
+
+
+def sequential_report(study: Sequenced, results: Sequence[Result]) -> dict[str, Any]:
+    """The stats.sequential block of a run: looks, calls against the fixed design's, the final CSs."""
+    seq = _sequencer(study)
+    ids = seq.released_ids(results)
+    return seq.report(study.unit_values(results, ids), len(ids), len(results), len(study.unit_requests(seq.order)))
+
+
 def stop_sentence(seq: Mapping[str, Any]) -> str:
     """One sentence on the sequential design: looks, items, calls saved, why it stopped."""
     why = {"decision": "every comparison's always-valid CS had reached a decision",
@@ -180,4 +214,5 @@ def stop_sentence(seq: Mapping[str, Any]) -> str:
             f"design's {seq['calls_fixed_design']} calls made ({seq['calls_saved']:.0%} saved).")
 
 
-__all__ = ["Look", "SequentialOptions", "Sequencer", "UnitValues", "check_sequential", "stop_sentence"]
+__all__ = ["Look", "Sequenced", "SequentialOptions", "Sequencer", "UnitValues", "check_sequential", "next_batch",
+           "sequential_report", "stop_sentence"]

@@ -42,7 +42,8 @@ from ._cells import Condition, cells
 from ._answers import accuracy_parse_wrong, bias_note, letter_distribution, point_ci_notes, sample_answer
 from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
 from ._predictions import Predictions, load_predictions
-from ._sequential import SequentialOptions, Sequencer, UnitValues, check_sequential, stop_sentence
+from ._sequential import SequentialOptions, Sequencer, UnitValues, check_sequential, next_batch, sequential_report, \
+    stop_sentence
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
@@ -306,8 +307,11 @@ class AccuracyStudy(Study[AccuracyOptions]):
             return []
         if self.sequencer is None:
             return [] if done else self.requests_for(self.items)
-        batch = self.sequencer.next_items(done, lambda ids: self.unit_values(done, ids))
-        return self.requests_for([self.items_by_id[i] for i in batch])
+        return next_batch(self, done)
+
+    def unit_requests(self, item_ids: Sequence[str]) -> list[Request]:
+        """Every request of the items with these ids (a sequential design's batch)."""
+        return self.requests_for([self.items_by_id[i] for i in item_ids])
 
     def requests_for(self, items: Sequence[MCItem]) -> list[Request]:
         """Every request of these items: each model, condition and replicate (or option letter)."""
@@ -545,11 +549,7 @@ def analyze_accuracy(study: AccuracyStudy, results: Sequence[Result], items: Seq
 
 def add_sequential(study: AccuracyStudy, results: Sequence[Result], summary: Summary) -> None:
     """The sequential design's looks, calls and always-valid CSs into the summary; the verdict re-read."""
-    seq = study.sequencer
-    assert seq is not None
-    ids = seq.released_ids(results)
-    block = seq.report(study.unit_values(results, ids), len(ids), len(results),
-                       len(study.requests_for([study.items_by_id[i] for i in seq.order])))
+    block = sequential_report(study, results)
     summary.stats["sequential"] = block
     labels = {(m, c): label for label, m, c in study.comparisons}
     for row in summary.table:

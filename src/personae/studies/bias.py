@@ -13,6 +13,10 @@ once per (arm, template, persona, item); each simulated participant then draws i
 those probabilities with its own seed (derived from the spec seed, the cell and the participant),
 so N participants cost two scoring requests per item and a re-run draws the same answers.
 Statistics and verdict: personae.bias.analysis.
+
+With `options.sequential` the items (numeracy items and headlines) are released in batches and the
+study stops once every identity persona's always-valid CS of its difference from no persona is
+decided (personae.studies._sequential; the unit values and their bounds: personae.bias.sequential).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from ..backends.base import Message, Request, Sampling, Tags
 from ..bias.analysis import Answer, debias_rows, did_logit, numeracy_table, numeracy_verdict
 from ..bias.external import External, load_external
 from ..bias.instruments import NumeracyItem, expand, load_vignettes
+from ..bias.sequential import BOUNDS, NULL, Comparison, check_units, congruence_sign, numeracy_cells, paired_values, \
+    veracity_cells, veracity_sign
 from ..bias.veracity import (RATING_PROMPT, RATINGS, Headline, Rating, load_headlines, parse_rating, veracity_table,
                              veracity_verdict)
 from ..errors import ConfigError
@@ -37,6 +43,9 @@ from ..persona import BUILTIN_TEMPLATES, Persona, builtin_personas
 from ..runner import Result
 from ..spec_types import ResolvedSpec
 from ._cells import Condition, cells, derive_seed
+from ._pairing import NOT_ENOUGH, Pairing, drop_warnings
+from ._sequential import SequentialOptions, Sequencer, UnitValues, check_sequential, next_batch, sequential_report, \
+    stop_sentence
 from .base import Study, Summary, count_results
 
 Arm = Literal["none", "step-by-step", "accuracy-prime"]
@@ -83,6 +92,15 @@ class BiasOptions(BaseModel):
     (participants draw from them); auto: logprob when every model's backend can score text."""
     constrained: bool = False
     """mode generate: constrain replies to one letter with a grammar (llama.cpp backends)."""
+    sequential: SequentialOptions | None = None
+    """Ask the items (numeracy items and headlines) in batches of look_every and stop once every
+    identity persona's always-valid CS of its difference from no persona (per task and arm)
+    excludes 0 (stop: decision) or is narrower than ci_width (stop: ci_width); see
+    personae.studies._sequential. A numeracy item's value is s (a_persona - a_no_persona), the
+    shares of participants correct, s = +1 congruent / -1 incongruent; a headline's is
+    s (r_persona - r_no_persona) / 5, the mean 1-6 ratings, s = +1 real / -1 fake: both lie in
+    [-1, 1] because shares lie in [0, 1] and two ratings differ by at most 5 (the CS needs known
+    bounds; personae.bias.sequential). Needs no_persona; not with results. None: the fixed design."""
 
 
 class BiasStudy(Study[BiasOptions]):
@@ -92,12 +110,16 @@ class BiasStudy(Study[BiasOptions]):
                        "rr_ci_high", "p_fisher_holm", "rr_noise_floor", "control_rr", "accuracy_neutral", "vda",
                        "vda_ci_low", "vda_ci_high", "vda_diff",
                        "vda_diff_ci_low", "vda_diff_ci_high", "vda_p_holm", "vda_noise_floor", "within_noise_floor",
-                       "errors", "parse_failures")
+                       "cs_low", "cs_high", "cs_items", "errors", "parse_failures")
 
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
         study = cls(resolved)
         o = study.options
+        check_sequential(o.sequential)
+        if o.sequential is not None and o.results is not None:
+            raise ConfigError("options.sequential decides which items to ask, and options.results asks no model.",
+                              field="options.sequential", fix="remove one of the two.")
         if study.external is not None:
             return
         if "numeracy" in o.tasks and not study.items:
@@ -112,6 +134,8 @@ class BiasStudy(Study[BiasOptions]):
                 raise ConfigError(f"no persona template '{t}'.{suggest(t, known)}", field="options.templates",
                                   fix=f"use {', '.join(sorted(BUILTIN_TEMPLATES))} or one defined under 'templates:'.")
         study.identity_personas  # noqa: B018 (raises on an unknown persona id)
+        if o.sequential is not None:
+            check_units(o.no_persona, study.comparisons, study.items_by_id, study.headlines_by_id)
         if o.mode == "logprob":
             cls.require_scoring(resolved, "mode 'logprob' (use mode: generate otherwise)", "options.mode")
 
@@ -223,13 +247,19 @@ class BiasStudy(Study[BiasOptions]):
 
     # ---------------------------------------------------------------- plan
     def plan(self, done: Sequence[Result]) -> list[Request]:
-        if done or self.external is not None:
+        if self.external is not None:
             return []
+        if self.sequencer is None:
+            return [] if done else self.requests_for(self.items, self.headlines)
+        return next_batch(self, done)
+
+    def requests_for(self, items: Sequence[NumeracyItem], headlines: Sequence[Headline]) -> list[Request]:
+        """Every request of these numeracy items and headlines: each model, arm, template, persona, participant."""
         reqs: list[Request] = []
-        for task, arms, items, options in (("numeracy", self.options.arms, self.items, "AB"),
-                                           ("veracity", self.veracity_arms, self.headlines, RATINGS)):
-            if items:
-                reqs += self._task_requests(task, arms, items, options)
+        for task, arms, units, options in (("numeracy", self.options.arms, items, "AB"),
+                                           ("veracity", self.veracity_arms, headlines, RATINGS)):
+            if units:
+                reqs += self._task_requests(task, arms, units, options)
         return reqs
 
     def _task_requests(self, task: str, arms: Sequence[str], items: Sequence[Any], options: str) -> list[Request]:
@@ -252,6 +282,77 @@ class BiasStudy(Study[BiasOptions]):
                 reqs.append(Request(kind="generate", sampling=self.spec.sampling.model_copy(update={"seed": cell.seed}),
                                     tags=tags, **base, **extra))
         return reqs
+
+    # ---------------------------------------------------------------- sequential design
+    @cached_property
+    def comparisons(self) -> tuple[Comparison, ...]:
+        """Each identity persona against no persona: per model and numeracy arm (the personas an
+        identity-frame item touches), and per model and veracity arm (every identity persona).
+        None without the no-persona arm."""
+        if not self.options.no_persona:
+            return ()
+        touched = {p for i in self.items if i.frame == "identity" for p in (i.favoured, i.disfavoured)}
+        ids = [p.id for p in self.identity_personas]
+        out = [Comparison("numeracy", m, arm, p) for m in self.spec.model for arm in self.options.arms for p in ids
+               if p in touched]
+        if self.headlines:
+            out += [Comparison("veracity", m, arm, p) for m in self.spec.model for arm in self.veracity_arms
+                    for p in ids]
+        return tuple(out)
+
+    @cached_property
+    def sequencer(self) -> Sequencer | None:
+        """The batches and stopping rule of options.sequential (None: the fixed design). Units: every
+        numeracy item (neutral-frame ones too: the control of the fixed-sample figures) and headline."""
+        o = self.options.sequential
+        if o is None or self.external is not None:
+            return None
+        return Sequencer(o, [i.id for i in self.items] + [h.id for h in self.headlines], self.spec.seed,
+                         bounds=BOUNDS, nulls=NULL, comparisons=[c.label for c in self.comparisons])
+
+    def unit_requests(self, item_ids: Sequence[str]) -> list[Request]:
+        """Every request of the items and headlines with these ids (a sequential design's batch)."""
+        return self.requests_for([self.items_by_id[i] for i in item_ids if i in self.items_by_id],
+                                 [self.headlines_by_id[i] for i in item_ids if i in self.headlines_by_id])
+
+    def _weight(self, c: Comparison, unit: str) -> float | None:
+        """The signed scale of a unit in a comparison (personae.bias.sequential); None: not one of its units."""
+        if c.task == "veracity":
+            h = self.headlines_by_id.get(unit)
+            return None if h is None else veracity_sign(h.real)
+        item = self.items_by_id.get(unit)
+        return None if item is None or item.frame != "identity" else congruence_sign(item.congruence(c.persona))
+
+    def paired(self, results: Sequence[Result], item_ids: Sequence[str]
+               ) -> tuple[dict[str, dict[str, float]], dict[str, Pairing[str]]]:
+        """Per comparison, the paired value of each of these units both arms answered, and the pairing."""
+        cells = {**numeracy_cells(self.answers(results)), **veracity_cells(self.ratings(results))}
+        return paired_values(self.comparisons, item_ids, cells, self._weight)
+
+    def unit_values(self, results: Sequence[Result], item_ids: Sequence[str]) -> UnitValues:
+        """Per comparison, the paired value of each of these units both arms answered (`paired`)."""
+        return self.paired(results, item_ids)[0]
+
+    def add_sequential(self, results: Sequence[Result], table: Sequence[dict[str, Any]],
+                       vrows: Sequence[dict[str, Any]], vtests: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The stats.sequential block, with the pairing of each comparison; each numeracy row, veracity
+        row and veracity test of a persona against no persona with an estimate gets its final
+        always-valid CS (cs_low, cs_high, cs_items), unless the comparison lost more than half its
+        units (not enough data: no estimate, as in the fixed design)."""
+        block = sequential_report(self, results)  # raises without options.sequential
+        released = self.sequencer.released_ids(results) if self.sequencer is not None else ()
+        pairings = self.paired(results, released)[1]
+        block["pairing"] = {label: p.as_dict() for label, p in pairings.items()}
+        final = block["final"]
+        for task, rows in (("numeracy", [r for r in table if r.get("rr") is not None]),
+                           ("veracity", [r for r in vrows if r.get("vda_diff") is not None]),
+                           ("veracity", [t for t in vtests if t.get("against") == "none"])):
+            for row in rows:
+                label = Comparison(task, row["model"], row["arm"], row["persona"]).label
+                cs = final.get(label)
+                if cs is not None and pairings[label].status != NOT_ENOUGH:
+                    row.update(cs_low=cs["cs_low"], cs_high=cs["cs_high"], cs_items=cs["n"])
+        return block
 
     # ---------------------------------------------------------------- analyze
     def _answer(self, tags: Tags, model: str, participant: int, correct: bool | None, error: bool) -> Answer:
@@ -358,8 +459,25 @@ class BiasStudy(Study[BiasOptions]):
             notes.append(f"{counts['parse_failures']} answers could not be parsed; left out (not scored wrong).")
         if ext is not None:
             notes.insert(0, ext.describe())
-        verdict = " ".join(v for v in (numeracy_verdict(table, debias, counts) if answers else "",
-                                       veracity_verdict(vrows, vtests)) if v)
+        block = self.add_sequential(results, table, vrows, vtests) if self.sequencer is not None else None
+        lead: list[str] = []
+        if block is not None:
+            stats["sequential"] = block
+            asked = {r.request.tags.item for r in results}  # the released units: items and headlines asked
+            stats["items"] = sum(i.id in asked for i in self.items)
+            stats["headlines"] = sum(h.id in asked for h in self.headlines)
+            lead = [drop_warnings(block["pairing"].items()).strip(), stop_sentence(block)]
+            notes.append(stop_sentence(block) + " cs_low/cs_high: the always-valid CS of each identity persona's "
+                         "difference from no persona (numeracy: per identity-frame item, the congruence-signed "
+                         "difference of the shares correct; veracity: per headline, the veracity-signed difference of "
+                         f"the mean ratings / 5; personae.bias.sequential; {block['method']}; "
+                         f"{1 - block['alpha']:.0%} for all comparisons at once). A unit with a failed request in "
+                         "either arm is left out of both (stats.sequential.pairing counts the units each arm lost). "
+                         "The RR, Fisher, Welch and DiD figures are the fixed-sample ones over the items asked, shown "
+                         "for comparison: they are not valid after looking at the data, so only the CS decides.")
+        seq = block is not None
+        verdict = " ".join(v for v in (*lead, numeracy_verdict(table, debias, counts, sequential=seq) if answers else "",
+                                       veracity_verdict(vrows, vtests, sequential=seq)) if v)
         for r in vrows:
             ci = r["vda_ci"] or [None, None]
             extra = {}
@@ -396,6 +514,8 @@ class BiasStudy(Study[BiasOptions]):
             lines.append(f"veracity: {len(self.headlines)} headlines ({real} real, {len(self.headlines) - real} fake) from "
                          f"{self.options.headlines}, rated 1-6; {len(self.conditions(self.veracity_arms))} conditions x "
                          f"{self.spec.replicates} participants; VDA = 0.5 + (mean real - mean fake) / 10.")
+        if self.sequencer is not None:
+            lines.append(self.sequencer.describe())
         return lines
 
 

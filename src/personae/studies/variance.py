@@ -44,7 +44,8 @@ from ..stats import paired_difference_ci, bootstrap_ci, holm, jensen_shannon, wi
 from ..stats.dispersion import dispersion_test, variance_shares
 from ._cells import Condition, cells
 from ._pairing import NOT_ENOUGH, Pairing, drop_warnings, pair_units
-from ._sequential import SequentialOptions, Sequencer, UnitValues, check_sequential, stop_sentence
+from ._sequential import SequentialOptions, Sequencer, UnitValues, check_sequential, next_batch, sequential_report, \
+    stop_sentence
 from .base import Study, Summary, count_results
 
 BASELINE = "baseline"
@@ -136,8 +137,11 @@ class VarianceStudy(Study[VarianceOptions]):
     def plan(self, done: Sequence[Result]) -> list[Request]:
         if self.sequencer is None:
             return [] if done else self.requests_for(self.items)
-        batch = self.sequencer.next_items(done, lambda ids: self.unit_values(done, ids))
-        return self.requests_for([self.items_by_id[i] for i in batch])
+        return next_batch(self, done)
+
+    def unit_requests(self, item_ids: Sequence[str]) -> list[Request]:
+        """Every request of the items with these ids (a sequential design's batch)."""
+        return self.requests_for([self.items_by_id[i] for i in item_ids])
 
     def requests_for(self, items: Sequence[MCItem]) -> list[Request]:
         """Every request of these items: each model, persona (and the no-persona panel) and run."""
@@ -201,11 +205,8 @@ class VarianceStudy(Study[VarianceOptions]):
 
     def analyze(self, results: Sequence[Result]) -> Summary:
         summary = analyze_variance(self, results, self.released_items(results))
-        seq = self.sequencer
-        if seq is not None:
-            ids = seq.released_ids(results)
-            block = seq.report(self.unit_values(results, ids), len(ids), len(results),
-                               len(self.requests_for([self.items_by_id[i] for i in seq.order])))
+        if self.sequencer is not None:
+            block = sequential_report(self, results)
             summary.stats["sequential"] = block
             summary.notes.append(stop_sentence(block) + " The always-valid CS is of the share of items with a "
                                  f"significant persona effect (permutation p < {SIGNIFICANT}; {block['method']}); "
