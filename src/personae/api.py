@@ -13,7 +13,6 @@ import datetime as _dt
 import signal
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._json import dumps_strict, jsonable
+from ._json import jsonable
 from .backends.base import Backend
 from .backends.pool import BackendPool
 from .errors import ConfigError, PersonaeError, RunTerminated, error_text
@@ -138,7 +137,7 @@ class Run:
         self.status = "running"
         self.error: str | None = None
         self._rows_file: Any = None
-        self._rows_flushed = 0.0
+        self._rows_dirty = False
         self._tags_json: tuple[Any, str] = (None, "")
         self._folder_ok = False
         self._items: list[tuple[int, str, int | None, int, str]] = []
@@ -189,7 +188,13 @@ class Run:
                 bind = getattr(self.executor, "bind", None)
                 if bind is not None:  # an executor built outside the run (Ray) shares its counters and budget
                     bind(runner)
-                await self._waves(runner)
+                flusher = asyncio.create_task(self._flush_rows_every(ROWS_FLUSH_S))
+                try:
+                    await self._waves(runner)
+                finally:
+                    flusher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await flusher
             if runner.stopped:
                 self.status = "stopped"
             else:
@@ -325,11 +330,17 @@ class Run:
 
     def _write_row(self, res: Result) -> None:
         if self._rows_file is not None:
-            self._rows_file.write(dumps_strict(res.to_row()) + "\n")
-            now = time.monotonic()
-            if now - self._rows_flushed >= ROWS_FLUSH_S:
+            self._rows_file.write(res.row_json() + "\n")
+            self._rows_dirty = True
+
+    async def _flush_rows_every(self, seconds: float) -> None:
+        """Flush results.jsonl every `seconds` while rows come in (and at the end of each chunk):
+        a kill loses at most that much of the folder's copy, never a result in the store."""
+        while True:
+            await asyncio.sleep(seconds)
+            if self._rows_dirty and self._rows_file is not None:
                 self._rows_file.flush()
-                self._rows_flushed = now
+                self._rows_dirty = False
 
     def _totals(self) -> dict[str, Any]:
         """What the run's results cost, wherever they were computed (a cached re-run computes

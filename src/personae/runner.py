@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._json import dumps_strict
 from .backends.base import Backend, Embedding, Generation, Message, Request, Score
 from .backends.pool import BackendPool
 from .executors import AsyncioExecutor, Budget, Executor, Job, Outcome, RetryPolicy, RunAborted
@@ -60,20 +61,25 @@ class Result:
 
     def to_row(self) -> dict[str, Any]:
         """One line of results.jsonl."""
+        return {**self._row_head(), "messages": [_message_row(m) for m in self.request.messages],
+                **self._row_tail()}
+
+    def row_json(self) -> str:
+        """`to_row()` as its line of strict JSON, the same text as ``dumps_strict(self.to_row())``,
+        with the messages' JSON built once per messages tuple: a grid's replicates share one, and
+        its system prompt is most of a row (the cached re-run of a large grid writes every row)."""
+        head, tail = dumps_strict(self._row_head()), dumps_strict(self._row_tail())
+        return f'{head[:-1]}, "messages": {_messages_json(self.request.messages)}, {tail[1:]}'
+
+    def _row_head(self) -> dict[str, Any]:
         t = self.request.tags
+        return {"key": self.key, "model": self.request.model, "kind": self.request.kind, "role": t.role,
+                "persona": t.persona, "item": t.item, "condition": t.condition, "replicate": self.request.replicate,
+                "wave": t.wave, "extra": t.extra}
+
+    def _row_tail(self) -> dict[str, Any]:
         out = self.output
         return {
-            "key": self.key,
-            "model": self.request.model,
-            "kind": self.request.kind,
-            "role": t.role,
-            "persona": t.persona,
-            "item": t.item,
-            "condition": t.condition,
-            "replicate": self.request.replicate,
-            "wave": t.wave,
-            "extra": t.extra,
-            "messages": [_message_row(m) for m in self.request.messages],
             "prompt": self.request.prompt,
             "continuation": self.request.continuation,
             "input": self.request.input,
@@ -92,6 +98,22 @@ def _message_row(message: Message) -> dict[str, Any]:
     """A message as results.jsonl writes it, dumped once per distinct message (a grid's rows
     share a system prompt per persona and a question per item). Callers never change it."""
     return message.model_dump()
+
+
+_MESSAGES_JSON: dict[int, tuple[tuple[Message, ...], str]] = {}
+
+
+def _messages_json(messages: tuple[Message, ...]) -> str:
+    """The JSON of a request's messages in a row, once per messages tuple (the entry holds the
+    tuple, so its id is not reused while it is there)."""
+    hit = _MESSAGES_JSON.get(id(messages))
+    if hit is not None and hit[0] is messages:
+        return hit[1]
+    if len(_MESSAGES_JSON) >= 4096:
+        _MESSAGES_JSON.clear()
+    text = dumps_strict([_message_row(m) for m in messages])
+    _MESSAGES_JSON[id(messages)] = (messages, text)
+    return text
 
 
 def result_from_output(request: Request, key: str, kind: str, response: str, *, cached: bool,

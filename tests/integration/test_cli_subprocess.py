@@ -48,8 +48,17 @@ def env_with_store(store: Path) -> dict[str, str]:
     return env
 
 
-def kill_midway(spec: Path, out_dir: Path, store: Path, *, min_rows: int, total: int, tmp_path: Path) -> int:
-    """Start `personae run`, kill -9 it once the store holds >= min_rows results; return the rows it left."""
+def _file_rows(out_dir: Path) -> int:
+    try:
+        return (out_dir / "results.jsonl").read_text(encoding="utf-8").count("\n")
+    except OSError:
+        return 0
+
+
+def kill_midway(spec: Path, out_dir: Path, store: Path, *, min_rows: int, total: int, tmp_path: Path,
+                min_file_rows: int = 0) -> int:
+    """Start `personae run`, kill -9 it once the store holds >= min_rows results (and the run
+    folder's results.jsonl >= min_file_rows lines); return the rows it left."""
     log = (tmp_path / "killed.log").open("wb")
     proc = subprocess.Popen([*PERSONAE, "run", str(spec), "--out", str(out_dir), "--quiet"],
                             env=env_with_store(store), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -59,7 +68,7 @@ def kill_midway(spec: Path, out_dir: Path, store: Path, *, min_rows: int, total:
             if proc.poll() is not None:
                 pytest.fail(f"the run ended (rc {proc.returncode}) before it could be killed; "
                             f"rows: {store_rows(store)}/{total}\n{(tmp_path / 'killed.log').read_text()[-2000:]}")
-            if store_rows(store) >= min_rows:
+            if store_rows(store) >= min_rows and _file_rows(out_dir) >= min_file_rows:
                 break
             if time.monotonic() > deadline:
                 pytest.fail(f"no {min_rows} results within {KILL_WAIT_LIMIT_S:g} s")

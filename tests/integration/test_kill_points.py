@@ -140,7 +140,8 @@ def test_a_rerun_killed_midway_leaves_no_file_of_the_previous_run(tmp_path: Path
 
     write_spec(spec, {**small, "options": {"questions": QUESTIONS}})  # the same spec, grown: a re-run
     total = 2 * len(QUESTIONS)
-    kill_midway(spec, out_dir, store, min_rows=8, total=total, tmp_path=tmp_path)
+    # results.jsonl is flushed every ROWS_FLUSH_S (0.5 s): kill once it shows new rows beside the 4 cached
+    kill_midway(spec, out_dir, store, min_rows=8, total=total, tmp_path=tmp_path, min_file_rows=6)
     run = json.loads((out_dir / "run.json").read_text())
     assert run["run_id"] != first_id and run["status"] == "running"  # SIGKILL: no chance to write more
     assert [r["run_id"] for r in run["previous_runs"]] == [first_id]

@@ -139,3 +139,31 @@ def test_a_store_of_the_previous_version_is_migrated_and_its_rows_are_not_reused
         assert st.notices == []  # said once, when migrating
         (again,), _ = run_requests(FakeBackend(), st, [req])
         assert again.cached and again.text == res.text  # the v2 answer replaced the v1 row
+
+
+_texts = st.text(max_size=20)
+_requests = st.builds(
+    Request,
+    kind=st.sampled_from(["generate", "score", "embed"]),
+    model=st.sampled_from(["fake/test", "local/smollm2-135m"]),
+    messages=st.lists(st.builds(Message, role=st.sampled_from(["system", "user", "assistant"]), content=_texts),
+                      max_size=3).map(tuple),
+    prompt=st.none() | _texts, continuation=st.none() | _texts, per_token=st.booleans(),
+    sampling=st.builds(Sampling, temperature=st.sampled_from([0.0, 0, 0.7, 1.0]), top_p=st.sampled_from([1.0, 0.9]),
+                       max_tokens=st.sampled_from([128, 16]), seed=st.none() | st.integers(0, 2**31),
+                       stop=st.lists(_texts, max_size=2).map(tuple)),
+    json_schema=st.none() | st.just({"type": "object", "required": ("a",)}),
+    grammar=st.none() | _texts, replicate=st.integers(0, 3), persona_version=st.none() | st.integers(0, 3),
+    input=st.none() | _texts,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_requests)
+def test_key_payload_written_out_equals_pydantics_dump_of_the_non_default_fields(req: Request) -> None:
+    # key_payload builds the dict by hand for speed; pydantic's dump is the recipe it must equal
+    # (values and key order), so the canonical JSON and every key stay what they were.
+    reference = req.model_dump(mode="json", exclude={"tags"}, exclude_defaults=True)
+    got = req.key_payload()
+    assert got == reference and list(got) == list(reference)
+    assert req.key_payload() == reference  # a second call (the message memo) gives the same

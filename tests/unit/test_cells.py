@@ -106,6 +106,15 @@ def test_cells_seeds_are_distinct_and_derived_from_the_documented_parts() -> Non
     assert {c.seed for c in cells(["fake/a"], CONDITIONS, ITEMS, 3, seed=43)}.isdisjoint({c.seed for c in got})
 
 
+@pytest.mark.parametrize("tags", [Tags(), Tags(persona='say "hi"', item="q\\1", condition="ü", wave=3),
+                                  Tags(persona="p", item=None, condition=None, wave=12)])
+@pytest.mark.parametrize("seed", [0, 42, -7, 2**40])
+def test_cell_seeds_hash_the_cell_once_with_the_same_numbers_as_cell_seed(tags: Tags, seed: int) -> None:
+    from personae.studies._cells import cell_seed, cell_seeds
+    assert cell_seeds(seed, tags, 12) == [cell_seed(seed, tags, r) for r in range(12)]  # 10, 11: two digits
+    assert cell_seeds(seed, tags, 0) == []
+
+
 def test_cells_per_condition_replicates() -> None:
     conds = [Condition("pirate-captain", PIRATE), Condition("baseline", replicates=5)]
     got = Counter(c.condition for c in cells(["fake/a"], conds, ITEMS[:2], 2, seed=0))

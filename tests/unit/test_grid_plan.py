@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from collections import Counter
 from pathlib import Path
 
@@ -61,3 +63,12 @@ def test_bumping_persona_version_changes_every_key(tmp_path: Path) -> None:
             assert keys1[cell] != keys2[cell]
         else:  # the baseline has no persona, so its cache entries stay valid
             assert keys1[cell] == keys2[cell]
+
+
+def test_run_to_run_sd_is_numpys_sample_sd() -> None:
+    # the per-question SD is summed in plain Python for speed; numpy's ddof=1 SD is the reference
+    import numpy as np
+
+    from personae.studies.grid import _sd
+    for values in ([3, 5], [10, 10, 10], [1, 2, 3, 4, 50], [7, 0, 12, 12, 3, 9, 1000]):
+        assert _sd(values) == pytest.approx(float(np.std(values, ddof=1)), rel=1e-12)

@@ -260,3 +260,26 @@ def test_an_unexpected_backend_exception_is_an_error_row_not_a_crash() -> None:
         assert not bad.ok and "unexpected KeyError" in (bad.error or "") and bad.attempts == 1
         assert good.ok and good.text == "fine"
         assert runner.stats.errors == 1 and store.count("results") == 1
+
+
+def test_row_json_is_the_strict_json_of_to_row_for_every_kind_of_result() -> None:
+    # row_json splices the messages' JSON (built once per messages tuple) between the row's head
+    # and tail; the line must be the one dumps_strict(to_row()) writes, NaN and odd text included.
+    from personae._json import dumps_strict
+    from personae.backends.base import Embedding, Message, Score
+    from personae.runner import Result
+
+    msgs = (Message(role="system", content='Say "ahoy" \u00e9\n\x00'), Message(role="user", content="Q?"))
+    req = Request(model=MODEL, messages=msgs, replicate=2, tags=Tags(persona="p", item="q", extra={"x": float("nan")}))
+    results = [
+        Result(req, "k1", generation=Generation(text="a\u2028b", latency_s=0.5), cached=True),
+        Result(req, "k2", error="boom", error_id=3),
+        Result(req, "k3", score=Score(logprob=float("-inf"), n_tokens=2)),
+        Result(Request(model=MODEL, kind="embed", input="t"), "k4", embedding=Embedding(vector=(0.1, 0.2))),
+        Result(Request(model=MODEL, prompt="raw"), "k5", generation=Generation(text="")),
+    ]
+    for r in results:
+        line = r.row_json()
+        assert line == dumps_strict(r.to_row())
+        assert json.loads(line)["key"] == r.key
+    assert results[0].row_json() == results[0].row_json()  # the memo gives the same text twice

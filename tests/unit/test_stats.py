@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon as scipy_jensenshannon
 from statsmodels.stats.contingency_tables import Table2x2
@@ -563,3 +564,15 @@ def test_two_by_two_and_table_validation() -> None:
     with pytest.raises(ValueError, match="integer counts"):
         risk_ratio([[1.5, 2], [3, 4]])
     assert np.isnan(odds_ratio_ci([[5, 0], [3, 7]], correction="never").estimate)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 400), min_size=2, max_size=60), st.sampled_from([0.5, 0.8, 0.9, 0.95, 0.99]))
+def test_mean_ci_written_out_equals_scipys_ttest_interval(values: list[int], level: float) -> None:
+    # mean_ci computes scipy's t interval by formula for speed; scipy.stats.ttest_1samp is the reference
+    x = np.asarray(values, dtype=float)
+    if np.ptp(x) == 0:
+        return  # no spread: a point interval, tested above
+    ref = sps.ttest_1samp(x, 0.0).confidence_interval(confidence_level=level)
+    got = mean_ci(x, level)
+    assert (got.ci_low, got.ci_high) == pytest.approx((ref.low, ref.high), rel=1e-10, abs=1e-10)

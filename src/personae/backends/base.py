@@ -123,8 +123,24 @@ class Request(_Frozen):
     """Study bookkeeping, returned with the result; not part of the cache key."""
 
     def key_payload(self) -> dict[str, Any]:
-        """The fields that change the output and differ from their defaults (tags never do)."""
-        return self.model_dump(mode="json", exclude={"tags"}, exclude_defaults=True)
+        """The fields that change the output and differ from their defaults (tags never do): the
+        dict ``self.model_dump(mode="json", exclude={"tags"}, exclude_defaults=True)`` gives.
+
+        Written out rather than asked of pydantic, for speed: that dump compares the whole sampling
+        model with its default on every call, and a cached re-run of a large grid computes one key
+        per request (~5x faster this way; a property test holds the two equal)."""
+        if type(self) is not Request:  # a subclass's own fields: pydantic knows them
+            return self.model_dump(mode="json", exclude={"tags"}, exclude_defaults=True)
+        d = self.__dict__
+        out = {name: d[name] for name, default in _REQUEST_SCALARS if d[name] != default}
+        if d["messages"]:
+            out["messages"] = [dict(_message_key(m)) for m in d["messages"]]
+        sampling = _flat_nondefault(d["sampling"])
+        if sampling:
+            out["sampling"] = sampling
+        if d["json_schema"] is not None or d["decoding"] is not None:  # rare: pydantic dumps them
+            out.update(self.model_dump(mode="json", include={"json_schema", "decoding"}, exclude_defaults=True))
+        return {name: out[name] for name in _REQUEST_ORDER if name in out}
 
     def cache_key(self, fingerprint: str = "") -> str:
         """sha256 of canonical JSON: key version, the backend's fingerprint, and `key_payload()`.
@@ -142,6 +158,44 @@ class Request(_Frozen):
             if m.role == "user":
                 return m.content
         return self.prompt or ""
+
+
+_REQUEST_ORDER = tuple(Request.model_fields)
+_REQUEST_SCALARS = tuple((name, Request.model_fields[name].default) for name in _REQUEST_ORDER
+                         if name not in {"tags", "messages", "sampling", "json_schema", "decoding"})
+"""Request's fields of plain values (str, int, bool, None) and their defaults, for key_payload."""
+
+
+_REQUIRED = object()
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def _flat_nondefault(model: BaseModel) -> dict[str, Any]:
+    """A model of plain fields (Sampling, Message) as ``model_dump(mode="json", exclude_defaults=True)``
+    gives it: the fields that differ from their defaults, tuples as lists."""
+    defaults = _DEFAULTS.get(type(model))
+    if defaults is None:
+        defaults = _DEFAULTS[type(model)] = {name: _REQUIRED if f.is_required() else f.default
+                                             for name, f in type(model).model_fields.items()}
+    return {name: list(value) if isinstance(value, tuple) else value
+            for name, value in model.__dict__.items() if value is not defaults[name] and value != defaults[name]}
+
+
+_MESSAGE_KEYS: dict[int, tuple[Message, dict[str, Any]]] = {}
+
+
+def _message_key(message: Message) -> dict[str, Any]:
+    """A message's part of the cache key, dumped once per message object (a grid's requests share
+    one system message per persona and one question per item). The entry holds the message, so
+    its id is not reused while it is there."""
+    hit = _MESSAGE_KEYS.get(id(message))
+    if hit is not None and hit[0] is message:
+        return hit[1]
+    if len(_MESSAGE_KEYS) >= 8192:
+        _MESSAGE_KEYS.clear()
+    dumped = _flat_nondefault(message)
+    _MESSAGE_KEYS[id(message)] = (message, dumped)
+    return dumped
 
 
 class Generation(_Frozen):

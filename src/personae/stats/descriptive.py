@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats as sps
+from scipy import special
 
 
 @dataclass(frozen=True)
@@ -43,5 +44,8 @@ def mean_ci(values: Sequence[float] | np.ndarray, level: float = 0.95) -> Estima
         return Estimate(m, float("nan"), float("nan"), 1, level)
     if float(np.ptp(x)) <= 1e-12 * max(1.0, abs(m)):
         return Estimate(m, m, m, n, level)
-    ci = sps.ttest_1samp(x, 0.0).confidence_interval(confidence_level=level)
-    return Estimate(m, float(ci.low), float(ci.high), n, level)
+    # scipy's interval, mean +- t_{n-1}((1 + level) / 2) * SD / sqrt(n), written out: ttest_1samp
+    # takes ~0.7 ms a call here against ~0.03 ms, and a large grid asks for one per condition
+    # (1,000 at 100,000 requests). The test holds it to scipy's at rel 1e-12.
+    half = float(special.stdtrit(n - 1, (1 + level) / 2)) * float(x.std(ddof=1)) / math.sqrt(n)
+    return Estimate(m, m - half, m + half, n, level)

@@ -83,6 +83,20 @@ def cell_seed(seed: int, tags: Tags, replicate: int) -> int:
     return derive_seed(seed, tags.persona, tags.item, tags.condition, tags.wave, replicate)
 
 
+def cell_seeds(seed: int, tags: Tags, replicates: int) -> list[int]:
+    """`[cell_seed(seed, tags, r) for r in range(replicates)]`, the same numbers, with the cell's
+    part of the seed text hashed once: replicate r only appends ``, r]`` to the JSON of
+    ``[seed, persona, item, condition, wave`` (a 100,000-request grid derives 100,000 seeds)."""
+    head = _SEED_JSON.encode([seed, tags.persona, tags.item, tags.condition, tags.wave, 0])
+    prefix = hashlib.sha256(head[:-2].encode())  # drops the "0]" of replicate 0
+    out = []
+    for r in range(replicates):
+        h = prefix.copy()
+        h.update(f"{r}]".encode())
+        out.append(int.from_bytes(h.digest()[:4], "little") & 0x7FFFFFFF)
+    return out
+
+
 def cells(models: Sequence[str], conditions: Sequence[Condition], items: Sequence[ItemT], replicates: int, *,
           seed: int, persona_for: Callable[[str, ItemT], Persona | None] | None = None,
           outer: Literal["condition", "item"] = "condition") -> Iterator[Cell[ItemT]]:
@@ -106,6 +120,7 @@ def cells(models: Sequence[str], conditions: Sequence[Condition], items: Sequenc
         for cond, item in pairs:
             persona = persona_for(cond.name, item) if persona_for else cond.persona
             tags = Tags(persona=persona.id if persona else None, item=item.id, condition=cond.name)
-            for r in range(replicates if cond.replicates is None else cond.replicates):
+            n = replicates if cond.replicates is None else cond.replicates
+            for r, r_seed in enumerate(cell_seeds(seed, tags, n)):
                 yield Cell(model=model, condition=cond.name, persona=persona, item=item, replicate=r, tags=tags,
-                           seed=cell_seed(seed, tags, r))
+                           seed=r_seed)

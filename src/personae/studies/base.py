@@ -114,6 +114,7 @@ class Study(ABC, Generic[OptionsT]):
         self.options: OptionsT = cast(OptionsT, resolved.options)
         self.personas: tuple[Persona, ...] = resolved.personas
         self._system_prompts: dict[int, tuple[Persona, str, Message]] = {}
+        self._last_cell: tuple[Cell[Any], Sequence[Message], Request] | None = None
 
     @classmethod
     def check(cls, resolved: ResolvedSpec) -> None:
@@ -259,9 +260,21 @@ class Study(ABC, Generic[OptionsT]):
 
     def cell_request(self, cell: Cell[Any], history: Sequence[Message], *, sampling: Sampling | None = None,
                      **extra: Any) -> Request:
-        """The generation request of one cell of `cells()`: its model, persona, replicate, tags and seed."""
+        """The generation request of one cell of `cells()`: its model, persona, replicate, tags and seed.
+
+        The replicates of a cell differ only in replicate and seed: the next replicate of the cell
+        asked last (same tags, history and model) is a copy of its request with those two changed,
+        not a new validation of the same messages (a 100,000-request grid builds 100,000)."""
+        last = self._last_cell
+        if (last is not None and sampling is None and not extra and last[0].tags is cell.tags
+                and last[1] is history and last[0].model == cell.model and last[0].persona is cell.persona):
+            base = last[2]
+            return base.model_copy(update={"replicate": cell.replicate,
+                                           "sampling": base.sampling.model_copy(update={"seed": cell.seed})})
         seeded = (sampling or self.spec.sampling).model_copy(update={"seed": cell.seed})
-        return self._chat(cell.model, cell.persona, history, cell.replicate, cell.tags, seeded, extra)
+        request = self._chat(cell.model, cell.persona, history, cell.replicate, cell.tags, seeded, extra)
+        self._last_cell = (cell, history, request) if sampling is None and not extra else None
+        return request
 
     def _chat(self, model: str, persona: Persona | None, history: Sequence[Message], replicate: int, tags: Tags,
               sampling: Sampling, extra: dict[str, Any]) -> Request:
