@@ -84,7 +84,11 @@ def test_kv_f16_is_why_the_cache_is_f32() -> None:
         stepped = np.array([r[0, t] for r, t in zip(rows, toks[n:])])
         gaps[kv] = float(np.abs(whole - stepped).max())
     assert gaps["f32"] < 1e-4
-    assert gaps["f16"] > 1e-2  # if llama.cpp ever agrees in f16 too, the f32 default can go
+    import llama_cpp
+    if "LLAMAFILE = 1" in llama_cpp.llama_print_system_info().decode():
+        assert gaps["f16"] > 1e-2  # llamafile's sgemm rounds the batched f16 attention its own way
+    else:  # make's build (-DGGML_LLAMAFILE=OFF): one kernel for both paths, f16 agrees as well
+        assert gaps["f16"] < 1e-4
 
 
 def test_alpha_zero_listener_decoding_is_greedy_s0(local_backend: LocalBackend) -> None:

@@ -143,8 +143,8 @@ class LocalOptions(BaseModel):
     kv_type: Literal["f32", "f16"] = "f32"
     """Precision of the KV cache. f32 (default) makes a token's log-probabilities the same however
     the tokens were batched: with f16, llama.cpp's one-token attention path rounds differently from
-    its batched one (up to 0.65 nats apart on the embedded model), so a score would depend on which
-    prefix the cache happened to hold and a decoded token's log-probability would differ from the
+    its batched one in a build with llamafile's sgemm (up to 0.65 nats apart on the embedded model;
+    `make` builds without it, docs/backends.md), so a score would depend on which prefix the cache happened to hold and a decoded token's log-probability would differ from the
     scoring path's. f16 halves the KV memory; part of every cache key."""
 
 
